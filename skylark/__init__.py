@@ -1,0 +1,32 @@
+"""skylark: a from-scratch NumPy CNN whose every gradient is verified against the frameworks.
+
+    import skylark as sk
+    model = sk.skylark_cnn()                       # Conv3x3(8) -> MaxPool2 -> Dense, NCHW
+    loss, dlogits = sk.softmax_cross_entropy(model.forward(x), y)
+    model.backward(dlogits)                        # fills model.grads(), torch names
+"""
+
+__version__ = "0.1.0"
+
+from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, Softmax, softmax
+from .losses import softmax_cross_entropy
+from .model import CheckpointError, CheckpointNotFoundError, Sequential, skylark_cnn
+from .optim import SGD
+
+__all__ = [
+    "SGD",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "Conv2D",
+    "Dense",
+    "Flatten",
+    "Layer",
+    "MaxPool2D",
+    "ReLU",
+    "Sequential",
+    "Softmax",
+    "__version__",
+    "skylark_cnn",
+    "softmax",
+    "softmax_cross_entropy",
+]

@@ -1,0 +1,96 @@
+"""The layer protocol every skylark layer follows, and the argument checks they share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+DTYPES = ("float32", "float64")
+
+
+def as_dtype(dtype) -> np.dtype:
+    """`"float32"`, `np.float64`, ... -> np.dtype; anything else is a ValueError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}. Received: dtype={dtype!r}")
+    return dt
+
+
+def pair(value, name: str) -> tuple[int, int]:
+    """An int or a pair of ints -> (h, w); bools, floats and other lengths are rejected."""
+    items = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items
+    ):
+        raise ValueError(f"{name} must be an int or a pair of ints. Received: {name}={value!r}")
+    return int(items[0]), int(items[1])
+
+
+def positive_pair(value, name: str) -> tuple[int, int]:
+    h, w = pair(value, name)
+    if h < 1 or w < 1:
+        raise ValueError(f"{name} must be >= 1. Received: {name}={value!r}")
+    return h, w
+
+
+def check_input(x, ndim: int, layer: str, dtype: np.dtype | None) -> np.ndarray:
+    """Return `x` as an array of `dtype` (no copy when it already is one) after a rank check.
+
+    `dtype=None` (parameter-free layers) keeps a floating input's dtype; integers become float64.
+    """
+    x = np.asarray(x)
+    if x.ndim != ndim:
+        raise ValueError(
+            f"{layer} expects a {ndim}-D input. Received: input with shape {x.shape}"
+        )
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise ValueError(f"{layer} expects a numeric input. Received: dtype={x.dtype}")
+    if dtype is None:
+        dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
+    return x.astype(dtype, copy=False)
+
+
+class Layer:
+    """A layer maps `forward(x) -> y` and `backward(dy) -> dx`.
+
+    `forward` keeps only what `backward` needs (the cache). `backward` *adds* each parameter's
+    gradient into `self.grads[name]`, as torch accumulates into `.grad`; `zero_grad()` clears them.
+    """
+
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.grads: dict[str, np.ndarray] = {}
+        self.training = True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def params(self) -> dict[str, np.ndarray]:
+        """Parameters by torch name (`weight`, `bias`); the live arrays, not copies."""
+        return {n: getattr(self, n) for n in self.param_names if getattr(self, n) is not None}
+
+    def zero_grad(self) -> None:
+        self.grads = {n: np.zeros_like(p) for n, p in self.params().items()}
+
+    def _accumulate(self, name: str, grad: np.ndarray) -> None:
+        if name in self.grads:
+            self.grads[name] += grad
+        else:
+            self.grads[name] = grad
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def _need_cache(self, cache):
+        if cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return cache

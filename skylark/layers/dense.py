@@ -1,0 +1,64 @@
+"""Dense: y = x @ W.T + b, like `torch.nn.Linear`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer, as_dtype, check_input
+
+
+class Dense(Layer):
+    """x: (N, in_features) -> y: (N, out_features); weight: (out, in) as torch; bias: (out,)."""
+
+    param_names = ("weight", "bias")
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, dtype="float32",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int. Received: {name}={v!r}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.dtype = as_dtype(dtype)
+        bound = 1.0 / np.sqrt(self.in_features)  # torch's default init
+        rng = np.random.default_rng(seed)
+        shape = (self.out_features, self.in_features)
+        self.weight = rng.uniform(-bound, bound, shape).astype(self.dtype)
+        self.bias = (
+            rng.uniform(-bound, bound, self.out_features).astype(self.dtype) if bias else None
+        )
+        self._x = None
+        self.zero_grad()
+
+    def __repr__(self) -> str:
+        return f"Dense({self.in_features}, {self.out_features}, bias={self.bias is not None})"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = check_input(x, 2, "Dense", self.dtype)
+        if x.shape[1] != self.in_features:
+            raise ValueError(
+                f"Dense expects {self.in_features} input features. "
+                f"Received: input with shape {x.shape}"
+            )
+        self._x = x
+        y = x @ self.weight.T
+        return y + self.bias if self.bias is not None else y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy: (N, out) -> dx: (N, in); adds dweight = dy.T @ x and dbias = sum_n dy."""
+        x = self._need_cache(self._x)
+        dy = np.asarray(dy, dtype=self.dtype)
+        self._accumulate("weight", dy.T @ x)
+        if self.bias is not None:
+            self._accumulate("bias", dy.sum(axis=0))
+        return dy @ self.weight
+
+    def output_shape(self, input_shape: tuple[int]) -> tuple[int]:
+        if tuple(input_shape) != (self.in_features,):
+            raise ValueError(
+                f"Dense expects {self.in_features} input features. "
+                f"Received: input feature shape {tuple(input_shape)}"
+            )
+        return (self.out_features,)

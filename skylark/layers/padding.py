@@ -1,0 +1,46 @@
+"""Padding rules shared by Conv2D and MaxPool2D: ints, pairs, "valid" and TF's "same"."""
+
+from __future__ import annotations
+
+from .base import pair
+
+Pads = tuple[int, int, int, int]  # (top, bottom, left, right)
+
+
+def check_padding(padding) -> object:
+    """Validate at construction; returns `"valid"`, `"same"` or an (h, w) pair of ints >= 0."""
+    if isinstance(padding, str):
+        if padding not in ("valid", "same"):
+            raise ValueError(
+                f"padding must be an int, a pair, 'valid' or 'same'. Received: padding={padding!r}"
+            )
+        return padding
+    ph, pw = pair(padding, "padding")
+    if ph < 0 or pw < 0:
+        raise ValueError(f"padding must be >= 0. Received: padding={padding!r}")
+    return ph, pw
+
+
+def resolve_pads(padding, size: tuple[int, int], kernel, stride) -> Pads:
+    """Per-side pads for an input of spatial `size` (H, W).
+
+    "same" follows TensorFlow: output = ceil(size / stride) and the total padding needed is split
+    with the odd extra pixel at the *bottom/right*. torch's symmetric `padding=` cannot express
+    that for stride > 1, which is why the torch reference pads explicitly.
+    """
+    if padding == "valid":
+        return 0, 0, 0, 0
+    if padding == "same":
+        pads = []
+        for n, k, s in zip(size, kernel, stride):
+            out = -(-n // s)
+            total = max((out - 1) * s + k - n, 0)
+            pads += [total // 2, total - total // 2]
+        return pads[0], pads[1], pads[2], pads[3]
+    ph, pw = padding
+    return ph, ph, pw, pw
+
+
+def out_size(n: int, k: int, s: int) -> int:
+    """Floor-mode output length of a window `k` sliding with stride `s` over `n` (padded) pixels."""
+    return (n - k) // s + 1

@@ -1,0 +1,178 @@
+"""Sequential, the Skylark CNN, and `.npz` checkpoints written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D
+from .layers.base import as_dtype
+
+_META_KEY = "__skylark_meta__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or does not fit the model."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint path does not exist (both a ValueError and a FileNotFoundError)."""
+
+
+class Sequential:
+    """Layers applied in order; parameters named like torch's state_dict (`0.weight`, `3.bias`)."""
+
+    def __init__(self, *layers: Layer) -> None:
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise ValueError(
+                    f"Sequential takes skylark layers. Received: layer {i} = {layer!r}"
+                )
+        self.layers = list(layers)
+
+    def __repr__(self) -> str:
+        body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({body}\n)"
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i: int) -> Layer:
+        return self.layers[i]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    __call__ = forward
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """Backpropagate d loss / d output through every layer; returns d loss / d input."""
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def zero_grad(self) -> None:
+        for layer in self.layers:
+            layer.zero_grad()
+
+    def params(self) -> dict[str, np.ndarray]:
+        """Ordered name -> live parameter array, with torch state_dict names."""
+        return {
+            f"{i}.{name}": p
+            for i, layer in enumerate(self.layers)
+            for name, p in layer.params().items()
+        }
+
+    def grads(self) -> dict[str, np.ndarray]:
+        """Ordered name -> accumulated gradient, the same keys as `params()`."""
+        return {
+            f"{i}.{name}": layer.grads[name]
+            for i, layer in enumerate(self.layers)
+            for name in layer.params()
+        }
+
+    def load_params(self, mapping) -> None:
+        """Copy `mapping` (name -> array) into the parameters, in place and in their dtype.
+
+        Rejects missing, unexpected and mis-shaped entries, naming each; nothing is copied
+        unless everything fits.
+        """
+        own = self.params()
+        missing = [k for k in own if k not in mapping]
+        extra = [k for k in mapping if k not in own]
+        if missing or extra:
+            raise ValueError(
+                f"parameters do not match the model. Missing: {missing}; unexpected: {extra}. "
+                f"Expected keys: {list(own)}"
+            )
+        arrays = {k: np.asarray(mapping[k]) for k in own}
+        for k, p in own.items():
+            if arrays[k].shape != p.shape:
+                raise ValueError(
+                    f"parameter {k!r} has the wrong shape. Expected: {p.shape}. "
+                    f"Received: shape {arrays[k].shape}"
+                )
+            if not np.isfinite(arrays[k]).all():
+                raise ValueError(f"parameter {k!r} holds nan or inf values")
+        for k, p in own.items():
+            np.copyto(p, arrays[k], casting="same_kind")
+
+    def save(self, path, metadata: dict | None = None) -> Path:
+        """Write the parameters (and JSON-able `metadata`) to `path` as `.npz`, atomically:
+        a temporary file in the same folder is renamed over `path` only once fully written,
+        so a crash never leaves a half-written checkpoint in place of a good one."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise ValueError(f"checkpoints are .npz files. Received: path={str(path)!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = dict(self.params())
+        arrays[_META_KEY] = np.array(json.dumps(metadata or {}))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def load(self, path) -> dict:
+        """Load parameters saved by `save` into this model; returns the saved metadata."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointNotFoundError(f"no checkpoint at this path. Received: path={str(path)!r}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise CheckpointError(
+                f"cannot read checkpoint {str(path)!r} (corrupt or not an .npz): {e}"
+            ) from e
+        meta = arrays.pop(_META_KEY, None)
+        try:
+            self.load_params(arrays)
+        except ValueError as e:
+            raise CheckpointError(f"checkpoint {str(path)!r} does not fit this model: {e}") from e
+        return json.loads(str(meta)) if meta is not None else {}
+
+
+def skylark_cnn(
+    input_shape: tuple[int, int, int] = (1, 28, 28),
+    num_classes: int = 10,
+    filters: int = 8,
+    seed: int = 0,
+    dtype="float32",
+) -> Sequential:
+    """The Skylark net: Conv2D(C, filters, 3, bias=False) -> MaxPool2D(2) -> Flatten -> Dense.
+
+    Input (N, C, H, W); logits (N, num_classes) out (softmax lives in the loss). The Dense size
+    follows the input: filters * ((H - 2) // 2) * ((W - 2) // 2), 8*13*13 = 1352 for 28x28.
+    Init as in the Skylark seed: conv N(0, 1)/9, dense N(0, 1)/fan_in, bias 0.
+    """
+    if len(tuple(input_shape)) != 3:
+        raise ValueError(f"input_shape is (C, H, W). Received: input_shape={input_shape!r}")
+    dt = as_dtype(dtype)
+    c = int(input_shape[0])
+    conv = Conv2D(c, filters, 3, bias=False, dtype=dt)
+    pool = MaxPool2D(2)
+    feat = pool.output_shape(conv.output_shape(tuple(input_shape)))
+    fan_in = int(np.prod(feat))
+    dense = Dense(fan_in, num_classes, dtype=dt)
+    rng = np.random.default_rng(seed)
+    conv.weight[...] = rng.standard_normal(conv.weight.shape) / 9
+    dense.weight[...] = rng.standard_normal(dense.weight.shape) / fan_in
+    dense.bias[...] = 0
+    return Sequential(conv, pool, Flatten(), dense)
