@@ -1,0 +1,167 @@
+"""Datasets as NCHW arrays scaled to [-0.5, 0.5], and deterministic mini-batch shuffling."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .idx import read_idx
+
+__all__ = ["DATASETS", "FASHION_MNIST_DIR", "Dataset", "batches", "load_dataset"]
+
+DATASETS = ("digits", "fashion-mnist", "mnist")
+# where Debian's package dataset-fashion-mnist installs the four .gz IDX files
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+MNIST_ENV = "SKYLARK_MNIST_DIR"
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+DIGITS_TEST = 360  # digits split: the last 360 of scikit-learn's 1,797 images are the test set
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Dataset:
+    """Images ``x_train``, ``x_test``: (N, 1, H, W) float in [-0.5, 0.5].
+    Labels ``y_train``, ``y_test``: (N,) int64 in [0, num_classes).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image, e.g. (1, 28, 28)."""
+        return tuple(self.x_train.shape[1:])
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.name!r}, train={self.x_train.shape}, test={self.x_test.shape}, "
+            f"dtype={self.x_train.dtype}, num_classes={self.num_classes})"
+        )
+
+
+def load_dataset(name_or_dir: str | os.PathLike, dtype: str | np.dtype = "float32") -> Dataset:
+    """Load ``"digits"`` (8x8, scikit-learn), ``"fashion-mnist"`` (Debian's folder), ``"mnist"``
+    (the folder in $SKYLARK_MNIST_DIR) or any folder holding the four MNIST-format IDX files.
+
+    Names win over a folder of the same name; pass ``./digits`` to mean the folder.
+    """
+    try:
+        dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
+    except (TypeError, ValueError):
+        dt = None
+    if dt not in (np.float32, np.float64):
+        raise ValueError(
+            f"load_dataset: expected dtype float32 or float64, Received: dtype={dtype!r}"
+        )
+    key = os.fspath(name_or_dir)
+    if key == "digits":
+        return _digits(dt)
+    if key == "fashion-mnist":
+        if not os.path.isdir(FASHION_MNIST_DIR):
+            raise FileNotFoundError(
+                f"dataset 'fashion-mnist' not found in {FASHION_MNIST_DIR}. Install it with "
+                "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or pass the folder "
+                "holding its four IDX files instead of the name."
+            )
+        return _idx_folder(FASHION_MNIST_DIR, "fashion-mnist", dt)
+    if key == "mnist":
+        folder = os.environ.get(MNIST_ENV)
+        if not folder or not os.path.isdir(folder):
+            got = f"{MNIST_ENV}={folder!r}" if folder else f"{MNIST_ENV} unset"
+            raise FileNotFoundError(
+                "dataset 'mnist' needs the folder holding the four MNIST IDX files "
+                f"({', '.join(IDX_FILES)}, raw or .gz): pass that folder instead of 'mnist', "
+                f"or set {MNIST_ENV} to it. Received: {got}"
+            )
+        return _idx_folder(folder, "mnist", dt)
+    if os.path.isdir(key):
+        return _idx_folder(key, os.path.basename(os.path.normpath(key)), dt)
+    raise ValueError(
+        f"load_dataset: unknown dataset. Expected one of {DATASETS} or an existing folder of "
+        f"MNIST-format IDX files, Received: dataset={key!r}"
+    )
+
+
+def _digits(dt: np.dtype) -> Dataset:
+    try:
+        from sklearn.datasets import load_digits  # lazy: scikit-learn is an optional extra
+    except ImportError as e:
+        raise ImportError("dataset 'digits' needs scikit-learn: pip install 'skylark[data]'") from e
+    d = load_digits()
+    x = (d.images[:, None] / 16 - 0.5).astype(dt)  # exact: values are k/16 - 1/2
+    y = d.target.astype(np.int64)
+    n = len(y) - DIGITS_TEST
+    return Dataset("digits", x[:n], y[:n], x[n:], y[n:], 10)
+
+
+def _find(folder: str, stem: str) -> str:
+    for path in (os.path.join(folder, stem), os.path.join(folder, stem + ".gz")):
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"{folder}: no {stem} or {stem}.gz in this folder.")
+
+
+def _idx_folder(folder: str, name: str, dt: np.dtype) -> Dataset:
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder}: no such folder of IDX files.")
+    # x/255 - 0.5 through a 256-entry table: rounded once from float64, and no float64 copy of x
+    table = (np.arange(256) / 255 - 0.5).astype(dt)
+    arrays = []
+    for split in ("train", "t10k"):
+        images_path = _find(folder, f"{split}-images-idx3-ubyte")
+        labels_path = _find(folder, f"{split}-labels-idx1-ubyte")
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise ValueError(
+                f"{images_path}: expected 3-D uint8 images (N, H, W), "
+                f"Received: shape={images.shape}, dtype={images.dtype}"
+            )
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise ValueError(
+                f"{labels_path}: expected 1-D integer labels (N,), "
+                f"Received: shape={labels.shape}, dtype={labels.dtype}"
+            )
+        if len(images) != len(labels):
+            raise ValueError(
+                f"image and label counts differ: {images_path} has {len(images)} images, "
+                f"{labels_path} has {len(labels)} labels. Received: {len(images)} != {len(labels)}"
+            )
+        if labels.size and (labels.min() < 0 or labels.max() > 9):
+            raise ValueError(
+                f"{labels_path}: expected labels in 0..9, "
+                f"Received: min={labels.min()}, max={labels.max()}"
+            )
+        arrays += [table[images][:, None], labels.astype(np.int64), images_path]
+    x_train, y_train, train_path, x_test, y_test, test_path = arrays
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise ValueError(
+            f"train and test image sizes differ: {train_path} has {x_train.shape[2:]}, {test_path} "
+            f"has {x_test.shape[2:]}. Received: {x_train.shape[2:]} != {x_test.shape[2:]}"
+        )
+    return Dataset(name, x_train, y_train, x_test, y_test, 10)
+
+
+def batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Shuffled index batches for one epoch: a permutation of range(n) from
+    ``np.random.default_rng([seed, epoch])`` cut into (batch_size,) int64 arrays, last one partial.
+    """
+    for arg, value, low in (
+        ("n", n, 0),
+        ("batch_size", batch_size, 1),
+        ("seed", seed, 0),
+        ("epoch", epoch, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"batches: expected an int {arg} >= {low}, Received: {arg}={value!r}")
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
