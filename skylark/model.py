@@ -133,9 +133,12 @@ class Sequential:
         """Load parameters saved by `save` into this model; returns the saved metadata."""
         path = Path(path)
         if not path.is_file():
-            raise CheckpointNotFoundError(f"no checkpoint at this path. Received: path={str(path)!r}")
+            raise CheckpointNotFoundError(
+                f"no checkpoint at this path. Received: path={str(path)!r}"
+            )
         try:
-            with np.load(path, allow_pickle=False) as data:
+            # Open the file ourselves: np.load(path) leaks its handle when the zip is corrupt.
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
             raise CheckpointError(

@@ -17,7 +17,7 @@ def pad(x, pads, value=0.0):
 def conv_forward(x, w, b, stride, pads):
     """x (N, C, H, W), w (O, C, kh, kw), b (O,) or None -> y (N, O, Ho, Wo)."""
     xp = pad(x, pads)
-    n, c, hp, wp = xp.shape
+    n, _, hp, wp = xp.shape
     o, _, kh, kw = w.shape
     sh, sw = stride
     ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import skylark as sk
+
 from gradcheck import FD_RTOL, check_gradients, layer_fb, rel_error
 from oracle import conv_backward, conv_forward, maxpool_backward, maxpool_forward
 

@@ -1,4 +1,4 @@
-"""Conv2D: 2-D cross-correlation over NCHW batches, like `torch.nn.Conv2d` (groups=1, dilation=1)."""
+"""Conv2D: 2-D cross-correlation of NCHW batches, like `torch.nn.Conv2d` (groups=1, dilation=1)."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ class Conv2D(Layer):
         """dy: (N, C_out, H_out, W_out) -> dx: (N, C_in, H, W); adds dweight, dbias."""
         xp, x_shape, (t, l) = self._need_cache(self._cache)
         dy = np.asarray(dy, dtype=self.dtype)
-        n, _, ho, wo = dy.shape
+        _, _, ho, wo = dy.shape
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         cols = self._windows(xp, ho, wo)
         self._accumulate("weight", np.tensordot(dy, cols, axes=([0, 2, 3], [0, 2, 3])))

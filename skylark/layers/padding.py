@@ -32,7 +32,7 @@ def resolve_pads(padding, size: tuple[int, int], kernel, stride) -> Pads:
         return 0, 0, 0, 0
     if padding == "same":
         pads = []
-        for n, k, s in zip(size, kernel, stride):
+        for n, k, s in zip(size, kernel, stride, strict=True):
             out = -(-n // s)
             total = max((out - 1) * s + k - n, 0)
             pads += [total // 2, total - total // 2]

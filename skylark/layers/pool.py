@@ -23,7 +23,7 @@ class MaxPool2D(Layer):
         self.stride = self.kernel_size if stride is None else positive_pair(stride, "stride")
         self.padding = check_padding(padding)
         if isinstance(self.padding, tuple) and any(
-            2 * p > k for p, k in zip(self.padding, self.kernel_size)
+            2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)
         ):
             raise ValueError(
                 "MaxPool2D padding must be at most half the kernel size. "
