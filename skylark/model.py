@@ -14,6 +14,7 @@ from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D
 from .layers.base import as_dtype
 
 _META_KEY = "__skylark_meta__"
+_EXTRA = "__extra__/"
 
 
 class CheckpointError(ValueError):
@@ -107,8 +108,10 @@ class Sequential:
         for k, p in own.items():
             np.copyto(p, arrays[k], casting="same_kind")
 
-    def save(self, path, metadata: dict | None = None) -> Path:
-        """Write the parameters (and JSON-able `metadata`) to `path` as `.npz`, atomically:
+    def save(self, path, metadata: dict | None = None,
+             extra: dict[str, np.ndarray] | None = None) -> Path:
+        """Write the parameters, JSON-able `metadata` and `extra` arrays (optimizer state) to
+        `path` as `.npz`, atomically:
         a temporary file in the same folder is renamed over `path` only once fully written,
         so a crash never leaves a half-written checkpoint in place of a good one."""
         path = Path(path)
@@ -117,6 +120,7 @@ class Sequential:
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = dict(self.params())
         arrays[_META_KEY] = np.array(json.dumps(metadata or {}))
+        arrays.update({_EXTRA + k: np.asarray(v) for k, v in (extra or {}).items()})
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -130,7 +134,8 @@ class Sequential:
         return path
 
     def load(self, path) -> dict:
-        """Load parameters saved by `save` into this model; returns the saved metadata."""
+        """Load parameters saved by `save` into this model; returns the saved metadata, with
+        the `extra` arrays under `"extra"` when there are any."""
         path = Path(path)
         if not path.is_file():
             raise CheckpointNotFoundError(
@@ -145,11 +150,15 @@ class Sequential:
                 f"cannot read checkpoint {str(path)!r} (corrupt or not an .npz): {e}"
             ) from e
         meta = arrays.pop(_META_KEY, None)
+        extra = {k[len(_EXTRA):]: arrays.pop(k) for k in list(arrays) if k.startswith(_EXTRA)}
         try:
             self.load_params(arrays)
+            out = json.loads(str(meta)) if meta is not None else {}
         except ValueError as e:
             raise CheckpointError(f"checkpoint {str(path)!r} does not fit this model: {e}") from e
-        return json.loads(str(meta)) if meta is not None else {}
+        if extra:
+            out["extra"] = extra
+        return out
 
 
 def skylark_cnn(

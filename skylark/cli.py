@@ -1,0 +1,130 @@
+"""The `skylark` command: `check`, `compare` and `train` (also `python -m skylark`).
+
+argparse only, and no framework import here: `check` and `compare` load `reference`, which
+imports each framework lazily, only when the subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+
+EPILOG = """examples:
+  skylark compare                       train every framework in lockstep on digits, plot curves
+  skylark check --dtype float64         every tensor of every framework against numpy
+  skylark train --dataset fashion-mnist --epochs 3 --save ckpt.npz
+
+exit status: 0 ok, 1 a check failed (or training diverged), 2 bad usage or missing data."""
+
+
+def positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1. Received: {s}")
+    return v
+
+
+def positive_float(s: str) -> float:
+    v = float(s)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0. Received: {s}")
+    return v
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits",
+                   help="digits, fashion-mnist, mnist, or a folder of MNIST-format IDX files")
+    p.add_argument("--epochs", type=positive_int, default=10, help="passes over the train set")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per SGD step")
+    p.add_argument("--lr", type=positive_float, default=0.5, help="SGD learning rate")
+    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (torch semantics)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the init and the batch order")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skylark",
+        description="A NumPy CNN whose every gradient is verified against PyTorch, "
+                    "TensorFlow and Keras.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"skylark {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    from reference.check import add_arguments as add_check_arguments
+
+    check = sub.add_parser("check", formatter_class=fmt,
+                           help="compare every tensor of one batch across frameworks",
+                           description="Forward outputs, loss and every gradient of one batch, "
+                                       "each framework against numpy, within a derived budget.")
+    add_check_arguments(check)
+
+    compare = sub.add_parser("compare", formatter_class=fmt,
+                             help="train every framework in lockstep and plot the curves",
+                             description="Every framework trains the Skylark net from the same "
+                                         "initial weights on the same batches with the same SGD; "
+                                         "writes curves.png, curves.csv and summary.json.")
+    from reference.compare import add_arguments as add_compare_arguments
+
+    add_compare_arguments(compare)
+
+    train = sub.add_parser("train", formatter_class=fmt, help="train the NumPy Skylark net",
+                           description="NumPy-only training with a progress bar, test accuracy "
+                                       "per epoch, atomic checkpoints and --resume.")
+    add_train_arguments(train)
+    train.add_argument("--save", metavar="PATH", help="checkpoint (.npz) written every epoch")
+    train.add_argument("--resume", metavar="PATH", help="continue from this checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from . import skylark_cnn
+    from .data import load_dataset
+    from .train import DivergedError, fit
+
+    try:
+        data = load_dataset(args.dataset, dtype=args.dtype)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        print(f"skylark train: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{data!r}", file=sys.stderr)
+    model = skylark_cnn(input_shape=data.input_shape, num_classes=data.num_classes,
+                        seed=args.seed, dtype=args.dtype)
+    try:
+        hist = fit(model, data, args.epochs, args.batch_size, args.lr, args.momentum,
+                   args.seed, save=args.save, resume=args.resume, progress=not args.quiet)
+    except DivergedError as e:
+        print(f"skylark train: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:  # a bad --resume checkpoint
+        print(f"skylark train: error: {e}", file=sys.stderr)
+        return 2
+    if hist.test_accuracy:
+        print(f"final test accuracy: {hist.test_accuracy[-1]:.4f}")
+    if args.save:
+        print(f"checkpoint: {args.save}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "train":
+        return run_train(args)
+    if args.command == "check":
+        from reference.check import run
+    else:
+        from reference.compare import run
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The NumPy training loop: SGD over deterministic mini-batches, checkpoints, resume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data import Dataset, batches
+from .losses import softmax_cross_entropy
+from .model import Sequential
+from .optim import SGD
+from .progress import bar
+
+
+class DivergedError(RuntimeError):
+    """The loss became non-finite; the message names the step."""
+
+
+@dataclass
+class History:
+    """Per step: loss and batch accuracy; per epoch: test accuracy."""
+
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+
+
+def evaluate(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
+    """Top-1 accuracy of `model` on (x (N, C, H, W), y (N,)), in chunks to bound memory."""
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += int((model.forward(x[i : i + batch_size]).argmax(axis=1) ==
+                        y[i : i + batch_size]).sum())
+    return correct / len(x)
+
+
+def train_step(model: Sequential, opt: SGD, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """One SGD step on a batch; returns (loss, batch accuracy). Raises FloatingPointError when
+    the logits are non-finite (the loss checks them)."""
+    logits = model.forward(x)
+    loss, dlogits = softmax_cross_entropy(logits, y)
+    opt.zero_grad()
+    model.backward(dlogits)
+    opt.step()
+    return float(loss), float((logits.argmax(axis=1) == y).mean())
+
+
+def fit(
+    model: Sequential,
+    data: Dataset,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float = 0.0,
+    seed: int = 0,
+    save: str | Path | None = None,
+    resume: str | Path | None = None,
+    progress: bool = True,
+    log=print,
+) -> History:
+    """Train for `epochs` (counting those a resumed checkpoint already did).
+
+    The batch order of epoch e is `batches(n, batch_size, seed, e)`, so a resumed run sees the
+    same batches as an uninterrupted one. With `save`, a checkpoint is written atomically after
+    every epoch; if the loss turns non-finite, training stops with DivergedError and the last
+    good checkpoint stays as it was.
+    """
+    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive int. Received: {name}={v!r}")
+    opt = SGD(model, lr=lr, momentum=momentum)
+    hist, start = History(), 0
+    if resume is not None:
+        meta = model.load(resume)
+        start = int(meta.get("epoch", 0))
+        opt.load_state(meta.get("extra", {}))
+        hist = History(**meta.get("history", {}))
+        log(f"resumed from {resume} after epoch {start}")
+    n = len(data.x_train)
+    for epoch in range(start, epochs):
+        order = batches(n, batch_size, seed, epoch)
+        with bar(len(order), f"epoch {epoch + 1}/{epochs}", disable=not progress) as pbar:
+            for i, idx in enumerate(order):
+                try:
+                    loss, acc = train_step(model, opt, data.x_train[idx], data.y_train[idx])
+                except FloatingPointError as e:
+                    kept = f"; the last good checkpoint is kept at {save}" if save else ""
+                    raise DivergedError(
+                        f"loss became non-finite at epoch {epoch + 1}, step {i + 1} "
+                        f"(global step {len(hist.loss) + 1}){kept}. Try a smaller --lr. ({e})"
+                    ) from None
+                hist.loss.append(loss)
+                hist.accuracy.append(acc)
+                pbar.update(1)
+                if i % 10 == 0 or i == len(order) - 1:
+                    pbar.set_postfix_str(f"loss {loss:.4f} acc {np.mean(hist.accuracy[-50:]):.3f}")
+        test_acc = evaluate(model, data.x_test, data.y_test)
+        hist.test_accuracy.append(test_acc)
+        log(f"epoch {epoch + 1}/{epochs}: train loss {np.mean(hist.loss[-len(order):]):.4f}, "
+            f"test accuracy {test_acc:.4f}")
+        if save is not None:
+            model.save(save, metadata={
+                "epoch": epoch + 1, "dataset": data.name, "seed": seed, "lr": lr,
+                "momentum": momentum, "batch_size": batch_size, "history": vars(hist),
+            }, extra=opt.state())
+    return hist
