@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     length.add_argument("--steps", type=_positive_int, default=None,
                         help="SGD steps instead of epochs")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="images per step")
-    p.add_argument("--lr", type=float, default=0.5, help="SGD learning rate")
+    p.add_argument("--lr", type=float, default=0.2, help="SGD learning rate")
     p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (torch semantics)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                    help="float64 shows lockstep to 1e-9; float32 shows the real drift")

@@ -38,7 +38,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="digits, fashion-mnist, mnist, or a folder of MNIST-format IDX files")
     p.add_argument("--epochs", type=positive_int, default=10, help="passes over the train set")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per SGD step")
-    p.add_argument("--lr", type=positive_float, default=0.5, help="SGD learning rate")
+    p.add_argument("--lr", type=positive_float, default=0.2, help="SGD learning rate")
     p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (torch semantics)")
     p.add_argument("--seed", type=int, default=0, help="seed of the init and the batch order")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")

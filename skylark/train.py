@@ -84,7 +84,9 @@ def fit(
         with bar(len(order), f"epoch {epoch + 1}/{epochs}", disable=not progress) as pbar:
             for i, idx in enumerate(order):
                 try:
-                    loss, acc = train_step(model, opt, data.x_train[idx], data.y_train[idx])
+                    # Overflow on the way to divergence is reported once, below, by step.
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        loss, acc = train_step(model, opt, data.x_train[idx], data.y_train[idx])
                 except FloatingPointError as e:
                     kept = f"; the last good checkpoint is kept at {save}" if save else ""
                     raise DivergedError(
