@@ -178,12 +178,16 @@ def plot(path: Path, records, summary) -> bool:
     top.set_ylabel("training loss (mean cross-entropy)")
     top.legend(loc="upper right")
     top.grid(alpha=0.3)
+    if len(ok) == 1:
+        bottom.text(0.5, 0.5, "no other framework ran", ha="center", transform=bottom.transAxes)
+        bottom.set_ylim(floor, 1)
     bottom.set_yscale("log")
     if summary["dtype"] == "float64":
         bottom.axhline(LOCKSTEP_ATOL64, color="red", lw=1, ls="--", label="lockstep bar 1e-9")
     bottom.set_ylabel(f"|loss − numpy loss|\n(exact 0 drawn at {floor:g})")
     bottom.set_xlabel("SGD step")
-    bottom.legend(loc="upper left", fontsize=8, ncol=3)
+    if bottom.get_legend_handles_labels()[0]:
+        bottom.legend(loc="upper left", fontsize=8, ncol=3)
     bottom.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

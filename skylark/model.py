@@ -56,11 +56,22 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """Backpropagate d loss / d output through every layer; returns d loss / d input."""
-        for layer in reversed(self.layers):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Backpropagate d loss / d output through every layer; returns d loss / d input.
+
+        `input_grad=False` (training: the data needs no gradient) returns None and lets the
+        first layer skip its input gradient, as torch does for an input without requires_grad.
+        """
+        if not self.layers:
+            return dy if input_grad else None
+        for layer in reversed(self.layers[1:]):
             dy = layer.backward(dy)
-        return dy
+        first = self.layers[0]
+        if input_grad:
+            return first.backward(dy)
+        if first.param_names:  # it still owes its parameter gradients
+            first.backward(dy, input_grad=False)
+        return None
 
     def zero_grad(self) -> None:
         for layer in self.layers:

@@ -42,7 +42,7 @@ def train_step(model: Sequential, opt: SGD, x: np.ndarray, y: np.ndarray) -> tup
     logits = model.forward(x)
     loss, dlogits = softmax_cross_entropy(logits, y)
     opt.zero_grad()
-    model.backward(dlogits)
+    model.backward(dlogits, input_grad=False)  # like torch: the images need no gradient
     opt.step()
     return float(loss), float((logits.argmax(axis=1) == y).mean())
 

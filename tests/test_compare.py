@@ -27,7 +27,7 @@ def lockstep_run(tmp_path_factory):
 def test_every_framework_ran_and_is_in_lockstep_float64(lockstep_run):
     """Every step's loss within 1e-9 of numpy's, for every framework (none may be missing:
     CI installs all of them)."""
-    code, out, summary = lockstep_run
+    code, _, summary = lockstep_run
     assert code == 0
     assert list(summary["frameworks"]) == list(FRAMEWORKS)
     for name, s in summary["frameworks"].items():
@@ -42,7 +42,8 @@ def test_every_framework_ran_and_is_in_lockstep_float64(lockstep_run):
 
 def test_compare_writes_csv_png_summary(lockstep_run):
     _, out, summary = lockstep_run
-    rows = list(csv.DictReader(open(out / "curves.csv")))
+    with open(out / "curves.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == LOCKSTEP_STEPS * len(FRAMEWORKS)
     assert set(rows[0]) == {"framework", "step", "loss", "accuracy"}
     numpy_rows = [r for r in rows if r["framework"] == "numpy"]

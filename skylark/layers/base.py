@@ -85,6 +85,8 @@ class Layer:
         raise NotImplementedError
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy = d loss / d output -> dx = d loss / d input. Layers with parameters also take
+        `input_grad=False`: fill the parameter gradients only and return None."""
         raise NotImplementedError
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

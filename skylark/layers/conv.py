@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .base import Layer, as_dtype, check_input, positive_pair
 from .padding import check_padding, out_size, resolve_pads
@@ -50,6 +49,7 @@ class Conv2D(Layer):
             rng.uniform(-bound, bound, self.out_channels).astype(self.dtype) if bias else None
         )
         self._cache = None
+        self._cols = None
         self.zero_grad()
 
     def __repr__(self) -> str:
@@ -84,36 +84,63 @@ class Conv2D(Layer):
         _, ho, wo = self.output_shape(x.shape[1:])
         t, b, l, r = self.pads(x.shape[2:])
         xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r))) if t + b + l + r else x
-        cols = self._windows(xp, ho, wo)  # (N, C, Ho, Wo, kh, kw), a view
-        y = np.tensordot(cols, self.weight, axes=([1, 4, 5], [1, 2, 3]))  # (N, Ho, Wo, O)
-        y = y.transpose(0, 3, 1, 2)
+        cols = self._im2col(xp, ho, wo)  # (C*kh*kw, N*Ho*Wo)
+        # The whole batch in ONE GEMM: (O, C*kh*kw) @ (C*kh*kw, N*Ho*Wo) -> (O, N*Ho*Wo).
+        y = self.weight.reshape(self.out_channels, -1) @ cols
         if self.bias is not None:
-            y = y + self.bias[None, :, None, None]
-        self._cache = (xp, x.shape, (t, l))
-        return np.ascontiguousarray(y)
+            y += self.bias[:, None]
+        self._cache = (cols, xp.shape, x.shape, (t, l))
+        # Returned as a transposed VIEW: (N, O, Ho, Wo) to the caller, (O, N, Ho, Wo) in memory.
+        # No copy here, and a gradient that comes back in the same layout (MaxPool2D and ReLU
+        # keep it) makes the reshape in `backward` free too.
+        return y.reshape(self.out_channels, x.shape[0], ho, wo).transpose(1, 0, 2, 3)
 
-    def _windows(self, xp: np.ndarray, ho: int, wo: int) -> np.ndarray:
+    def _im2col(self, xp: np.ndarray, ho: int, wo: int) -> np.ndarray:
+        """xp (N, C, Hp, Wp) -> cols (C*kh*kw, N*Ho*Wo): row (c, p, q) is channel c shifted by
+        tap (p, q) and sampled every stride, for every output pixel of every sample."""
+        n, c = xp.shape[:2]
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        win = sliding_window_view(xp, (kh, kw), axis=(2, 3))  # (N, C, Hp-kh+1, Wp-kw+1, kh, kw)
-        return win[:, :, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]
-
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dy: (N, C_out, H_out, W_out) -> dx: (N, C_in, H, W); adds dweight, dbias."""
-        xp, x_shape, (t, l) = self._need_cache(self._cache)
-        dy = np.asarray(dy, dtype=self.dtype)
-        _, _, ho, wo = dy.shape
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        cols = self._windows(xp, ho, wo)
-        self._accumulate("weight", np.tensordot(dy, cols, axes=([0, 2, 3], [0, 2, 3])))
-        if self.bias is not None:
-            self._accumulate("bias", dy.sum(axis=(0, 2, 3)))
-        # dx: each tap (p, q) scatters dy back through w[:, :, p, q] onto a strided grid.
-        dxp = np.zeros(xp.shape, dtype=self.dtype)
+        shape = (c * kh * kw, n * ho * wo)
+        if self._cols is None or self._cols.shape != shape or self._cols.dtype != xp.dtype:
+            self._cols = np.empty(shape, xp.dtype)  # a scratch buffer reused across steps
+        cols = self._cols.reshape(c, kh, kw, n, ho, wo)
+        # One strided copy per tap (9 for 3x3), each moving whole rows: far cheaper than a
+        # Python loop over pixels, and a contiguous 2-D result that BLAS takes as it is.
         for p in range(kh):
             for q in range(kw):
-                tap = np.tensordot(dy, self.weight[:, :, p, q], axes=([1], [0]))  # (N,Ho,Wo,C)
+                tap = xp[:, :, p : p + (ho - 1) * sh + 1 : sh, q : q + (wo - 1) * sw + 1 : sw]
+                cols[:, p, q] = tap.transpose(1, 0, 2, 3)
+        return self._cols
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dy: (N, C_out, H_out, W_out) -> dx: (N, C_in, H, W); adds dweight, dbias.
+
+        `input_grad=False` skips dx and returns None: a first layer's input needs no gradient
+        (torch skips it too, as the input does not require grad), and it costs a third of the
+        layer's work.
+        """
+        cols, xp_shape, x_shape, (t, l) = self._need_cache(self._cache)
+        dy = np.asarray(dy, dtype=self.dtype)
+        n, o, ho, wo = dy.shape
+        # (N, O, Ho, Wo) -> (O, N*Ho*Wo): a free reshape when dy has forward's (O, N, ...)
+        # memory layout, a copy otherwise.
+        dy2 = dy.transpose(1, 0, 2, 3).reshape(o, -1)
+        # dW[o, (c, p, q)] = sum over every output pixel of dy * the input under tap (p, q).
+        self._accumulate("weight", (dy2 @ cols.T).reshape(self.weight.shape))
+        if self.bias is not None:
+            self._accumulate("bias", dy2.sum(axis=1))
+        if not input_grad:
+            return None
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        c = self.in_channels
+        dcols = (self.weight.reshape(o, -1).T @ dy2).reshape(c, kh, kw, n, ho, wo)
+        # col2im: each tap (p, q) scatters its row back onto a strided grid. `+=`: neighbouring
+        # taps overlap. (This scatter over taps is where the kernel flip, rot180, hides.)
+        dxp = np.zeros(xp_shape, dtype=self.dtype)
+        for p in range(kh):
+            for q in range(kw):
                 dxp[:, :, p : p + (ho - 1) * sh + 1 : sh, q : q + (wo - 1) * sw + 1 : sw] += (
-                    tap.transpose(0, 3, 1, 2)
+                    dcols[:, p, q].transpose(1, 0, 2, 3)
                 )
         h, w = x_shape[2:]
         return dxp[:, :, t : t + h, l : l + w]

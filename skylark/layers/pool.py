@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .base import Layer, check_input, positive_pair
 from .padding import check_padding, out_size, resolve_pads
@@ -52,35 +51,69 @@ class MaxPool2D(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, 4, "MaxPool2D", None)
         _, ho, wo = self.output_shape(x.shape[1:])
-        t, b, l, r = resolve_pads(self.padding, x.shape[2:], self.kernel_size, self.stride)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        pads = resolve_pads(self.padding, x.shape[2:], self.kernel_size, self.stride)
         xp = x
-        if t + b + l + r:
+        if any(pads):
+            t, b, l, r = pads
             xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=-np.inf)
-        win = sliding_window_view(xp, (kh, kw), axis=(2, 3))
-        win = win[:, :, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]
-        flat = win.reshape(*win.shape[:4], kh * kw)  # (N, C, Ho, Wo, kh*kw), row-major taps
-        # Ties: argmax returns the FIRST maximum in row-major window order, the element torch,
-        # TF and JAX send the whole gradient to. Routing it to every tied element instead (as
-        # some tutorials do) inflates gradients wherever a flat background makes windows tie.
-        arg = flat.argmax(axis=-1)
-        y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
-        self._cache = (arg, xp.shape, x.shape, (t, l))
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        # Separable: the max over each window's columns (along W), then over its rows (along H).
+        # The first maximum of each row, then the first row holding the overall maximum, IS the
+        # first maximum in row-major window order, so the tie rule survives the split.
+        row_max, col_arg = _first_max(xp, 3, kw, sw, wo)  # (N, C, Hp, Wo)
+        y, row_arg = _first_max(row_max, 2, kh, sh, ho)  # (N, C, Ho, Wo), C-contiguous
+        self._cache = (col_arg, row_arg, row_max.shape, xp, pads)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy: (N, C, H_out, W_out) -> dx: (N, C, H, W); one winner per window."""
-        arg, xp_shape, x_shape, (t, l) = self._need_cache(self._cache)
+        col_arg, row_arg, row_shape, xp, (t, b, l, r) = self._need_cache(self._cache)
         dy = np.asarray(dy)
-        _, _, ho, wo = dy.shape
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        dxp = np.zeros(xp_shape, dtype=dy.dtype)
-        zero = dy.dtype.type(0)
-        for tap in range(kh * kw):
-            p, q = divmod(tap, kw)
-            # `+=`, not `=`: with stride < kernel, windows overlap and one pixel can win twice.
-            dxp[:, :, p : p + (ho - 1) * sh + 1 : sh, q : q + (wo - 1) * sw + 1 : sw] += (
-                np.where(arg == tap, dy, zero)
-            )
-        h, w = x_shape[2:]
+        d_row_max = _route(dy, row_arg, 2, kh, sh, np.zeros(row_shape, dy.dtype))
+        # zeros_like keeps xp's memory layout (a Conv2D output is (C, N, H, W) in memory), so
+        # the Conv2D before us gets its gradient in the layout it reshapes for free.
+        dxp = _route(d_row_max, col_arg, 3, kw, sw, np.zeros_like(xp, dtype=dy.dtype))
+        h, w = xp.shape[2] - t - b, xp.shape[3] - l - r
         return dxp[:, :, t : t + h, l : l + w]
+
+
+def _taps(a: np.ndarray, axis: int, k: int, s: int, n: int) -> list[np.ndarray]:
+    """The k strided views a[..., i + j*s, ...] (j < n) along `axis`: tap i of every window."""
+    taps = []
+    for i in range(k):
+        index = [slice(None)] * a.ndim
+        index[axis] = slice(i, i + (n - 1) * s + 1, s)
+        taps.append(a[tuple(index)])
+    return taps
+
+
+def _first_max(a: np.ndarray, axis: int, k: int, s: int, n: int):
+    """Max over the n windows of size k, stride s along `axis`, and each window's tap index of
+    its FIRST maximum: a running max over the k taps, each a strided view (no window copy,
+    no argmax over a tiny last axis, no data-dependent branch)."""
+    taps = _taps(a, axis, k, s, n)
+    best = taps[0].copy()  # C-contiguous
+    arg = np.zeros(best.shape, np.min_scalar_type(k - 1))
+    for i, tap in enumerate(taps[1:], start=1):
+        # Ties: the strict `>` never lets a later equal tap take the lead, so the FIRST maximum
+        # wins, the element torch, TF and JAX send the whole gradient to. Routing it to every
+        # tied element instead (as some tutorials do) inflates gradients wherever a flat
+        # background makes windows tie.
+        better = tap > best
+        np.maximum(best, tap, out=best)  # not copyto(where=better): a nan still propagates
+        # Taps come in increasing order, so the newest leader has the largest index: a max
+        # records it without a masked (branchy, ~6x slower on random data) write.
+        np.maximum(arg, better * arg.dtype.type(i), out=arg)
+    return best, arg
+
+
+def _route(d: np.ndarray, arg: np.ndarray, axis: int, k: int, s: int, out: np.ndarray):
+    """Send d[..., j, ...] to tap arg[..., j, ...] of window j along `axis`, adding into `out`."""
+    for i, tap in enumerate(_taps(out, axis, k, s, d.shape[axis])):
+        # `+=`: with stride < kernel, windows overlap and one pixel can win twice.
+        # A multiply by the 0/1 mask, not np.where (branchy, ~6x slower): the losers get
+        # d * 0 = +-0, the same value (an inf or nan in d would leak to them, but the loss
+        # refuses non-finite logits before any backward).
+        tap += d * (arg == i)
+    return out
