@@ -195,7 +195,8 @@ def plot(path: Path, records, summary) -> bool:
     return True
 
 
-def print_table(summary, file=sys.stdout) -> None:
+def print_table(summary, file=None) -> None:
+    file = file or sys.stdout  # looked up per call: a default bound at import misses redirection
     print(f"\n{summary['steps']} steps on {summary['dataset']} ({summary['dtype']}), "
           f"batch {summary['batch_size']}, lr {summary['lr']}", file=file)
     head = f"{'framework':<17} {'status':<8} {'test acc':>8} {'seconds':>8} " \

@@ -1,0 +1,192 @@
+"""`skylark check`: every tensor of one batch through every framework, compared against numpy.
+
+    python -m reference.check --dtype float64 --input ties
+    python -m reference.check --frameworks torch,keras-jax --json check.json
+
+Prints a table (framework x tensor: max|a - b|, relative error, budget, ok/FAIL), the first
+diverging tensor per framework in forward order and then in each backward pass's order, and the
+environment fingerprint. Exit status: 0 when every tensor of every framework is within budget;
+1 when any is not, when a framework errors, or when a framework is MISSING (not installed) —
+unless --allow-missing, which reports MISSING loudly but does not fail on it; 2 on bad usage.
+
+For skylark/cli.py: `from reference.check import add_arguments, run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from .harness import INPUTS, run_check
+from .runners import FRAMEWORKS, PLANTS
+
+DEFAULT_FRAMEWORKS = [f for f in FRAMEWORKS if f != "numpy"]
+
+
+def _frameworks(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if names == ["all"]:
+        return list(DEFAULT_FRAMEWORKS)
+    bad = [n for n in names if n not in FRAMEWORKS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected 'all' or a comma-separated list of {', '.join(FRAMEWORKS)}. "
+            f"Received: {text!r}"
+        )
+    return [n for n in dict.fromkeys(names) if n != "numpy"]  # numpy is the reference
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0. Received: {text!r}")
+    return v
+
+
+def _plant(text: str) -> tuple[str, str]:
+    fw, _, bug = text.partition("=")
+    if fw not in DEFAULT_FRAMEWORKS or bug not in PLANTS:
+        raise argparse.ArgumentTypeError(
+            f"expected FRAMEWORK=BUG with BUG one of {PLANTS}. Received: {text!r}"
+        )
+    return fw, bug
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--frameworks", type=_frameworks, default=list(DEFAULT_FRAMEWORKS), metavar="LIST",
+        help=f"comma-separated, or 'all' (default: all = {','.join(DEFAULT_FRAMEWORKS)})",
+    )
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="the dtype every framework computes in (default: float32)")
+    parser.add_argument("--input", choices=INPUTS, default="random",
+                        help="random: U[-0.5, 0.5]; ties: flat background (pool windows tie); "
+                             "digits: scikit-learn 8x8 digits (default: random)")
+    parser.add_argument("--batch", type=_positive, default=4, help="batch size (default: 4)")
+    parser.add_argument("--seed", type=_seed, default=0,
+                        help="seed of the model and the batch (default: 0)")
+    parser.add_argument("--json", metavar="PATH", help="also write the full report here")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="a framework that is not installed is reported, not a failure")
+    parser.add_argument("--raw-weights", action="store_true",
+                        help="with ties/digits, keep the initial weights instead of rounding "
+                             "them to multiples of 1/64 (which makes tied windows tie exactly "
+                             "in every framework); float rounding may then pick other pool "
+                             "winners")
+    parser.add_argument("--quiet", action="store_true", help="table rows only for FAILs")
+    # TEST-ONLY: inject a known bug into one framework's copy (tests/test_check.py).
+    parser.add_argument("--plant", type=_plant, action="append", default=[],
+                        help=argparse.SUPPRESS)
+    return parser
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.2e}"
+
+
+def format_report(report: dict, quiet: bool = False) -> str:
+    cfg = report["config"]
+    lines = [f"skylark check: {cfg['dtype']}, input {cfg['input']}, batch {cfg['batch']}, "
+             f"seed {cfg['seed']}, input shape {tuple(cfg['input_shape'])}, "
+             f"weights {cfg['weights']}", ""]
+    head = f"{'framework':<17} {'tensor':<18} {'max|a-b|':>9} {'rel':>9} {'budget':>9}  status"
+    lines += [head, "-" * len(head)]
+    for f, r in report["frameworks"].items():
+        if r["status"] in ("MISSING", "ERROR"):
+            lines.append(f"{f:<17} {'(all)':<18} {'':>9} {'':>9} {'':>9}  {r['status']}")
+            continue
+        for row in r["rows"]:
+            if quiet and row["ok"]:
+                continue
+            status = "ok" if row["ok"] else "FAIL" + (f" ({row['note']})" if row["note"] else "")
+            lines.append(f"{f:<17} {row['tensor']:<18} {_fmt(row['max_abs']):>9} "
+                         f"{_fmt(row['rel']):>9} {_fmt(row['budget']):>9}  {status}")
+    lines += ["", "summary (first diverging tensor: forward order, then each backward pass):"]
+    for f, r in report["frameworks"].items():
+        if r["status"] == "MISSING":
+            lines.append(f"  {f:<17} MISSING  {r['reason']}")
+        elif r["status"] == "ERROR":
+            lines.append(f"  {f:<17} ERROR    {r['reason']}")
+        else:
+            w = r["worst"]
+            worst = (f"worst {w['tensor']} {_fmt(w['max_abs'])} of budget {_fmt(w['budget'])}"
+                     if w else "")
+            fb = r["first_backward"]
+            first = ("" if r["status"] == "ok" else
+                     f"first: forward {r['first_forward']}, loss pass {fb['loss']}, "
+                     f"cotangent pass {fb['cot']}; ")
+            lines.append(f"  {f:<17} {r['status']:<8} {first}{worst}")
+    fp = report.get("fingerprint", {})
+    lines += ["", "environment: " + ", ".join(
+        f"{k}={fp[k]}" for k in ("python", "numpy", "platform", "cpu_count", "dtype",
+                                 "torch_threads", "tf_threads", "env") if k in fp
+    )]
+    for f, v in fp.get("frameworks", {}).items():
+        lines.append(f"  {f:<17} " + ", ".join(f"{k} {x}" for k, x in v.items()
+                                                if k not in ("numpy", "skylark")))
+    return "\n".join(lines)
+
+
+def _jsonable(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the check the parsed `args` describe; print the report; return the exit status."""
+    report = run_check(
+        args.frameworks, dtype=args.dtype, input_kind=args.input, batch=args.batch,
+        seed=args.seed, plants=dict(getattr(args, "plant", []) or []),
+        dyadic=False if getattr(args, "raw_weights", False) else None,
+    )
+    print(format_report(report, quiet=args.quiet))
+    missing = [f for f, r in report["frameworks"].items() if r["status"] == "MISSING"]
+    failed = [f for f, r in report["frameworks"].items() if r["status"] in ("FAIL", "ERROR")]
+    if missing:
+        print(f"\nMISSING (not installed, NOT checked): {', '.join(missing)}"
+              + ("" if args.allow_missing else "  -> exit 1 (pass --allow-missing to accept)"),
+              file=sys.stderr)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(_jsonable(report), fh, indent=1, allow_nan=False)
+    if failed or (missing and not args.allow_missing):
+        print(f"\nskylark check FAILED: {', '.join(failed + missing)}")
+        return 1
+    print("\nskylark check passed: every tensor within budget")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(
+        prog="skylark check",
+        description="Compare every tensor of the Skylark net across numpy and the frameworks.",
+    ))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: 2 on bad usage, 0 for --help
+        return int(e.code or 0)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The Keras 3 reference: a keras.Sequential of Conv2D / MaxPooling2D / ReLU / Flatten / Dense.
+
+Runs on whatever backend Keras was imported with (KERAS_BACKEND; Keras fixes it at import, which
+is why `keras-tensorflow`, `keras-torch` and `keras-jax` each live in their own subprocess, see
+reference.worker). The loss is SparseCategoricalCrossentropy(from_logits=True): with logits the
+torch backend's probability clipping (PITFALLS.md #5) never applies.
+
+Skylark layer i becomes one or two Keras layers:
+- conv2d "valid"/"same" -> Conv2D(padding=...) (Keras' "same" is TF's rule on every backend);
+  int padding -> ZeroPadding2D + Conv2D("valid").
+- maxpool2d "valid"/"same" -> MaxPooling2D(padding=...); int padding -> NegInfPadding2D +
+  MaxPooling2D("valid"). NegInfPadding2D (below) pads with -inf: ZeroPadding2D would put a 0 in
+  the window, which wins whenever the real values there are all negative.
+
+Gradients: Keras has no autodiff of its own, so each backend's (tf.GradientTape, torch.autograd,
+jax.vjp) differentiates a stateless call: the variables' values are passed in through
+keras.StatelessScope, and every layer output gets a zero tensor added whose gradient is the
+gradient with respect to that output (exact: x + 0 == x).
+
+SGD is written out with keras.ops and Variable.assign, following torch's rule (v = mu*v + g,
+p -= lr*v). keras.optimizers.SGD keeps m = mu*m - lr*g; p += m instead: equal in exact arithmetic
+but rounded differently at every step, so lockstep training would drift in the last bits.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+from keras import ops
+
+from .runners import Runner
+from .spec import resolved_pads
+from .transfer import (
+    TRANSFER_PLANTS,
+    activation_from_keras,
+    activation_to_keras,
+    from_keras,
+    to_keras,
+)
+
+
+def fix_float64_promotion() -> str:
+    """Make Keras' float64 really float64 on the torch and jax backends; returns what it did.
+
+    Keras 3 (seen in 3.15) maps float64 to float32 in its type-promotion lattice on every backend
+    but TensorFlow (keras/src/backend/common/dtypes.py: BIT64_TO_BIT32_DTYPE, "to be aligned with
+    JAX's default behavior"), so ops.matmul casts two float64 operands to float32 and back: a
+    float64 Dense on the torch backend is only float32-accurate (measured 5e-9 off numpy where
+    torch itself is 1e-17 off) and the loss comes back float32. `skylark check` caught it at
+    out.3, the first Dense. We lift that one entry for float64 runs; set
+    SKYLARK_KERAS_STOCK_FLOAT64=1 to see stock Keras fail instead.
+    """
+    if os.environ.get("SKYLARK_KERAS_STOCK_FLOAT64") == "1":
+        return "off (SKYLARK_KERAS_STOCK_FLOAT64=1)"
+    try:
+        from keras.src.backend.common import dtypes
+    except ImportError:
+        return "not needed"
+    table = getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {})
+    if table.get("float64", "float64") == "float64":
+        return "not needed"
+    table["float64"] = "float64"
+    return "applied: float64 promotion kept 64-bit"
+
+
+def _no_tf32(backend: str) -> None:
+    """TF32 rounds float32 matmuls/convs to 10 mantissa bits on Ampere+ GPUs (PITFALLS #10)."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+    elif backend == "torch":
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+class NegInfPadding2D(keras.layers.Layer):
+    """Pad an NHWC map with -inf ((top, bottom, left, right)), for max-pooling with int padding."""
+
+    def __init__(self, pads, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.pads = tuple(int(p) for p in pads)
+
+    def call(self, x):
+        t, b, l, r = self.pads
+        return ops.pad(x, [[0, 0], [t, b], [l, r], [0, 0]], constant_values=float("-inf"))
+
+    def compute_output_shape(self, shape):
+        t, b, l, r = self.pads
+        n, h, w, c = shape
+        return n, None if h is None else h + t + b, None if w is None else w + l + r, c
+
+    def get_config(self):
+        return {**super().get_config(), "pads": self.pads}
+
+
+def build_keras_groups(spec: list[dict], input_shape, dtype: str) -> list[list]:
+    """For each skylark layer, the Keras layers (one, or a padding layer and one) that mirror it."""
+    groups = []
+    common = {"dtype": dtype}
+    for i, (s, pads) in enumerate(zip(spec, resolved_pads(spec, input_shape), strict=True)):
+        kind, name = s["kind"], f"l{i}"
+        if kind == "conv2d":
+            pad, pre = s["padding"], []
+            if not isinstance(pad, str):
+                ph, pw = pad
+                pre = [keras.layers.ZeroPadding2D(((ph, ph), (pw, pw)), name=f"{name}_pad",
+                                                  data_format="channels_last", **common)]
+                pad = "valid"
+            groups.append([*pre, keras.layers.Conv2D(
+                s["out_channels"], tuple(s["kernel_size"]), strides=tuple(s["stride"]),
+                padding=pad, use_bias=s["bias"], data_format="channels_last", name=name,
+                **common,
+            )])
+        elif kind == "maxpool2d":
+            pad, pre = s["padding"], []
+            if not isinstance(pad, str):
+                pre = [NegInfPadding2D(pads, name=f"{name}_pad", **common)]
+                pad = "valid"
+            groups.append([*pre, keras.layers.MaxPooling2D(
+                tuple(s["kernel_size"]), strides=tuple(s["stride"]), padding=pad,
+                data_format="channels_last", name=name, **common,
+            )])
+        elif kind == "relu":
+            groups.append([keras.layers.ReLU(name=name, **common)])
+        elif kind == "flatten":
+            groups.append([keras.layers.Flatten(data_format="channels_last", name=name,
+                                                **common)])
+        elif kind == "dense":
+            groups.append([keras.layers.Dense(s["out_features"], use_bias=s["bias"], name=name,
+                                              **common)])
+    return groups
+
+
+class KerasRunner(Runner):
+    name = "keras"
+
+    def versions(self):
+        backend = keras.backend.backend()
+        lib = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}[backend]
+        mod = __import__(lib)
+        out = {**super().versions(), "keras": keras.__version__, "keras_backend": backend,
+               lib: mod.__version__}
+        if getattr(self, "float64_fix", None):
+            out["keras_float64_fix"] = self.float64_fix
+        return out
+
+    def _build(self, params):
+        self.backend = keras.backend.backend()
+        _no_tf32(self.backend)
+        if self.dtype == "float64":
+            self.float64_fix = fix_float64_promotion()
+        if self.backend == "jax" and self.dtype == "float64":
+            import jax
+
+            if not jax.config.jax_enable_x64:  # without it jax silently computes in float32
+                jax.config.update("jax_enable_x64", True)
+        c, h, w = self.input_shape
+        self.groups = build_keras_groups(self.spec, self.input_shape, self.dtype)
+        self.model = keras.Sequential(
+            [keras.Input(shape=(h, w, c), dtype=self.dtype)]
+            + [layer for g in self.groups for layer in g]
+        )
+        plant = self.plant if self.plant in TRANSFER_PLANTS else None
+        kparams = to_keras(params, self.spec, self.input_shape, plant=plant)
+        self.vars = {}  # "i.kernel" / "i.bias" -> keras.Variable
+        for k, v in kparams.items():
+            i, n = k.split(".")
+            var = getattr(self.groups[int(i)][-1], n)
+            if tuple(var.shape) != v.shape:
+                raise ValueError(
+                    f"Keras variable {k!r}: expected shape {tuple(var.shape)}, received {v.shape}"
+                )
+            var.assign(v.astype(self.dtype))
+            self.vars[k] = var
+        reduction = "sum" if self.plant == "loss_sum" else "sum_over_batch_size"  # sum: planted
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction=reduction, dtype=self.dtype
+        )
+        self.velocity = None
+
+    # --- a stateless forward pass, differentiated by the backend's own autodiff ---------------
+
+    def _stateless(self, values, x, eps, labels):
+        """(loss, logits), outs: the model on variable `values`, with `eps[i]` added to out i."""
+        mapping = list(zip(self.vars.values(), values, strict=True))
+        with keras.StatelessScope(state_mapping=mapping):
+            outs, h = [], x
+            for i, group in enumerate(self.groups):
+                for layer in group:
+                    h = layer(h)
+                if eps is not None:
+                    h = ops.add(h, eps[i])  # + 0: its gradient is d/d out.i
+                outs.append(h)
+            loss = self.loss_fn(labels, h)
+        return (loss, h), outs
+
+    def _vjp(self, x, labels, cot=None):
+        """Forward, then the gradient w.r.t. (values, x, eps) from the loss and from `cot`."""
+        values = [ops.convert_to_numpy(v.value) for v in self.vars.values()]
+        eps = [np.zeros((x.shape[0], *_nhwc(s)), self.dtype) for s in self.out_shapes]
+        b = self.backend
+        if b == "tensorflow":
+            import tensorflow as tf
+
+            prim = [tf.constant(v) for v in [*values, x, *eps]]
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch(prim)
+                (loss, logits), outs = self._stateless(
+                    prim[: len(values)], prim[len(values)], prim[len(values) + 1:], labels
+                )
+            grads = {"loss": tape.gradient(loss, prim)}
+            if cot is not None:
+                grads["cot"] = tape.gradient(logits, prim, output_gradients=tf.constant(cot))
+            del tape
+        elif b == "torch":
+            import torch
+
+            prim = [torch.tensor(v, requires_grad=True) for v in [*values, x, *eps]]
+            (loss, logits), outs = self._stateless(
+                prim[: len(values)], prim[len(values)], prim[len(values) + 1:],
+                torch.tensor(labels),
+            )
+            grads = {"loss": torch.autograd.grad(loss, prim, retain_graph=cot is not None)}
+            if cot is not None:
+                grads["cot"] = torch.autograd.grad(logits, prim, grad_outputs=torch.tensor(cot))
+        elif b == "jax":
+            import jax
+            import jax.numpy as jnp
+
+            def f(prim):
+                return self._stateless(prim[: len(values)], prim[len(values)],
+                                       prim[len(values) + 1:], labels)
+
+            prim = [jnp.asarray(v) for v in [*values, x, *eps]]
+            (loss, logits), vjp, outs = jax.vjp(f, prim, has_aux=True)
+            grads = {"loss": vjp((jnp.ones_like(loss), jnp.zeros_like(logits)))[0]}
+            if cot is not None:
+                grads["cot"] = vjp((jnp.zeros_like(loss), jnp.asarray(cot)))[0]
+        else:
+            raise RuntimeError(f"keras: unsupported backend {b!r}")
+        to_np = ops.convert_to_numpy
+        return (
+            to_np(loss), [to_np(o) for o in outs],
+            {tag: [to_np(t) for t in g] for tag, g in grads.items()}, len(values),
+        )
+
+    def collect(self, x, labels, cotangent):
+        x, labels, cot = self._check_batch(x, labels, cotangent)
+        src = self.flat_sources
+        loss, outs, grads, nv = self._vjp(
+            activation_to_keras(x), labels, activation_to_keras(cot, src[-1])
+        )
+        result = {f"out.{i}": activation_from_keras(o, src[i]) for i, o in enumerate(outs)}
+        result["loss"] = np.asarray(loss)
+        for tag, g in grads.items():
+            pg = from_keras(dict(zip(self.vars, g[:nv], strict=True)), self.spec, self.input_shape)
+            result[f"{tag}/d.input"] = activation_from_keras(g[nv])
+            for i in range(len(outs)):
+                result[f"{tag}/d.out.{i}"] = activation_from_keras(g[nv + 1 + i], src[i])
+            result.update({f"{tag}/d.{k}": v for k, v in pg.items()})
+        return result
+
+    def _train_setup(self):
+        self.velocity = {}
+
+    def train_step(self, x, labels):
+        x, labels = self._check_batch(x, labels)
+        if self.velocity is None:
+            raise RuntimeError("keras: call train_setup(lr, momentum) first")
+        loss, _, grads, nv = self._vjp(activation_to_keras(x), labels)
+        lr = ops.convert_to_tensor(self.lr, self.dtype)
+        mu = ops.convert_to_tensor(self.momentum, self.dtype)
+        for (k, var), g in zip(self.vars.items(), grads["loss"][:nv], strict=True):
+            g = ops.convert_to_tensor(g, self.dtype)
+            if self.momentum:
+                v = self.velocity.get(k)
+                g = g if v is None else ops.add(ops.multiply(mu, v), g)  # v = mu*v + g
+                self.velocity[k] = g
+            var.assign(ops.subtract(var.value, ops.multiply(lr, g)))  # p -= lr*v
+        return float(loss)
+
+    def predict(self, x):
+        (x,) = self._check_batch(x)
+        return ops.convert_to_numpy(self.model(activation_to_keras(x), training=False))
+
+    def get_params(self):
+        self._check_setup()
+        return from_keras(
+            {k: ops.convert_to_numpy(v.value) for k, v in self.vars.items()},
+            self.spec, self.input_shape,
+        )
+
+
+def _nhwc(shape):
+    """(C, H, W) -> (H, W, C); a flat (F,) stays."""
+    return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
