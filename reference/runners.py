@@ -205,11 +205,9 @@ class NumpyRunner(Runner):
         x, labels = self._check_batch(x, labels)
         if getattr(self, "optimizer", None) is None:
             raise RuntimeError("numpy: call train_setup(lr, momentum) first")
-        self.optimizer.zero_grad()
-        loss, dz = sk.softmax_cross_entropy(self.model.forward(x), labels)
-        self.model.backward(dz)
-        self.optimizer.step()
-        return float(loss)
+        from skylark.train import train_step
+
+        return train_step(self.model, self.optimizer, x, labels)[0]
 
     def predict(self, x):
         (x,) = self._check_batch(x)
