@@ -30,30 +30,18 @@ LOCKSTEP_ATOL64 = 1e-9
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="digits",
-                   help="digits, fashion-mnist, mnist, or a folder of MNIST-format IDX files")
+    from skylark.cli import add_sgd_arguments, positive_int
+
+    add_sgd_arguments(p, "float64", "float64 shows lockstep to 1e-9; float32 shows the real drift")
     p.add_argument("--frameworks", default="all",
-                   help=f"comma-separated subset of {','.join(FRAMEWORKS)} ('all' = every one)")
+                   help=f"comma-separated subset of {','.join(FRAMEWORKS)}, or all")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=_positive_int, default=None,
-                        help="passes over the train set (default 5 when --steps is not given)")
-    length.add_argument("--steps", type=_positive_int, default=None,
-                        help="SGD steps instead of epochs")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per step")
-    p.add_argument("--lr", type=float, default=0.2, help="SGD learning rate")
-    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (torch semantics)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
-                   help="float64 shows lockstep to 1e-9; float32 shows the real drift")
-    p.add_argument("--seed", type=int, default=0, help="seed of the init and batch order")
+    length.add_argument("--epochs", type=positive_int, default=None,
+                        help="passes over the train set [default: 5, unless --steps]")
+    length.add_argument("--steps", type=positive_int, default=None,
+                        help="SGD steps instead of epochs (they may span epochs)")
     p.add_argument("--out", default="compare-out", help="folder for curves.png/.csv, summary.json")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _positive_int(s: str) -> int:
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1. Received: {s}")
-    return v
 
 
 def parse_frameworks(text: str) -> list[str]:
@@ -130,7 +118,7 @@ def summarize(records, args, data) -> dict:
             s.update(final_test_accuracy=r["test_accuracy"], seconds=round(r["seconds"], 3),
                      max_loss_diff=float(diff.max()), final_max_weight_diff=wdiff,
                      final_loss=r["losses"][-1], versions=r["versions"])
-            if args.dtype == "float64":
+            if args.dtype == "float64" and r is not ref:
                 s["lockstep"] = bool(diff.max() <= LOCKSTEP_ATOL64)
         out["frameworks"][r["framework"]] = s
     return out
@@ -206,9 +194,12 @@ def print_table(summary, file=None) -> None:
         if s["status"] != "ok":
             print(f"{name:<17} {s['status'].upper():<8} {s['reason']}", file=file)
             continue
+        acc = f"{name:<17} {'ok':<8} {s['final_test_accuracy']:>8.4f} {s['seconds']:>8.2f} "
+        if name == "numpy":
+            print(acc + f"{'reference':>11} {'reference':>10}", file=file)
+            continue
         lock = {True: "ok", False: "FAIL"}.get(s.get("lockstep"), "n/a (float32: drift shown)")
-        print(f"{name:<17} {'ok':<8} {s['final_test_accuracy']:>8.4f} {s['seconds']:>8.2f} "
-              f"{s['max_loss_diff']:>11.2e} {s['final_max_weight_diff']:>10.2e}  {lock}",
+        print(acc + f"{s['max_loss_diff']:>11.2e} {s['final_max_weight_diff']:>10.2e}  {lock}",
               file=file)
 
 

@@ -19,29 +19,56 @@ EPILOG = """examples:
 exit status: 0 ok, 1 a check failed (or training diverged), 2 bad usage or missing data."""
 
 
-def positive_int(s: str) -> int:
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1. Received: {s}")
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except the uninformative None/False of optional flags."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _number(cast, s: str, ok, expected: str):
+    try:
+        v = cast(s)
+    except ValueError:
+        v = None
+    if v is None or not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {expected}. Received: {s!r}")
     return v
+
+
+def positive_int(s: str) -> int:
+    return _number(int, s, lambda v: v >= 1, "an integer >= 1")
+
+
+def seed(s: str) -> int:
+    return _number(int, s, lambda v: v >= 0, "an integer >= 0")
 
 
 def positive_float(s: str) -> float:
-    v = float(s)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0. Received: {s}")
-    return v
+    return _number(float, s, lambda v: 0 < v < float("inf"), "a finite number > 0")
+
+
+def momentum(s: str) -> float:
+    return _number(float, s, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def add_sgd_arguments(p: argparse.ArgumentParser, dtype: str, dtype_help: str) -> None:
+    """The options `train` and `compare` share: data, batch, SGD, seed, dtype."""
+    p.add_argument("--dataset", default="digits",
+                   help="digits, fashion-mnist, mnist, or a folder of MNIST-format IDX files")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per SGD step")
+    p.add_argument("--lr", type=positive_float, default=0.2, help="SGD learning rate")
+    p.add_argument("--momentum", type=momentum, default=0.0,
+                   help="SGD momentum, torch semantics: v = m*v + g, p -= lr*v")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the initial weights and batches")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=dtype, help=dtype_help)
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="digits",
-                   help="digits, fashion-mnist, mnist, or a folder of MNIST-format IDX files")
+    add_sgd_arguments(p, "float32", "the dtype the network computes in")
     p.add_argument("--epochs", type=positive_int, default=10, help="passes over the train set")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="images per SGD step")
-    p.add_argument("--lr", type=positive_float, default=0.2, help="SGD learning rate")
-    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (torch semantics)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the init and the batch order")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"skylark {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
 
     from reference.check import add_arguments as add_check_arguments
 
