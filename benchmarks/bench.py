@@ -1,7 +1,7 @@
 """Time a training step and inference of the Skylark net: skylark (numpy), torch, tf and keras.
 
     python -m benchmarks.bench                           # the README table (~4 min on 2 cores)
-    python -m benchmarks.bench --quick                   # a smoke run (~1 min)
+    python -m benchmarks.bench --quick                   # a smoke run (~1 min), writes no JSON
     python -m benchmarks.bench --frameworks numpy torch --threads 2 --json bench.json
 
 What one "training step" is, in every framework: forward, mean softmax cross-entropy, backward,
@@ -58,8 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="skip the peak-RSS subprocesses (numpy's tracemalloc peak is kept)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: --seconds 3, --epoch-batches 30, --no-memory")
-    p.add_argument("--json", metavar="PATH", default="benchmarks/results.json",
-                   help="where to write the JSON results")
+    p.add_argument("--json", metavar="PATH", default=None,
+                   help="where to write the JSON results [default: benchmarks/results.json "
+                        "for a full run; nothing for --quick, so a smoke run never overwrites "
+                        "the measured results]")
     p.add_argument("--_memory", nargs=2, metavar=("FRAMEWORK", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads < 1 or min(args.batch_sizes) < 1:
@@ -67,6 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.quick:
         args.seconds, args.epoch_batches = 3.0, min(args.epoch_batches, 30)
         args.no_memory = True
+    elif args.json is None:
+        args.json = "benchmarks/results.json"
     return args
 
 

@@ -12,6 +12,7 @@ import csv
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import skylark as sk
 from skylark.data import batches, load_dataset
 from skylark.progress import bar
 
-from .runners import FRAMEWORKS, FrameworkUnavailable, get_runner
+from .runners import FRAMEWORKS, KERAS_BACKENDS, FrameworkUnavailable, get_runner
 from .spec import describe
 
 # float64 lockstep bar: every step's loss within 1e-9 of numpy's (the issue's contract). Both
@@ -67,13 +68,18 @@ def _accuracy(runner, x, y, chunk=1000) -> float:
     return hits / len(x)
 
 
-def train_one(name, spec, params0, data, plan, args):
-    """Train framework `name` over `plan`; returns its record (losses, accuracies, timings)."""
+def train_one(name, spec, params0, data, plan, args, starting=None):
+    """Train framework `name` over `plan`; returns its record (losses, accuracies, timings).
+
+    `starting` is a future of an already-starting runner (the Keras workers start in parallel).
+    """
     rec = {"framework": name, "status": "ok", "losses": [], "accuracies": []}
     try:
-        runner = get_runner(name)
+        runner = starting.result() if starting is not None else get_runner(name)
     except FrameworkUnavailable as e:
         return {**rec, "status": "missing", "reason": e.reason}
+    except Exception as e:  # a worker that failed to start: report it, run the others
+        return {**rec, "status": "failed", "reason": f"{type(e).__name__}: {e}"}
     try:
         runner.setup(spec, params0, args.dtype, data.input_shape)
         runner.train_setup(args.lr, args.momentum)
@@ -210,6 +216,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"skylark compare: error: {e}", file=sys.stderr)
         return 2
+    from skylark.threads import limit_threads
+
+    print(f"threads: {limit_threads(args.threads)}", file=sys.stderr)
     epochs = args.epochs if args.epochs or args.steps else 5
     plan = schedule(len(data.x_train), args.batch_size, args.seed, epochs, args.steps)
     model = sk.skylark_cnn(input_shape=data.input_shape, num_classes=data.num_classes,
@@ -217,7 +226,12 @@ def run(args: argparse.Namespace) -> int:
     spec, params0 = describe(model), {k: v.copy() for k, v in model.params().items()}
     print(f"{data!r}: {len(plan)} steps of batch {args.batch_size} for "
           f"{', '.join(names)}", file=sys.stderr)
-    records = [train_one(n, spec, params0, data, plan, args) for n in names]
+    # Keras workers are subprocesses that take seconds to import their backend: start them all
+    # now, in parallel, while the in-process frameworks train.
+    with ThreadPoolExecutor(max_workers=len(KERAS_BACKENDS)) as pool:
+        starting = {n: pool.submit(get_runner, n) for n in names if n in KERAS_BACKENDS}
+        records = [train_one(n, spec, params0, data, plan, args, starting.get(n))
+                   for n in names]
     if records[0]["status"] != "ok":
         print(f"skylark compare: numpy failed: {records[0]['reason']}", file=sys.stderr)
         return 1

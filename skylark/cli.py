@@ -64,6 +64,8 @@ def add_sgd_arguments(p: argparse.ArgumentParser, dtype: str, dtype_help: str) -
                    help="SGD momentum, torch semantics: v = m*v + g, p -= lr*v")
     p.add_argument("--seed", type=seed, default=0, help="seed of the initial weights and batches")
     p.add_argument("--dtype", choices=("float32", "float64"), default=dtype, help=dtype_help)
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="threads per math library (1 is fastest for this small net)")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -112,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run_train(args: argparse.Namespace) -> int:
     from . import skylark_cnn
     from .data import load_dataset
+    from .threads import limit_threads
     from .train import DivergedError, fit
 
+    limit_threads(args.threads)
     try:
         data = load_dataset(args.dataset, dtype=args.dtype)
     except (ValueError, FileNotFoundError, ImportError) as e:

@@ -78,6 +78,9 @@ def fit(
         opt.load_state(meta.get("extra", {}))
         hist = History(**meta.get("history", {}))
         log(f"resumed from {resume} after epoch {start}")
+        if start >= epochs:
+            log(f"nothing to train: the checkpoint already has {start} epoch(s) and "
+                f"--epochs is {epochs}; pass a larger --epochs to continue")
     n = len(data.x_train)
     for epoch in range(start, epochs):
         order = batches(n, batch_size, seed, epoch)
@@ -87,17 +90,22 @@ def fit(
                     # Overflow on the way to divergence is reported once, below, by step.
                     with np.errstate(over="ignore", invalid="ignore"):
                         loss, acc = train_step(model, opt, data.x_train[idx], data.y_train[idx])
-                except FloatingPointError as e:
-                    kept = f"; the last good checkpoint is kept at {save}" if save else ""
+                except FloatingPointError:
+                    kept = ""
+                    if save is not None and Path(save).is_file():
+                        kept = f" The last good checkpoint is kept at {save}."
+                    elif save is not None:
+                        kept = " No checkpoint was written (none was complete yet)."
                     raise DivergedError(
-                        f"loss became non-finite at epoch {epoch + 1}, step {i + 1} "
-                        f"(global step {len(hist.loss) + 1}){kept}. Try a smaller --lr. ({e})"
+                        f"the loss became non-finite (nan/inf logits) at epoch {epoch + 1}, "
+                        f"step {i + 1} (global step {len(hist.loss) + 1}), with lr={lr}. "
+                        f"Try a smaller --lr.{kept}"
                     ) from None
                 hist.loss.append(loss)
                 hist.accuracy.append(acc)
                 pbar.update(1)
                 if i % 10 == 0 or i == len(order) - 1:
-                    pbar.set_postfix_str(f"loss {loss:.4f} acc {np.mean(hist.accuracy[-50:]):.3f}")
+                    pbar.set_postfix_str(f"loss {loss:.4g} acc {np.mean(hist.accuracy[-50:]):.3f}")
         test_acc = evaluate(model, data.x_test, data.y_test)
         hist.test_accuracy.append(test_acc)
         log(f"epoch {epoch + 1}/{epochs}: train loss {np.mean(hist.loss[-len(order):]):.4f}, "

@@ -59,9 +59,23 @@ def test_divergence_names_step_and_keeps_checkpoint(digits, tmp_path):
     model = sk.skylark_cnn(input_shape=digits.input_shape)
     fit(model, digits, 1, 64, 0.1, save=ckpt, progress=False, log=quiet)
     good = ckpt.read_bytes()
-    with pytest.raises(DivergedError, match=r"non-finite at epoch 2, step \d+.*kept at"):
+    with pytest.raises(DivergedError, match=r"non-finite .* at epoch 2, step \d+ .*kept at"):
         fit(model, digits, 2, 64, 1e30, save=ckpt, resume=ckpt, progress=False, log=quiet)
     assert ckpt.read_bytes() == good
+
+
+def test_divergence_before_any_checkpoint_says_none_was_written(digits, tmp_path):
+    model = sk.skylark_cnn(input_shape=digits.input_shape)
+    with pytest.raises(DivergedError, match=r"at epoch 1, step .*No checkpoint was written"):
+        fit(model, digits, 1, 64, 1e30, save=tmp_path / "c.npz", progress=False, log=quiet)
+    assert not list(tmp_path.iterdir())
+
+
+def test_checkpoint_has_a_normal_file_mode(tmp_path):
+    path = sk.skylark_cnn().save(tmp_path / "c.npz")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_cli_train_and_resume(tmp_path, capsys):
