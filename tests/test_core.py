@@ -248,3 +248,15 @@ def test_training_reduces_loss():
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_import_skylark_imports_no_framework():
+    """The core is NumPy only: importing it (and its CLI) loads no framework."""
+    import subprocess
+    import sys
+
+    code = ("import sys, skylark, skylark.cli, skylark.train, skylark.data; "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'sklearn') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out
