@@ -6,8 +6,9 @@
 Prints a table (framework x tensor: max|a - b|, relative error, budget, ok/FAIL), the first
 diverging tensor per framework in forward order and then in each backward pass's order, and the
 environment fingerprint. Exit status: 0 when every tensor of every framework is within budget;
-1 when any is not, when a framework errors, or when a framework is MISSING (not installed) —
-unless --allow-missing, which reports MISSING loudly but does not fail on it; 2 on bad usage.
+1 when any is not, when a framework errors (fails to start, crashes, times out), or when a
+framework is MISSING (not installed) — unless --allow-missing, which reports MISSING loudly but
+does not fail on it; 2 on bad usage (including an unwritable --json path).
 
 For skylark/cli.py: `from reference.check import add_arguments, run`.
 """
@@ -17,15 +18,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
 from .harness import INPUTS, run_check
 from .runners import FRAMEWORKS, PLANTS
 
 DEFAULT_FRAMEWORKS = [f for f in FRAMEWORKS if f != "numpy"]
+EXIT_CODES = ("exit status: 0 every tensor of every framework within budget; 1 a tensor out of "
+              "budget, a framework ERROR, or a framework MISSING (unless --allow-missing); "
+              "2 bad usage.")
 
 
-def _frameworks(text: str) -> list[str]:
+def _frameworks(text) -> list[str]:
+    """'all' or a comma-separated list -> the frameworks to compare against numpy."""
+    if not isinstance(text, str):  # already a list (run() called with a built Namespace)
+        text = ",".join(text)
     names = [t.strip() for t in text.split(",") if t.strip()]
     if names == ["all"]:
         return list(DEFAULT_FRAMEWORKS)
@@ -35,7 +43,12 @@ def _frameworks(text: str) -> list[str]:
             f"expected 'all' or a comma-separated list of {', '.join(FRAMEWORKS)}. "
             f"Received: {text!r}"
         )
-    return [n for n in dict.fromkeys(names) if n != "numpy"]  # numpy is the reference
+    kept = [n for n in dict.fromkeys(names) if n != "numpy"]  # numpy is the reference
+    if not kept:  # else nothing is checked and the check "passes"
+        raise argparse.ArgumentTypeError(
+            f"numpy is the reference; name at least one other framework. Received: {text!r}"
+        )
+    return kept
 
 
 def _positive(text: str) -> int:
@@ -60,34 +73,39 @@ def _seed(text: str) -> int:
 
 def _plant(text: str) -> tuple[str, str]:
     fw, _, bug = text.partition("=")
-    if fw not in DEFAULT_FRAMEWORKS or bug not in PLANTS:
+    if fw not in DEFAULT_FRAMEWORKS or bug not in PLANTS or (
+            bug == "pool_last_max" and fw != "torch"):
         raise argparse.ArgumentTypeError(
-            f"expected FRAMEWORK=BUG with BUG one of {PLANTS}. Received: {text!r}"
+            f"expected FRAMEWORK=BUG with BUG one of {PLANTS} (pool_last_max: torch only). "
+            f"Received: {text!r}"
         )
     return fw, bug
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The check's options (defaults shown by an ArgumentDefaultsHelpFormatter, not repeated)."""
+    if not parser.epilog:
+        parser.epilog = EXIT_CODES
     parser.add_argument(
-        "--frameworks", type=_frameworks, default=list(DEFAULT_FRAMEWORKS), metavar="LIST",
-        help=f"comma-separated, or 'all' (default: all = {','.join(DEFAULT_FRAMEWORKS)})",
+        "--frameworks", type=_frameworks, default="all", metavar="LIST",
+        help=f"comma-separated, or 'all' (= {','.join(DEFAULT_FRAMEWORKS)}); numpy is the "
+             "reference every one is compared against",
     )
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                        help="the dtype every framework computes in (default: float32)")
+                        help="the dtype every framework computes in")
     parser.add_argument("--input", choices=INPUTS, default="random",
                         help="random: U[-0.5, 0.5]; ties: flat background (pool windows tie); "
-                             "digits: scikit-learn 8x8 digits (default: random)")
-    parser.add_argument("--batch", type=_positive, default=4, help="batch size (default: 4)")
-    parser.add_argument("--seed", type=_seed, default=0,
-                        help="seed of the model and the batch (default: 0)")
+                             "digits: scikit-learn 8x8 digits")
+    parser.add_argument("--batch", type=_positive, default=4, help="batch size")
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the model and the batch")
     parser.add_argument("--json", metavar="PATH", help="also write the full report here")
     parser.add_argument("--allow-missing", action="store_true",
                         help="a framework that is not installed is reported, not a failure")
     parser.add_argument("--raw-weights", action="store_true",
                         help="with ties/digits, keep the initial weights instead of rounding "
-                             "them to multiples of 1/64 (which makes tied windows tie exactly "
-                             "in every framework); float rounding may then pick other pool "
-                             "winners")
+                             "each tensor to 7 significant bits (which makes tied windows tie "
+                             "exactly in every framework); float rounding may then pick other "
+                             "pool winners")
     parser.add_argument("--quiet", action="store_true", help="table rows only for FAILs")
     # TEST-ONLY: inject a known bug into one framework's copy (tests/test_check.py).
     parser.add_argument("--plant", type=_plant, action="append", default=[],
@@ -152,10 +170,33 @@ def _jsonable(obj):
     return obj
 
 
+def _usage_error(message: str) -> int:
+    print(f"skylark check: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _json_path_error(path: str) -> str | None:
+    """Why `path` cannot be written (checked before the slow run), or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"--json {path!r} is a directory"
+    if not os.path.isdir(folder):
+        return f"--json {path!r}: the folder {folder!r} does not exist"
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return f"--json {path!r} is not writable"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the check the parsed `args` describe; print the report; return the exit status."""
+    try:
+        frameworks = _frameworks(args.frameworks)
+    except argparse.ArgumentTypeError as e:
+        return _usage_error(f"argument --frameworks: {e}")
+    if args.json and (why := _json_path_error(args.json)):
+        return _usage_error(why)
     report = run_check(
-        args.frameworks, dtype=args.dtype, input_kind=args.input, batch=args.batch,
+        frameworks, dtype=args.dtype, input_kind=args.input, batch=args.batch,
         seed=args.seed, plants=dict(getattr(args, "plant", []) or []),
         dyadic=False if getattr(args, "raw_weights", False) else None,
     )
@@ -167,8 +208,11 @@ def run(args: argparse.Namespace) -> int:
               + ("" if args.allow_missing else "  -> exit 1 (pass --allow-missing to accept)"),
               file=sys.stderr)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(_jsonable(report), fh, indent=1, allow_nan=False)
+        try:
+            with open(args.json, "w") as fh:
+                json.dump(_jsonable(report), fh, indent=1, allow_nan=False)
+        except OSError as e:
+            return _usage_error(f"cannot write --json {args.json!r}: {e.strerror or e}")
     if failed or (missing and not args.allow_missing):
         print(f"\nskylark check FAILED: {', '.join(failed + missing)}")
         return 1
@@ -178,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     parser = add_arguments(argparse.ArgumentParser(
-        prog="skylark check",
+        prog="skylark check", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Compare every tensor of the Skylark net across numpy and the frameworks.",
     ))
     try:

@@ -17,6 +17,11 @@ jax.vjp) differentiates a stateless call: the variables' values are passed in th
 keras.StatelessScope, and every layer output gets a zero tensor added whose gradient is the
 gradient with respect to that output (exact: x + 0 == x).
 
+float64 runs change two global switches, and only while this runner works (`_float64_scope`,
+entered by setup, collect, train_step, predict and get_params, restored on the way out): Keras'
+64-to-32-bit promotion entry (fix_float64_promotion) and, on jax, x64 (jax.enable_x64). A float32
+run, and the caller's own Keras, see stock settings.
+
 SGD is written out with keras.ops and Variable.assign, following torch's rule (v = mu*v + g,
 p -= lr*v). keras.optimizers.SGD keeps m = mu*m - lr*g; p += m instead: equal in exact arithmetic
 but rounded differently at every step, so lockstep training would drift in the last bits.
@@ -24,7 +29,11 @@ but rounded differently at every step, so lockstep training would drift in the l
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before Keras imports TensorFlow
 
 import keras
 import numpy as np
@@ -40,29 +49,73 @@ from .transfer import (
     to_keras,
 )
 
+_STOCK_FLOAT64 = "SKYLARK_KERAS_STOCK_FLOAT64"
 
-def fix_float64_promotion() -> str:
-    """Make Keras' float64 really float64 on the torch and jax backends; returns what it did.
+
+@contextlib.contextmanager
+def fix_float64_promotion():
+    """Make Keras' float64 really float64 on the torch and jax backends, inside the `with` only;
+    yields what it did.
 
     Keras 3 (seen in 3.15) maps float64 to float32 in its type-promotion lattice on every backend
     but TensorFlow (keras/src/backend/common/dtypes.py: BIT64_TO_BIT32_DTYPE, "to be aligned with
     JAX's default behavior"), so ops.matmul casts two float64 operands to float32 and back: a
     float64 Dense on the torch backend is only float32-accurate (measured 5e-9 off numpy where
     torch itself is 1e-17 off) and the loss comes back float32. `skylark check` caught it at
-    out.3, the first Dense. We lift that one entry for float64 runs; set
+    out.3, the first Dense. We lift that one entry and put it back on exit (the table is read on
+    every promotion, after Keras' lru_caches, so both take effect at once); set
     SKYLARK_KERAS_STOCK_FLOAT64=1 to see stock Keras fail instead.
     """
-    if os.environ.get("SKYLARK_KERAS_STOCK_FLOAT64") == "1":
-        return "off (SKYLARK_KERAS_STOCK_FLOAT64=1)"
+    if os.environ.get(_STOCK_FLOAT64) == "1":
+        yield f"off ({_STOCK_FLOAT64}=1)"
+        return
     try:
         from keras.src.backend.common import dtypes
     except ImportError:
-        return "not needed"
+        yield "not needed"
+        return
     table = getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {})
-    if table.get("float64", "float64") == "float64":
-        return "not needed"
+    stock = table.get("float64", "float64")
+    if stock == "float64":
+        yield "not needed"
+        return
     table["float64"] = "float64"
-    return "applied: float64 promotion kept 64-bit"
+    try:
+        yield "applied: float64 promotion kept 64-bit"
+    finally:
+        table["float64"] = stock
+
+
+def promotion_state() -> dict:
+    """The live global switches _float64_scope touches (stock outside it)."""
+    from keras.src.backend.common import dtypes
+
+    state = {"keras_float64_promotes_to": dtypes.BIT64_TO_BIT32_DTYPE.get("float64", "float64")}
+    if keras.backend.backend() == "jax":
+        import jax
+
+        state["jax_enable_x64"] = bool(jax.config.jax_enable_x64)
+    return state
+
+
+def _float64_scope(method):
+    """Run `method` inside the float64 switches when this runner computes in float64."""
+
+    @functools.wraps(method)
+    def scoped(self, *args, **kwargs):
+        if getattr(self, "dtype", None) != "float64":
+            return method(self, *args, **kwargs)
+        with contextlib.ExitStack() as stack:
+            fix = stack.enter_context(fix_float64_promotion())
+            if keras.backend.backend() == "jax":
+                import jax
+
+                stack.enter_context(jax.enable_x64(True))  # else jax computes float64 in float32
+                fix += "; jax x64 enabled"
+            self.float64_fix = fix
+            return method(self, *args, **kwargs)
+
+    return scoped
 
 
 def _no_tf32(backend: str) -> None:
@@ -138,6 +191,7 @@ def build_keras_groups(spec: list[dict], input_shape, dtype: str) -> list[list]:
 
 class KerasRunner(Runner):
     name = "keras"
+    float64_fix: str | None = None
 
     def versions(self):
         backend = keras.backend.backend()
@@ -145,20 +199,21 @@ class KerasRunner(Runner):
         mod = __import__(lib)
         out = {**super().versions(), "keras": keras.__version__, "keras_backend": backend,
                lib: mod.__version__}
-        if getattr(self, "float64_fix", None):
-            out["keras_float64_fix"] = self.float64_fix
+        if getattr(self, "dtype", None) == "float64" and self.float64_fix:
+            out["keras_float64_fix"] = self.float64_fix  # what this run's float64 scope did
         return out
 
+    def promotion_state(self) -> dict:
+        return promotion_state()
+
+    def setup(self, spec, params, dtype, input_shape):
+        self.float64_fix = None  # set again by the float64 scope of a float64 setup
+        return super().setup(spec, params, dtype, input_shape)
+
+    @_float64_scope
     def _build(self, params):
         self.backend = keras.backend.backend()
         _no_tf32(self.backend)
-        if self.dtype == "float64":
-            self.float64_fix = fix_float64_promotion()
-        if self.backend == "jax" and self.dtype == "float64":
-            import jax
-
-            if not jax.config.jax_enable_x64:  # without it jax silently computes in float32
-                jax.config.update("jax_enable_x64", True)
         c, h, w = self.input_shape
         self.groups = build_keras_groups(self.spec, self.input_shape, self.dtype)
         self.model = keras.Sequential(
@@ -249,6 +304,7 @@ class KerasRunner(Runner):
             {tag: [to_np(t) for t in g] for tag, g in grads.items()}, len(values),
         )
 
+    @_float64_scope
     def collect(self, x, labels, cotangent):
         x, labels, cot = self._check_batch(x, labels, cotangent)
         src = self.flat_sources
@@ -268,6 +324,7 @@ class KerasRunner(Runner):
     def _train_setup(self):
         self.velocity = {}
 
+    @_float64_scope
     def train_step(self, x, labels):
         x, labels = self._check_batch(x, labels)
         if self.velocity is None:
@@ -284,10 +341,12 @@ class KerasRunner(Runner):
             var.assign(ops.subtract(var.value, ops.multiply(lr, g)))  # p -= lr*v
         return float(loss)
 
+    @_float64_scope
     def predict(self, x):
         (x,) = self._check_batch(x)
         return ops.convert_to_numpy(self.model(activation_to_keras(x), training=False))
 
+    @_float64_scope
     def get_params(self):
         self._check_setup()
         return from_keras(

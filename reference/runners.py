@@ -18,12 +18,18 @@ names; the conversions happen inside (reference.transfer). The names `collect` r
 `plant=` (get_runner's keyword) is a TEST-ONLY hook that injects a known bug so the checker's
 tests can prove it fails loudly: "dense_hwc" (Keras/TF dense rows copied in CHW order),
 "kernel_transposed" (conv kernels with kh and kw swapped), "loss_sum" (the loss summed over the
-batch instead of averaged). Never use it for anything else.
+batch instead of averaged), "pool_last_max" (torch only: max-pool ties sent to the LAST maximum
+of the window instead of the first). Never use it for anything else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import re
+import sys
+import tempfile
 
 import numpy as np
 
@@ -32,7 +38,7 @@ import skylark as sk
 from .spec import flat_sources, param_shapes, shapes
 
 FRAMEWORKS = ("numpy", "torch", "tf", "keras", "keras-tensorflow", "keras-torch", "keras-jax")
-PLANTS = ("dense_hwc", "kernel_transposed", "loss_sum")
+PLANTS = ("dense_hwc", "kernel_transposed", "loss_sum", "pool_last_max")
 KERAS_BACKENDS = {"keras-tensorflow": "tensorflow", "keras-torch": "torch", "keras-jax": "jax"}
 
 _INSTALL = {
@@ -42,6 +48,41 @@ _INSTALL = {
     "keras": "pip install 'skylark[keras]'",
     "jax": "pip install 'skylark[jax]'",
 }
+
+
+# absl's pre-initialisation INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are
+# on ...") and the warning that announces them.
+_NATIVE_INFO = re.compile(r"^(I\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] |WARNING: All log messages "
+                          r"before absl::InitializeLog\(\) is called)")
+
+
+@contextlib.contextmanager
+def quiet_native_logs():
+    """Drop the native INFO lines TensorFlow writes to fd 2 while it is imported.
+
+    TF_CPP_MIN_LOG_LEVEL=2 (set before the import, below) silences TF's own logging, but TF 2.21
+    logs its start-up lines through absl before absl's logging is initialised, which ignores it
+    (measured: `TF_CPP_MIN_LOG_LEVEL=3 python -c "import tensorflow"` still prints four "I0000"
+    lines). So fd 2 goes to a temporary file for the import and everything else written there
+    (warnings, errors, a traceback's cause) is copied back to stderr afterwards.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode(errors="replace").splitlines(True)
+                    if not _NATIVE_INFO.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 class FrameworkUnavailable(RuntimeError):
@@ -227,6 +268,8 @@ def get_runner(name: str, plant: str | None = None) -> Runner:
     """
     if name not in FRAMEWORKS:
         raise ValueError(f"unknown framework. Expected one of {FRAMEWORKS}. Received: {name!r}")
+    if plant == "pool_last_max" and name != "torch":
+        raise ValueError(f"plant pool_last_max exists for torch only. Received: {name!r}")
     if name == "numpy":
         return NumpyRunner(plant)
     if name == "torch":
@@ -236,12 +279,14 @@ def get_runner(name: str, plant: str | None = None) -> Runner:
         return TorchRunner(plant)
     if name == "tf":
         require(name, "tensorflow")
-        from .tf_ref import TFRunner
+        with quiet_native_logs():
+            from .tf_ref import TFRunner
 
         return TFRunner(plant)
     if name == "keras":
         require(name, "keras")
-        from .keras_ref import KerasRunner
+        with quiet_native_logs():
+            from .keras_ref import KerasRunner
 
         return KerasRunner(plant)
     backend = KERAS_BACKENDS[name]

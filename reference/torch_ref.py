@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .runners import Runner
-from .spec import resolved_pads
+from .spec import resolved_pads, shapes
 from .transfer import from_torch, to_torch
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -46,10 +46,27 @@ class MaxPool2dTF(nn.MaxPool2d):
         return super().forward(F.pad(x, (l, r, t, b), value=-float("inf")))
 
 
-def build_torch_model(spec: list[dict], input_shape, dtype: str = "float32") -> nn.Sequential:
-    """nn.Sequential whose module i mirrors skylark layer i (same state_dict names)."""
+class MaxPool2dLastMax(nn.MaxPool2d):
+    """PLANTED BUG (tests only): ties go to the LAST maximum of the window, not the first.
+
+    Pools the input flipped along H and W, then flips back. For non-overlapping windows that tile
+    the map exactly (kernel == stride, no padding, H and W multiples of it) the flip maps every
+    window onto one window and reverses its row-major order, so the forward values are identical
+    and only the tie routing of the gradient changes.
+    """
+
+    def forward(self, x):
+        return torch.flip(super().forward(torch.flip(x, (2, 3))), (2, 3))
+
+
+def build_torch_model(spec: list[dict], input_shape, dtype: str = "float32",
+                      pool_last_max: bool = False) -> nn.Sequential:
+    """nn.Sequential whose module i mirrors skylark layer i (same state_dict names).
+
+    `pool_last_max` is the test-only planted bug (MaxPool2dLastMax)."""
     mods = []
-    for s, pads in zip(spec, resolved_pads(spec, input_shape), strict=True):
+    in_shapes = [tuple(input_shape), *shapes(spec, input_shape)[:-1]]
+    for s, pads, shape in zip(spec, resolved_pads(spec, input_shape), in_shapes, strict=True):
         kind = s["kind"]
         if kind == "conv2d":
             args = (s["in_channels"], s["out_channels"], tuple(s["kernel_size"]))
@@ -60,7 +77,12 @@ def build_torch_model(spec: list[dict], input_shape, dtype: str = "float32") -> 
                 mods.append(nn.Conv2d(*args, padding=tuple(s["padding"]), **kw))
         elif kind == "maxpool2d":
             k, st = tuple(s["kernel_size"]), tuple(s["stride"])
-            if isinstance(s["padding"], str):
+            if pool_last_max:
+                if k != st or any(pads) or shape[1] % k[0] or shape[2] % k[1]:
+                    raise ValueError("plant pool_last_max needs non-overlapping unpadded windows "
+                                     f"that tile the map. Received: {s} on {shape}")
+                mods.append(MaxPool2dLastMax(k, st))
+            elif isinstance(s["padding"], str):
                 mods.append(MaxPool2dTF(k, st, pads=pads))
             else:
                 mods.append(nn.MaxPool2d(k, st, padding=tuple(s["padding"])))
@@ -80,8 +102,10 @@ class TorchRunner(Runner):
         return {**super().versions(), "torch": torch.__version__}
 
     def _build(self, params):
-        self.model = build_torch_model(self.spec, self.input_shape, self.dtype)
-        plant = self.plant if self.plant != "loss_sum" else None  # "dense_hwc" is refused there
+        self.model = build_torch_model(self.spec, self.input_shape, self.dtype,
+                                       pool_last_max=self.plant == "pool_last_max")
+        # "dense_hwc" is refused by to_torch (torch has skylark's flatten order)
+        plant = self.plant if self.plant in ("dense_hwc", "kernel_transposed") else None
         state = to_torch(params, self.spec, plant=plant)
         own = self.model.state_dict()
         self.model.load_state_dict(

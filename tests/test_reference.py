@@ -13,7 +13,7 @@ import pytest
 from conftest import REFERENCE_FRAMEWORKS, framework_param
 
 import skylark as sk
-from reference.harness import Case, collect_all, make_batch
+from reference.harness import Case, all_zero, collect_all, dyadic_params, make_batch
 from reference.spec import describe, shapes
 
 C, P, R, F, D = sk.Conv2D, sk.MaxPool2D, sk.ReLU, sk.Flatten, sk.Dense
@@ -50,7 +50,6 @@ ARCHS = {
     "pool_first_int_pad_k2": (lambda: net((1, 7, 6), P(2, 1), C(1, 2, 3, 1, (1, 2), seed=13)),
                               (1, 7, 6), 4),
 }
-DYADIC = 64  # ties cases: parameters rounded to multiples of 1/64 (see make_case)
 DTYPES = ("float64", "float32")
 INPUTS = ("random", "ties")
 CASES = {f"{a}-{d}-{i}": (a, d, i) for a in ARCHS for d in DTYPES for i in INPUTS}
@@ -61,9 +60,10 @@ PARAMS = [framework_param(fw, cid, fw, id=f"{cid}-{fw}")
 def make_case(case_id: str) -> Case:
     """numpy's tensors and budgets for one case.
 
-    With the "ties" input the parameters are rounded to multiples of 2**-6 (DYADIC), which makes
-    every value that reaches a max-pool exact in float32 whatever the summation order, so a tie
-    is a tie in every framework. Without it the float32 ties cases are ill-posed, not wrong:
+    With the "ties" input each parameter tensor is rounded to 7 significant bits on its own
+    power-of-two grid (harness.dyadic_params), which makes every value that reaches a max-pool
+    exact in float32 whatever the summation order, so a tie is a tie in every framework.
+    Without it the float32 ties cases are ill-posed, not wrong:
     measured on keras-torch (stride-2 conv), two windows with identical input patches came out
     one ulp apart (-0.11255993 vs -0.11255991) where numpy ties them exactly, and the max-pool
     gradient then rightly went to the other element (cot/d.out.0 off by 0.14). `skylark check`
@@ -75,10 +75,17 @@ def make_case(case_id: str) -> Case:
     spec = describe(model)
     params = model.params()
     if kind == "ties":
-        params = {k: np.round(v * DYADIC) / DYADIC for k, v in params.items()}
+        params = dyadic_params(params)
     k = shapes(spec, input_shape)[-1][0]
     x, labels, cot = make_batch(kind, batch, input_shape, k, seed=len(case_id), dtype=dtype)
     return Case(spec, params, dtype, input_shape, x, labels, cot)
+
+
+@pytest.mark.parametrize("cid", list(CASES))  # not "case_id": _Results reads those items
+def test_case_reference_tensors_are_nonzero(cid):
+    """Every tensor numpy reports for a case is nonzero somewhere (zeros match zeros and prove
+    nothing; a global 1/64 grid once rounded whole weight tensors to 0)."""
+    assert all_zero(make_case(cid).ref) == []
 
 
 def assert_equivalent(framework: str, case: Case, got) -> None:
