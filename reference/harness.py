@@ -78,14 +78,9 @@ def make_batch(kind: str, batch: int, input_shape, num_classes: int, seed: int, 
 
 
 def _digits():
-    """scikit-learn's digits as (N, 1, 8, 8) float64 x/16 - 0.5 and int labels."""
-    try:
-        from skylark.data import load_dataset
-    except ImportError:  # an older core without skylark.data
-        from sklearn.datasets import load_digits
+    """scikit-learn's digits (the train split) as (N, 1, 8, 8) float64 x/16 - 0.5, int labels."""
+    from skylark.data import load_dataset
 
-        d = load_digits()
-        return d.images[:, None] / 16 - 0.5, d.target
     data = load_dataset("digits", "float64")
     return data.x_train, data.y_train
 
