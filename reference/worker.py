@@ -34,7 +34,7 @@ import traceback
 import weakref
 from pathlib import Path
 
-from .runners import FrameworkUnavailable, Runner, quiet_native_logs
+from .runners import _NATIVE_INFO, FrameworkUnavailable, Runner
 
 _ROOT = str(Path(__file__).resolve().parent.parent)  # the folder holding skylark/ and reference/
 _METHODS = ("versions", "setup", "collect", "train_setup", "train_step", "predict", "get_params",
@@ -177,7 +177,8 @@ class SubprocessRunner(Runner):
 
     def _stderr_tail(self, n: int = 3000) -> str:
         self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-n:]
+        lines = self._log.read().decode(errors="replace").splitlines(keepends=True)
+        return "".join(line for line in lines if not _NATIVE_INFO.match(line))[-n:]
 
     def _died(self, what: str) -> WorkerError:
         try:
@@ -299,8 +300,9 @@ def serve(backend: str, plant: str | None) -> None:
         from .runners import require
 
         require(f"keras-{backend}", "keras", backend)
-        with quiet_native_logs():
-            from .keras_ref import KerasRunner
+        # No quiet_native_logs here: our stderr is already a file the parent shows only on
+        # failure, and capturing it would lose a crash's last words (an abort skips the copy).
+        from .keras_ref import KerasRunner
         runner = KerasRunner(plant or None)
         runner.name = f"keras-{backend}"
         versions = runner.versions()

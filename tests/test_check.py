@@ -280,6 +280,23 @@ def test_worker_that_exits_reports_its_exit_code(fake_keras_jax):
     assert "exit code 3" in reason and "boom" in reason  # not "exit code None"
 
 
+def test_worker_hanging_in_its_keras_import_shows_its_stderr(tmp_path, monkeypatch,
+                                                             fake_keras_jax):
+    """The real worker, stuck while importing Keras: the error carries what it last wrote to
+    stderr (a capture of fd 2 around the import used to swallow it), minus TF's INFO noise."""
+    needs("torch")
+    (tmp_path / "keras").mkdir()
+    (tmp_path / "keras" / "__init__.py").write_text(
+        "import sys, time\n"
+        "sys.stderr.write('I0000 00:00:1.2 1 port.cc:153] oneDNN custom operations are on\\n')\n"
+        "sys.stderr.write('stuck: waiting for a lock\\n'); sys.stderr.flush(); time.sleep(60)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("SKYLARK_WORKER_START_TIMEOUT", "10")
+    reason = _check_torch_and_keras_jax()
+    assert reason.startswith("WorkerTimeout") and "stuck: waiting for a lock" in reason, reason
+    assert "oneDNN" not in reason
+
+
 def test_worker_hanging_at_start_times_out(monkeypatch, fake_keras_jax):
     needs("torch")
     monkeypatch.setenv("SKYLARK_WORKER_START_TIMEOUT", "1")
