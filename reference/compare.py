@@ -11,8 +11,9 @@ import argparse
 import csv
 import json
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,21 @@ def _accuracy(runner, x, y, chunk=1000) -> float:
     hits = sum(int((runner.predict(x[i:i + chunk]).argmax(1) == y[i:i + chunk]).sum())
                for i in range(0, len(x), chunk))
     return hits / len(x)
+
+
+def _start(name: str) -> Future:
+    """get_runner(name) in a daemon thread: a Ctrl-C need not wait for a worker's start-up
+    (a worker still starting then exits on its own when it finds its stdin closed)."""
+    fut: Future = Future()
+
+    def work():
+        try:
+            fut.set_result(get_runner(name))
+        except BaseException as e:
+            fut.set_exception(e)
+
+    threading.Thread(target=work, name=f"start-{name}", daemon=True).start()
+    return fut
 
 
 def train_one(name, spec, params0, data, plan, args, starting=None):
@@ -232,10 +248,15 @@ def run(args: argparse.Namespace) -> int:
           f"{', '.join(names)}", file=sys.stderr)
     # Keras workers are subprocesses that take seconds to import their backend: start them all
     # now, in parallel, while the in-process frameworks train.
-    with ThreadPoolExecutor(max_workers=len(KERAS_BACKENDS)) as pool:
-        starting = {n: pool.submit(get_runner, n) for n in names if n in KERAS_BACKENDS}
+    starting = {n: _start(n) for n in names if n in KERAS_BACKENDS}
+    try:
         records = [train_one(n, spec, params0, data, plan, args, starting.get(n))
                    for n in names]
+    except BaseException:  # Ctrl-C: close the workers that are up; don't wait for the rest
+        for f in starting.values():
+            if f.done() and f.exception() is None:
+                f.result().close()
+        raise
     if records[0]["status"] != "ok":
         print(f"skylark compare: numpy failed: {records[0]['reason']}", file=sys.stderr)
         return 1

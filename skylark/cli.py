@@ -148,13 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "train":
-        return run_train(args)
-    if args.command == "check":
-        from reference.check import run
-    else:
-        from reference.compare import run
-    return run(args)
+    try:
+        if args.command == "train":
+            return run_train(args)
+        if args.command == "check":
+            from reference.check import run
+        else:
+            from reference.compare import run
+        return run(args)
+    except KeyboardInterrupt:
+        print(f"\nskylark {args.command}: interrupted", file=sys.stderr)
+        return 130  # the shell's code for SIGINT
 
 
 if __name__ == "__main__":
