@@ -76,8 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def pin_threads(n: int) -> str:
     """Fix the thread count of every library. Environment variables work only before numpy
-    (and its BLAS) is loaded, so they are set first; threadpoolctl, when installed, also pins a
-    BLAS that is already loaded. Returns how numpy's BLAS was pinned."""
+    (and its BLAS) is loaded, so they are set first (which is why this is not
+    skylark.threads.limit_threads: importing skylark imports numpy); threadpoolctl, when
+    installed, also pins a BLAS that is already loaded. Returns how numpy's BLAS was pinned."""
     for var in THREAD_ENV:
         os.environ[var] = str(n)
     os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(n)

@@ -22,8 +22,12 @@ from .transfer import from_torch, to_torch
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-class Conv2dTF(nn.Conv2d):
-    """nn.Conv2d with explicit (top, bottom, left, right) zero padding (TF's asymmetric "same")."""
+class _ExplicitPads:
+    """Pads (top, bottom, left, right) with `pad_value` itself, then runs the torch layer
+    unpadded: TF's asymmetric "same" puts the odd pixel bottom/right, which torch's symmetric
+    `padding=` cannot express."""
+
+    pad_value = 0.0
 
     def __init__(self, *args, pads=(0, 0, 0, 0), **kwargs) -> None:
         super().__init__(*args, padding=0, **kwargs)
@@ -31,19 +35,17 @@ class Conv2dTF(nn.Conv2d):
 
     def forward(self, x):
         t, b, l, r = self.pads
-        return super().forward(F.pad(x, (l, r, t, b)))  # F.pad takes the last dim first
+        return super().forward(F.pad(x, (l, r, t, b), value=self.pad_value))  # last dim first
 
 
-class MaxPool2dTF(nn.MaxPool2d):
-    """nn.MaxPool2d after explicit -inf padding (top, bottom, left, right)."""
+class Conv2dTF(_ExplicitPads, nn.Conv2d):
+    """nn.Conv2d with explicit zero padding."""
 
-    def __init__(self, *args, pads=(0, 0, 0, 0), **kwargs) -> None:
-        super().__init__(*args, padding=0, **kwargs)
-        self.pads = tuple(pads)
 
-    def forward(self, x):
-        t, b, l, r = self.pads
-        return super().forward(F.pad(x, (l, r, t, b), value=-float("inf")))
+class MaxPool2dTF(_ExplicitPads, nn.MaxPool2d):
+    """nn.MaxPool2d with explicit -inf padding (a 0 would win in an all-negative window)."""
+
+    pad_value = -float("inf")
 
 
 class MaxPool2dLastMax(nn.MaxPool2d):

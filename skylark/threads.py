@@ -15,6 +15,9 @@ _ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
         "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
+_LIMITS = None
+
+
 def limit_threads(n: int) -> str:
     """Use `n` threads: env vars for libraries not imported yet (and for child processes),
     threadpoolctl for numpy's BLAS when it is installed, torch.set_num_threads if torch is
@@ -29,7 +32,8 @@ def limit_threads(n: int) -> str:
     except ImportError:
         done.append("numpy BLAS left as is (pip install threadpoolctl to pin it)")
     else:
-        threadpool_limits(n)
+        global _LIMITS
+        _LIMITS = threadpool_limits(n)  # kept referenced: the limit must outlive this call
         done.append("numpy BLAS via threadpoolctl")
     torch = sys.modules.get("torch")
     if torch is not None:
