@@ -29,9 +29,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FRAMEWORKS = ("numpy", "torch", "tf", "keras")
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-              "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+sys.path.insert(0, str(ROOT))  # `python benchmarks/bench.py` from anywhere
+
+from reference.frameworks import FRAMEWORKS as TABLE  # noqa: E402
+from reference.frameworks import pin_threads  # noqa: E402
+
+# The in-process frameworks of the table: a Keras worker would time the pipe, not the step.
+FRAMEWORKS = tuple(name for name, fw in TABLE.items() if fw.in_process)
+PINNED = "SKYLARK_BENCH_THREADS"  # set once this process was started with pinned threads
 LR, MOMENTUM, SEED = 0.01, 0.9, 0
 INPUT_SHAPE = (1, 28, 28)
 EPOCH_BATCH = 64
@@ -74,28 +79,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def pin_threads(n: int) -> str:
-    """Fix the thread count of every library. Environment variables work only before numpy
-    (and its BLAS) is loaded, so they are set first (which is why this is not
-    skylark.threads.limit_threads: importing skylark imports numpy); threadpoolctl, when
-    installed, also pins a BLAS that is already loaded. Returns how numpy's BLAS was pinned."""
-    for var in THREAD_ENV:
-        os.environ[var] = str(n)
-    os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(n)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    how = "env vars set before numpy was imported"
-    if "numpy" in sys.modules:
-        how = "numpy was imported before the env vars were set"
+def repin_and_exec(threads: int, argv) -> None:
+    """Thread-count environment variables bind a BLAS only when it loads, and numpy (with its
+    BLAS) is already imported here: so set them (reference.frameworks.pin_threads, the one
+    place that knows every library's) and start this command again under them."""
+    pin_threads(threads)
+    os.environ[PINNED] = str(threads)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "benchmarks.bench", *argv])
+
+
+def blas_threads() -> str:
+    """How numpy's BLAS is pinned, as threadpoolctl reports it."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_info
     except ImportError:
-        return how
-    global _LIMITS
-    _LIMITS = threadpool_limits(limits=n)  # kept alive: the limit holds while it exists
-    return how + " + threadpoolctl"
-
-
-_LIMITS = None
+        return "env vars set before numpy was imported"
+    got = sorted({i.get("num_threads") for i in threadpool_info()})
+    return f"env vars set before numpy was imported; threadpoolctl sees {got} thread(s)"
 
 
 # --- one (train, infer) pair of closures per framework -----------------------------------------
@@ -106,73 +108,89 @@ def make_cases(name: str, x, y, threads: int):
     from reference.spec import describe
 
     net = sk.skylark_cnn(INPUT_SHAPE, seed=SEED)
-    spec, params = describe(net), net.params()
     if name == "numpy":
-        opt = sk.SGD(net, LR, MOMENTUM)
-
-        def train():
-            _, d = sk.softmax_cross_entropy(net.forward(x), y)
-            opt.zero_grad()
-            net.backward(d, input_grad=False)  # the data needs no gradient (as in torch)
-            opt.step()
-
-        return train, lambda: net.forward(x)
+        return _numpy_case(net, x, y)
     if name == "oracle":
         return _oracle_case(net, x, y)
-    from reference.runners import get_runner
+    from reference.registry import get_runner
 
     runner = get_runner(name)  # FrameworkUnavailable when not installed
-    if name == "torch":
-        import torch
-        import torch.nn.functional as F
+    runner.setup(describe(net), net.params(), "float32", INPUT_SHAPE)
+    return _CASES[name](runner, x, y, threads)
 
-        torch.set_num_threads(threads)
-        runner.setup(spec, params, "float32", INPUT_SHAPE)
-        model = runner.model
-        topt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
-        def train():
-            topt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(xt), yt).backward()
-            topt.step()
+def _numpy_case(net, x, y):
+    import skylark as sk
 
-        def infer():
-            with torch.inference_mode():
-                return model(xt)
+    opt = sk.SGD(net, LR, MOMENTUM)
 
-        return train, infer
+    def train():
+        _, d = sk.softmax_cross_entropy(net.forward(x), y)
+        opt.zero_grad()
+        net.backward(d, input_grad=False)  # the data needs no gradient (as in torch)
+        opt.step()
+
+    return train, lambda: net.forward(x)
+
+
+def _torch_case(runner, x, y, threads):
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    model = runner.model
+    topt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def train():
+        topt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(xt), yt).backward()
+        topt.step()
+
+    def infer():
+        with torch.inference_mode():
+            return model(xt)
+
+    return train, infer
+
+
+def _tf_case(runner, x, y, threads):
+    import tensorflow as tf
+
+    from reference.transfer import activation_to_keras
+
+    tvars = list(runner.vars.values())
+    vel = [tf.Variable(tf.zeros_like(v)) for v in tvars]
+    xt, yt = tf.constant(activation_to_keras(x)), tf.constant(y)  # NHWC once, untimed
+
+    @tf.function
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = runner._loss(runner._forward(xb)[-1], yb)
+        for v, m, g in zip(tvars, vel, tape.gradient(loss, tvars), strict=True):
+            m.assign(MOMENTUM * m + g)  # torch's rule: v = mu*v + g (v = g at first)
+            v.assign_sub(LR * m)
+        return loss
+
+    predict = tf.function(lambda xb: runner._forward(xb)[-1])
+    return (lambda: step(xt, yt)), (lambda: predict(xt))
+
+
+def _keras_case(runner, x, y, threads):
+    import keras
+
     from reference.transfer import activation_to_keras
 
     xk = activation_to_keras(x)  # NCHW -> NHWC once, outside the timed calls
-    if name == "tf":
-        import tensorflow as tf
+    model = runner.model
+    model.compile(optimizer=keras.optimizers.SGD(LR, momentum=MOMENTUM),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return (lambda: model.train_on_batch(xk, y)), (lambda: model.predict_on_batch(xk))
 
-        runner.setup(spec, params, "float32", INPUT_SHAPE)
-        tvars = list(runner.vars.values())
-        vel = [tf.Variable(tf.zeros_like(v)) for v in tvars]
-        xt, yt = tf.constant(xk), tf.constant(y)
 
-        @tf.function
-        def step(xb, yb):
-            with tf.GradientTape() as tape:
-                loss = runner._loss(runner._forward(xb)[-1], yb)
-            for v, m, g in zip(tvars, vel, tape.gradient(loss, tvars), strict=True):
-                m.assign(MOMENTUM * m + g)  # torch's rule: v = mu*v + g (v = g at first)
-                v.assign_sub(LR * m)
-            return loss
-
-        predict = tf.function(lambda xb: runner._forward(xb)[-1])
-        return (lambda: step(xt, yt)), (lambda: predict(xt))
-    if name == "keras":
-        import keras
-
-        runner.setup(spec, params, "float32", INPUT_SHAPE)
-        model = runner.model
-        model.compile(optimizer=keras.optimizers.SGD(LR, momentum=MOMENTUM),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        return (lambda: model.train_on_batch(xk, y)), (lambda: model.predict_on_batch(xk))
-    raise ValueError(f"unknown framework {name!r}")
+_CASES = {"torch": _torch_case, "tf": _tf_case, "keras": _keras_case}
+_missing = set(FRAMEWORKS) - {"numpy", *_CASES}
+assert not _missing, f"benchmarks.bench: no timing case for {_missing}"
 
 
 def _oracle_case(net, x, y):
@@ -217,6 +235,20 @@ def time_batch(names, batch: int, threads: int, seconds: float, log) -> dict:
     rng = np.random.default_rng(SEED)
     x = rng.uniform(-0.5, 0.5, (batch, *INPUT_SHAPE)).astype(np.float32)  # the data's range
     y = rng.integers(0, 10, batch).astype(np.int64)
+    results, tasks = _build_tasks(names, x, y, threads, log)
+    if not tasks:
+        return results
+    round_s = sum(t[3] for t in tasks if t[0] != "oracle")
+    rounds = int(min(2000, max(7, seconds / max(round_s, 1e-6))))
+    log(f"  batch {batch}: {rounds} interleaved rounds")
+    _run_rounds(tasks, rounds, results)
+    _summarise(results, batch)
+    return results
+
+
+def _build_tasks(names, x, y, threads: int, log) -> tuple[dict, list]:
+    """Results with empty sample lists (or "missing"), and the (name, mode, fn, seconds per call)
+    tasks, each warmed up and timed roughly to size the number of rounds."""
     results, tasks = {}, []
     for name in names:
         try:
@@ -234,12 +266,12 @@ def time_batch(names, batch: int, threads: int, seconds: float, log) -> dict:
             for _ in range(reps):
                 fn()
             tasks.append((name, mode, fn, (time.perf_counter() - t0) / reps))
-    if not tasks:
-        return results
-    round_s = sum(t[3] for t in tasks if t[0] != "oracle")
-    rounds = int(min(2000, max(7, seconds / max(round_s, 1e-6))))
+    return results, tasks
+
+
+def _run_rounds(tasks: list, rounds: int, results: dict) -> None:
+    """Time every task once per round, appending µs per call to results[name][mode]."""
     oracle_rounds = min(rounds, 15)  # ~15 ms a call at batch 1; 15 rounds say enough
-    log(f"  batch {batch}: {rounds} interleaved rounds")
     gc.collect()
     gc.disable()  # as timeit does: a collection inside one call would be charged to it
     try:
@@ -253,6 +285,12 @@ def time_batch(names, batch: int, threads: int, seconds: float, log) -> dict:
                 results[name][mode].append((time.perf_counter_ns() - t0) / 1e3)
     finally:
         gc.enable()
+
+
+def _summarise(results: dict, batch: int) -> None:
+    """Replace each list of µs per call by its median, p10, p90 per sample and its length."""
+    import numpy as np
+
     for res in results.values():
         if "missing" in res:
             continue
@@ -264,7 +302,6 @@ def time_batch(names, batch: int, threads: int, seconds: float, log) -> dict:
                 "p90_us_per_sample": float(np.percentile(us, 90)) / batch,
                 "rounds": int(us.size),
             }
-    return results
 
 
 # --- memory -----------------------------------------------------------------------------------
@@ -355,7 +392,7 @@ def epoch_seconds(n_batches: int, threads: int, log) -> dict:
     except ImportError as e:
         steps["torch"] = {"missing": f"{type(e).__name__}: {e}"}
     else:
-        from reference.runners import get_runner
+        from reference.registry import get_runner
         from reference.spec import describe
 
         torch.set_num_threads(threads)
@@ -482,9 +519,11 @@ def environment(args, blas_pinning: str) -> dict:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    how = pin_threads(args.threads)
-    sys.path.insert(0, str(ROOT))  # `python benchmarks/bench.py` from anywhere
+    if os.environ.get(PINNED) != str(args.threads):
+        repin_and_exec(args.threads, argv)
+    how = blas_threads()
     if {"tf", "keras"} & set(args.frameworks) or (args._memory and args._memory[0] in
                                                   ("tf", "keras")):
         try:

@@ -5,10 +5,13 @@ all layout conversions (transfer), and the harness that compares every tensor ag
     from reference.check import main          # `skylark check`
 
 Importing this package imports no framework; each is imported when its runner is created.
+Where things live: docs/design.md ("Architecture").
 """
 
-from .runners import FRAMEWORKS, PLANTS, FrameworkUnavailable, Runner, get_runner
+from .frameworks import FRAMEWORKS, NAMES
+from .registry import get_runner
+from .runner import PLANTS, FrameworkUnavailable, Runner
 from .spec import build, describe
 
-__all__ = ["FRAMEWORKS", "PLANTS", "FrameworkUnavailable", "Runner", "build", "describe",
-           "get_runner"]
+__all__ = ["FRAMEWORKS", "NAMES", "PLANTS", "FrameworkUnavailable", "Runner", "build",
+           "describe", "get_runner"]

@@ -10,7 +10,8 @@ environment fingerprint. Exit status: 0 when every tensor of every framework is 
 framework is MISSING (not installed) — unless --allow-missing, which reports MISSING loudly but
 does not fail on it; 2 on bad usage (including an unwritable --json path).
 
-For skylark/cli.py: `from reference.check import add_arguments, run`.
+Registered as the `skylark check` command (pyproject.toml, entry-point group
+"skylark.commands"): HELP, DESCRIPTION, `add_arguments` and `run` are what skylark.cli uses.
 """
 
 from __future__ import annotations
@@ -21,59 +22,24 @@ import math
 import os
 import sys
 
-from .harness import INPUTS, run_check
-from .runners import FRAMEWORKS, PLANTS
+from skylark.cli import HelpFormatter, positive_int, seed_int
 
-DEFAULT_FRAMEWORKS = [f for f in FRAMEWORKS if f != "numpy"]
+from .frameworks import COMPARED, parse_frameworks
+from .harness import run_check
+from .inputs import INPUTS
+from .runner import PLANTS
+
+HELP = "compare every tensor of one batch across frameworks"
+DESCRIPTION = ("Forward outputs, loss and every gradient of one batch, each framework against "
+               "numpy, within a derived budget.")
 EXIT_CODES = ("exit status: 0 every tensor of every framework within budget; 1 a tensor out of "
               "budget, a framework ERROR, or a framework MISSING (unless --allow-missing); "
               "2 bad usage.")
 
 
-def _frameworks(text) -> list[str]:
-    """'all' or a comma-separated list -> the frameworks to compare against numpy."""
-    if not isinstance(text, str):  # already a list (run() called with a built Namespace)
-        text = ",".join(text)
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if names == ["all"]:
-        return list(DEFAULT_FRAMEWORKS)
-    bad = [n for n in names if n not in FRAMEWORKS]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"expected 'all' or a comma-separated list of {', '.join(FRAMEWORKS)}. "
-            f"Received: {text!r}"
-        )
-    kept = [n for n in dict.fromkeys(names) if n != "numpy"]  # numpy is the reference
-    if not kept:  # else nothing is checked and the check "passes"
-        raise argparse.ArgumentTypeError(
-            f"numpy is the reference; name at least one other framework. Received: {text!r}"
-        )
-    return kept
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}")
-    return v
-
-
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0. Received: {text!r}")
-    return v
-
-
 def _plant(text: str) -> tuple[str, str]:
     fw, _, bug = text.partition("=")
-    if fw not in DEFAULT_FRAMEWORKS or bug not in PLANTS or (
+    if fw not in COMPARED or bug not in PLANTS or (
             bug == "pool_last_max" and fw != "torch"):
         raise argparse.ArgumentTypeError(
             f"expected FRAMEWORK=BUG with BUG one of {PLANTS} (pool_last_max: torch only). "
@@ -87,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     if not parser.epilog:
         parser.epilog = EXIT_CODES
     parser.add_argument(
-        "--frameworks", type=_frameworks, default="all", metavar="LIST",
-        help=f"comma-separated, or 'all' (= {','.join(DEFAULT_FRAMEWORKS)}); numpy is the "
+        "--frameworks", type=parse_frameworks, default="all", metavar="LIST",
+        help=f"comma-separated, or 'all' (= {','.join(COMPARED)}); numpy is the "
              "reference every one is compared against",
     )
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
@@ -96,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--input", choices=INPUTS, default="random",
                         help="random: U[-0.5, 0.5]; ties: flat background (pool windows tie); "
                              "digits: scikit-learn 8x8 digits")
-    parser.add_argument("--batch", type=_positive, default=4, help="batch size")
-    parser.add_argument("--seed", type=_seed, default=0, help="seed of the model and the batch")
+    parser.add_argument("--batch", type=positive_int, default=4, help="batch size")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the model and the batch")
     parser.add_argument("--json", metavar="PATH", help="also write the full report here")
     parser.add_argument("--allow-missing", action="store_true",
                         help="a framework that is not installed is reported, not a failure")
@@ -190,7 +156,7 @@ def _json_path_error(path: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """Run the check the parsed `args` describe; print the report; return the exit status."""
     try:
-        frameworks = _frameworks(args.frameworks)
+        frameworks = parse_frameworks(args.frameworks)
     except argparse.ArgumentTypeError as e:
         return _usage_error(f"argument --frameworks: {e}")
     if args.json and (why := _json_path_error(args.json)):
@@ -222,8 +188,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     parser = add_arguments(argparse.ArgumentParser(
-        prog="skylark check", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Compare every tensor of the Skylark net across numpy and the frameworks.",
+        prog="skylark check", formatter_class=HelpFormatter, description=DESCRIPTION,
     ))
     try:
         args = parser.parse_args(argv)

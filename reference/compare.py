@@ -3,6 +3,8 @@
 Same initial weights (copied from one skylark model), same batches (one precomputed schedule),
 same SGD (torch's semantics everywhere). Each framework runs the whole schedule in turn, with its
 own progress bar, and is compared step by step with numpy's losses.
+
+Registered as the `skylark compare` command (entry-point group "skylark.commands").
 """
 
 from __future__ import annotations
@@ -19,24 +21,30 @@ from pathlib import Path
 import numpy as np
 
 import skylark as sk
+from skylark.cli import add_sgd_arguments, positive_int
 from skylark.data import batches, load_dataset
 from skylark.progress import bar
 
-from .runners import FRAMEWORKS, KERAS_BACKENDS, FrameworkUnavailable, get_runner
+from .frameworks import COMPARED, FRAMEWORKS, parse_frameworks, pin_threads
+from .registry import get_runner
+from .runner import FrameworkUnavailable
 from .spec import describe
 
-# float64 lockstep bar: every step's loss within 1e-9 of numpy's (the issue's contract). Both
-# sides run the same math in float64; after hundreds of SGD steps the observed gap is ~1e-14, so
-# 1e-9 leaves five orders of magnitude for accumulation-order differences to compound.
+HELP = "train every framework in lockstep and plot the curves"
+DESCRIPTION = ("Every framework trains the Skylark net from the same initial weights on the same "
+               "batches with the same SGD; writes curves.png, curves.csv and summary.json.")
+
+# float64 lockstep bar: every step's loss within 1e-9 of numpy's. Both sides run the same math
+# in float64; after hundreds of SGD steps the observed gap is ~1e-14, so 1e-9 leaves five orders
+# of magnitude for accumulation-order differences to compound.
 LOCKSTEP_ATOL64 = 1e-9
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from skylark.cli import add_sgd_arguments, positive_int
-
     add_sgd_arguments(p, "float64", "float64 shows lockstep to 1e-9; float32 shows the real drift")
-    p.add_argument("--frameworks", default="all",
-                   help=f"comma-separated subset of {','.join(FRAMEWORKS)}, or all")
+    p.add_argument("--frameworks", type=parse_frameworks, default="all", metavar="LIST",
+                   help=f"comma-separated, or 'all' (= {','.join(COMPARED)}); numpy, the "
+                        "reference, always runs")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive_int, default=None,
                         help="passes over the train set [default: 5, unless --steps]")
@@ -44,14 +52,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         help="SGD steps instead of epochs (they may span epochs)")
     p.add_argument("--out", default="compare-out", help="folder for curves.png/.csv, summary.json")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def parse_frameworks(text: str) -> list[str]:
-    names = list(FRAMEWORKS) if text == "all" else [t.strip() for t in text.split(",") if t]
-    bad = [n for n in names if n not in FRAMEWORKS]
-    if bad or not names:
-        raise ValueError(f"frameworks must be among {FRAMEWORKS}. Received: --frameworks={text}")
-    return ["numpy"] + [n for n in dict.fromkeys(names) if n != "numpy"]  # numpy is the reference
 
 
 def schedule(n: int, batch_size: int, seed: int, epochs: int | None, steps: int | None):
@@ -155,6 +155,9 @@ def write_csv(path: Path, records) -> None:
                 w.writerow([r["framework"], i + 1, repr(loss), acc])
 
 
+_STYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 2))]
+
+
 def plot(path: Path, records, summary) -> bool:
     """curves.png: loss per step (top) and |loss - numpy loss| on a log scale (bottom)."""
     try:
@@ -165,23 +168,10 @@ def plot(path: Path, records, summary) -> bool:
     except ImportError:
         return False
     ok = [r for r in records if r["status"] == "ok"]
-    ref = np.array(ok[0]["losses"])
-    steps = np.arange(1, len(ref) + 1)
     floor = 1e-17 if summary["dtype"] == "float64" else 1e-10
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 2]})
-    styles = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 2))]
-    for i, r in enumerate(ok):
-        lw = 3.5 if r["framework"] == "numpy" else 1.3
-        top.plot(steps, r["losses"], ls=styles[i % len(styles)], lw=lw, label=r["framework"],
-                 alpha=0.5 if r["framework"] == "numpy" else 0.9)
-        if r["framework"] != "numpy":
-            # Per-step gaps hop between exact 0 and a few ulps: draw them as faint dots and
-            # their running maximum as the line, so drift (or its absence) reads at a glance.
-            d = np.maximum(np.abs(np.array(r["losses"]) - ref), floor)
-            bottom.plot(steps, d, ".", ms=2.5, alpha=0.35, color=f"C{i}")
-            bottom.plot(steps, np.maximum.accumulate(d), ls=styles[i % len(styles)], lw=1.5,
-                        color=f"C{i}", label=r["framework"])
+    _plot_curves(top, bottom, ok, floor)
     missing = [r["framework"] for r in records if r["status"] != "ok"]
     title = (f"Skylark net on {summary['dataset']} ({summary['dtype']}): batch "
              f"{summary['batch_size']}, lr {summary['lr']}, momentum {summary['momentum']}")
@@ -191,11 +181,37 @@ def plot(path: Path, records, summary) -> bool:
     top.set_ylabel("training loss (mean cross-entropy)")
     top.legend(loc="upper right")
     top.grid(alpha=0.3)
-    if len(ok) == 1:
+    _style_gap_axis(bottom, summary["dtype"], floor, alone=len(ok) == 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _plot_curves(top, bottom, ok, floor) -> None:
+    """Each framework's loss (top) and its gap to numpy's (bottom)."""
+    ref = np.array(ok[0]["losses"])
+    steps = np.arange(1, len(ref) + 1)
+    for i, r in enumerate(ok):
+        style = _STYLES[i % len(_STYLES)]
+        numpy = r["framework"] == "numpy"
+        top.plot(steps, r["losses"], ls=style, lw=3.5 if numpy else 1.3, label=r["framework"],
+                 alpha=0.5 if numpy else 0.9)
+        if not numpy:
+            # Per-step gaps hop between exact 0 and a few ulps: draw them as faint dots and
+            # their running maximum as the line, so drift (or its absence) reads at a glance.
+            d = np.maximum(np.abs(np.array(r["losses"]) - ref), floor)
+            bottom.plot(steps, d, ".", ms=2.5, alpha=0.35, color=f"C{i}")
+            bottom.plot(steps, np.maximum.accumulate(d), ls=style, lw=1.5, color=f"C{i}",
+                        label=r["framework"])
+
+
+def _style_gap_axis(bottom, dtype: str, floor: float, alone: bool) -> None:
+    if alone:
         bottom.text(0.5, 0.5, "no other framework ran", ha="center", transform=bottom.transAxes)
         bottom.set_ylim(floor, 1)
     bottom.set_yscale("log")
-    if summary["dtype"] == "float64":
+    if dtype == "float64":
         bottom.axhline(LOCKSTEP_ATOL64, color="red", lw=1, ls="--", label="lockstep bar 1e-9")
     bottom.set_ylabel(f"|loss − numpy loss|\n(dots: per step, exact 0 at {floor:g};\n"
                       "lines: running max)")
@@ -203,10 +219,6 @@ def plot(path: Path, records, summary) -> bool:
     if bottom.get_legend_handles_labels()[0]:
         bottom.legend(loc="lower right", fontsize=8, ncol=4, framealpha=0.9)
     bottom.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
 
 
 def print_table(summary, file=None) -> None:
@@ -231,24 +243,22 @@ def print_table(summary, file=None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        names = parse_frameworks(args.frameworks)
+        names = ["numpy", *parse_frameworks(args.frameworks)]
         data = load_dataset(args.dataset, dtype=args.dtype)
-    except (ValueError, FileNotFoundError, ImportError) as e:
+    except (ValueError, argparse.ArgumentTypeError, FileNotFoundError, ImportError) as e:
         print(f"skylark compare: error: {e}", file=sys.stderr)
         return 2
-    from skylark.threads import limit_threads
-
-    print(f"threads: {limit_threads(args.threads)}", file=sys.stderr)
+    print(f"threads: {pin_threads(args.threads)}", file=sys.stderr)
     epochs = args.epochs if args.epochs or args.steps else 5
     plan = schedule(len(data.x_train), args.batch_size, args.seed, epochs, args.steps)
-    model = sk.skylark_cnn(input_shape=data.input_shape, num_classes=data.num_classes,
+    model = sk.skylark_cnn(data.input_shape, num_classes=data.num_classes,
                            seed=args.seed, dtype=args.dtype)
     spec, params0 = describe(model), {k: v.copy() for k, v in model.params().items()}
     print(f"{data!r}: {len(plan)} steps of batch {args.batch_size} for "
           f"{', '.join(names)}", file=sys.stderr)
     # Keras workers are subprocesses that take seconds to import their backend: start them all
     # now, in parallel, while the in-process frameworks train.
-    starting = {n: _start(n) for n in names if n in KERAS_BACKENDS}
+    starting = {n: _start(n) for n in names if not FRAMEWORKS[n].in_process}
     try:
         records = [train_one(n, spec, params0, data, plan, args, starting.get(n))
                    for n in names]

@@ -1,16 +1,13 @@
-"""The Keras 3 reference: a keras.Sequential of Conv2D / MaxPooling2D / ReLU / Flatten / Dense.
+"""The Keras 3 reference: a keras.Sequential built from each layer kind's `keras` builder.
 
 Runs on whatever backend Keras was imported with (KERAS_BACKEND; Keras fixes it at import, which
 is why `keras-tensorflow`, `keras-torch` and `keras-jax` each live in their own subprocess, see
 reference.worker). The loss is SparseCategoricalCrossentropy(from_logits=True): with logits the
-torch backend's probability clipping (PITFALLS.md #5) never applies.
+torch backend's clipping of probabilities (to [eps, 1 - eps]) never applies.
 
-Skylark layer i becomes one or two Keras layers:
-- conv2d "valid"/"same" -> Conv2D(padding=...) (Keras' "same" is TF's rule on every backend);
-  int padding -> ZeroPadding2D + Conv2D("valid").
-- maxpool2d "valid"/"same" -> MaxPooling2D(padding=...); int padding -> NegInfPadding2D +
-  MaxPooling2D("valid"). NegInfPadding2D (below) pads with -inf: ZeroPadding2D would put a 0 in
-  the window, which wins whenever the real values there are all negative.
+Skylark layer i becomes one or two Keras layers (reference.kinds): e.g. a conv2d with int
+padding is ZeroPadding2D + Conv2D("valid"), a maxpool2d with int padding NegInfPadding2D +
+MaxPooling2D("valid"); Keras' "same" is TF's rule on every backend.
 
 Gradients: Keras has no autodiff of its own, so each backend's (tf.GradientTape, torch.autograd,
 jax.vjp) differentiates a stateless call: the variables' values are passed in through
@@ -39,8 +36,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from .runners import Runner
-from .spec import resolved_pads
+from .kinds import KINDS, require_builders
+from .runner import PassGrads, Runner, name_tensors
 from .transfer import (
     TRANSFER_PLANTS,
     activation_from_keras,
@@ -48,6 +45,8 @@ from .transfer import (
     from_keras,
     to_keras,
 )
+
+require_builders("keras")
 
 _STOCK_FLOAT64 = "SKYLARK_KERAS_STOCK_FLOAT64"
 
@@ -119,7 +118,7 @@ def _float64_scope(method):
 
 
 def _no_tf32(backend: str) -> None:
-    """TF32 rounds float32 matmuls/convs to 10 mantissa bits on Ampere+ GPUs (PITFALLS #10)."""
+    """TF32 rounds float32 matmuls/convs to 10 mantissa bits on Ampere+ GPUs ."""
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -131,62 +130,9 @@ def _no_tf32(backend: str) -> None:
         torch.backends.cudnn.allow_tf32 = False
 
 
-class NegInfPadding2D(keras.layers.Layer):
-    """Pad an NHWC map with -inf ((top, bottom, left, right)), for max-pooling with int padding."""
-
-    def __init__(self, pads, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.pads = tuple(int(p) for p in pads)
-
-    def call(self, x):
-        t, b, l, r = self.pads
-        return ops.pad(x, [[0, 0], [t, b], [l, r], [0, 0]], constant_values=float("-inf"))
-
-    def compute_output_shape(self, shape):
-        t, b, l, r = self.pads
-        n, h, w, c = shape
-        return n, None if h is None else h + t + b, None if w is None else w + l + r, c
-
-    def get_config(self):
-        return {**super().get_config(), "pads": self.pads}
-
-
-def build_keras_groups(spec: list[dict], input_shape, dtype: str) -> list[list]:
+def build_keras_groups(spec: list[dict], geometry, dtype: str) -> list[list]:
     """For each skylark layer, the Keras layers (one, or a padding layer and one) that mirror it."""
-    groups = []
-    common = {"dtype": dtype}
-    for i, (s, pads) in enumerate(zip(spec, resolved_pads(spec, input_shape), strict=True)):
-        kind, name = s["kind"], f"l{i}"
-        if kind == "conv2d":
-            pad, pre = s["padding"], []
-            if not isinstance(pad, str):
-                ph, pw = pad
-                pre = [keras.layers.ZeroPadding2D(((ph, ph), (pw, pw)), name=f"{name}_pad",
-                                                  data_format="channels_last", **common)]
-                pad = "valid"
-            groups.append([*pre, keras.layers.Conv2D(
-                s["out_channels"], tuple(s["kernel_size"]), strides=tuple(s["stride"]),
-                padding=pad, use_bias=s["bias"], data_format="channels_last", name=name,
-                **common,
-            )])
-        elif kind == "maxpool2d":
-            pad, pre = s["padding"], []
-            if not isinstance(pad, str):
-                pre = [NegInfPadding2D(pads, name=f"{name}_pad", **common)]
-                pad = "valid"
-            groups.append([*pre, keras.layers.MaxPooling2D(
-                tuple(s["kernel_size"]), strides=tuple(s["stride"]), padding=pad,
-                data_format="channels_last", name=name, **common,
-            )])
-        elif kind == "relu":
-            groups.append([keras.layers.ReLU(name=name, **common)])
-        elif kind == "flatten":
-            groups.append([keras.layers.Flatten(data_format="channels_last", name=name,
-                                                **common)])
-        elif kind == "dense":
-            groups.append([keras.layers.Dense(s["out_features"], use_bias=s["bias"], name=name,
-                                              **common)])
-    return groups
+    return [KINDS[s["kind"]].keras(s, g, dtype) for s, g in zip(spec, geometry, strict=True)]
 
 
 class KerasRunner(Runner):
@@ -215,7 +161,7 @@ class KerasRunner(Runner):
         self.backend = keras.backend.backend()
         _no_tf32(self.backend)
         c, h, w = self.input_shape
-        self.groups = build_keras_groups(self.spec, self.input_shape, self.dtype)
+        self.groups = build_keras_groups(self.spec, self.geometry, self.dtype)
         self.model = keras.Sequential(
             [keras.Input(shape=(h, w, c), dtype=self.dtype)]
             + [layer for g in self.groups for layer in g]
@@ -240,64 +186,64 @@ class KerasRunner(Runner):
 
     # --- a stateless forward pass, differentiated by the backend's own autodiff ---------------
 
-    def _stateless(self, values, x, eps, labels):
-        """(loss, logits), outs: the model on variable `values`, with `eps[i]` added to out i."""
-        mapping = list(zip(self.vars.values(), values, strict=True))
-        with keras.StatelessScope(state_mapping=mapping):
+    def _stateless(self, prim, labels):
+        """(loss, logits), outs: the model on `prim` = [*variable values, x, *eps], with eps[i]
+        added to out i (+ 0: its gradient is d/d out.i, exactly)."""
+        nv = len(self.vars)
+        values, x, eps = prim[:nv], prim[nv], prim[nv + 1:]
+        with keras.StatelessScope(state_mapping=list(zip(self.vars.values(), values,
+                                                         strict=True))):
             outs, h = [], x
             for i, group in enumerate(self.groups):
                 for layer in group:
                     h = layer(h)
-                if eps is not None:
-                    h = ops.add(h, eps[i])  # + 0: its gradient is d/d out.i
-                outs.append(h)
+                outs.append(ops.add(h, eps[i]))
+                h = outs[-1]
             loss = self.loss_fn(labels, h)
         return (loss, h), outs
 
+    def _grads_tensorflow(self, prim, labels, cot):
+        import tensorflow as tf
+
+        prim = [tf.constant(v) for v in prim]
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(prim)
+            (loss, logits), outs = self._stateless(prim, labels)
+        grads = {"loss": tape.gradient(loss, prim)}
+        if cot is not None:
+            grads["cot"] = tape.gradient(logits, prim, output_gradients=tf.constant(cot))
+        return loss, outs, grads
+
+    def _grads_torch(self, prim, labels, cot):
+        import torch
+
+        prim = [torch.tensor(v, requires_grad=True) for v in prim]
+        (loss, logits), outs = self._stateless(prim, torch.tensor(labels))
+        grads = {"loss": torch.autograd.grad(loss, prim, retain_graph=cot is not None)}
+        if cot is not None:
+            grads["cot"] = torch.autograd.grad(logits, prim, grad_outputs=torch.tensor(cot))
+        return loss, outs, grads
+
+    def _grads_jax(self, prim, labels, cot):
+        import jax
+        import jax.numpy as jnp
+
+        (loss, logits), vjp, outs = jax.vjp(lambda p: self._stateless(p, labels),
+                                            [jnp.asarray(v) for v in prim], has_aux=True)
+        grads = {"loss": vjp((jnp.ones_like(loss), jnp.zeros_like(logits)))[0]}
+        if cot is not None:
+            grads["cot"] = vjp((jnp.zeros_like(loss), jnp.asarray(cot)))[0]
+        return loss, outs, grads
+
     def _vjp(self, x, labels, cot=None):
-        """Forward, then the gradient w.r.t. (values, x, eps) from the loss and from `cot`."""
+        """Forward, then the gradient w.r.t. (values, x, eps) from the loss and from `cot`,
+        by the backend's own autodiff (Keras has none of its own)."""
         values = [ops.convert_to_numpy(v.value) for v in self.vars.values()]
         eps = [np.zeros((x.shape[0], *_nhwc(s)), self.dtype) for s in self.out_shapes]
-        b = self.backend
-        if b == "tensorflow":
-            import tensorflow as tf
-
-            prim = [tf.constant(v) for v in [*values, x, *eps]]
-            with tf.GradientTape(persistent=True) as tape:
-                tape.watch(prim)
-                (loss, logits), outs = self._stateless(
-                    prim[: len(values)], prim[len(values)], prim[len(values) + 1:], labels
-                )
-            grads = {"loss": tape.gradient(loss, prim)}
-            if cot is not None:
-                grads["cot"] = tape.gradient(logits, prim, output_gradients=tf.constant(cot))
-            del tape
-        elif b == "torch":
-            import torch
-
-            prim = [torch.tensor(v, requires_grad=True) for v in [*values, x, *eps]]
-            (loss, logits), outs = self._stateless(
-                prim[: len(values)], prim[len(values)], prim[len(values) + 1:],
-                torch.tensor(labels),
-            )
-            grads = {"loss": torch.autograd.grad(loss, prim, retain_graph=cot is not None)}
-            if cot is not None:
-                grads["cot"] = torch.autograd.grad(logits, prim, grad_outputs=torch.tensor(cot))
-        elif b == "jax":
-            import jax
-            import jax.numpy as jnp
-
-            def f(prim):
-                return self._stateless(prim[: len(values)], prim[len(values)],
-                                       prim[len(values) + 1:], labels)
-
-            prim = [jnp.asarray(v) for v in [*values, x, *eps]]
-            (loss, logits), vjp, outs = jax.vjp(f, prim, has_aux=True)
-            grads = {"loss": vjp((jnp.ones_like(loss), jnp.zeros_like(logits)))[0]}
-            if cot is not None:
-                grads["cot"] = vjp((jnp.zeros_like(loss), jnp.asarray(cot)))[0]
-        else:
-            raise RuntimeError(f"keras: unsupported backend {b!r}")
+        grads_fn = getattr(self, f"_grads_{self.backend}", None)
+        if grads_fn is None:
+            raise RuntimeError(f"keras: unsupported backend {self.backend!r}")
+        loss, outs, grads = grads_fn([*values, x, *eps], labels, cot)
         to_np = ops.convert_to_numpy
         return (
             to_np(loss), [to_np(o) for o in outs],
@@ -305,21 +251,20 @@ class KerasRunner(Runner):
         )
 
     @_float64_scope
-    def collect(self, x, labels, cotangent):
+    def trace(self, x, labels, cotangent):
         x, labels, cot = self._check_batch(x, labels, cotangent)
         src = self.flat_sources
         loss, outs, grads, nv = self._vjp(
             activation_to_keras(x), labels, activation_to_keras(cot, src[-1])
         )
-        result = {f"out.{i}": activation_from_keras(o, src[i]) for i, o in enumerate(outs)}
-        result["loss"] = np.asarray(loss)
+        passes = {}
         for tag, g in grads.items():
-            pg = from_keras(dict(zip(self.vars, g[:nv], strict=True)), self.spec, self.input_shape)
-            result[f"{tag}/d.input"] = activation_from_keras(g[nv])
-            for i in range(len(outs)):
-                result[f"{tag}/d.out.{i}"] = activation_from_keras(g[nv + 1 + i], src[i])
-            result.update({f"{tag}/d.{k}": v for k, v in pg.items()})
-        return result
+            params = from_keras(dict(zip(self.vars, g[:nv], strict=True)), self.spec,
+                                self.input_shape)
+            d_outs = [activation_from_keras(d, src[i]) for i, d in enumerate(g[nv + 1:])]
+            passes[tag] = PassGrads(activation_from_keras(g[nv]), d_outs, params)
+        return name_tensors([activation_from_keras(o, src[i]) for i, o in enumerate(outs)],
+                            loss, passes)
 
     def _train_setup(self):
         self.velocity = {}

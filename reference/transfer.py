@@ -6,7 +6,7 @@ Layouts:
     Keras / raw TF    conv kernel (kh, kw, I, O)   dense kernel (in, out)   activations NHWC
                       flatten order H, W, C        names "0.kernel", "0.bias" (skylark's index)
 
-The trap (PITFALLS.md #1): a Dense that follows a Flatten indexes its inputs in flatten order, so
+The trap: a Dense that follows a Flatten indexes its inputs in flatten order, so
 its rows must be permuted CHW <-> HWC with the feature map's shape, not merely transposed.
 
 Parameters cross as NumPy arrays keyed by name; a gradient has its parameter's layout, so the same
@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import dense_input_maps, param_shapes
+from .kinds import KINDS
+from .spec import geometry, param_shapes
 
 TRANSFER_PLANTS = ("dense_hwc", "kernel_transposed")
 
 
-def check_params(params, spec: list[dict], what: str = "skylark") -> dict[str, np.ndarray]:
-    """`params` as arrays after checking names and shapes against `spec` (skylark layout).
+def check_names_shapes(got, expected: dict, what: str) -> dict[str, np.ndarray]:
+    """`got` as arrays in `expected`'s order, after checking names and shapes.
 
     ValueError names every missing/unexpected tensor, or the first mis-shaped one with both shapes.
     """
-    expected = param_shapes(spec)
-    got = {k: np.asarray(v) for k, v in params.items()}
+    got = {k: np.asarray(v) for k, v in got.items()}
     missing = [k for k in expected if k not in got]
     extra = [k for k in got if k not in expected]
     if missing or extra:
@@ -41,12 +41,17 @@ def check_params(params, spec: list[dict], what: str = "skylark") -> dict[str, n
             + f"; unexpected: {extra}. Expected: {expected}"
         )
     for k, shape in expected.items():
-        if got[k].shape != shape:
+        if got[k].shape != tuple(shape):
             raise ValueError(
-                f"{what} parameter {k!r} has the wrong shape: expected {shape}, "
+                f"{what} parameter {k!r} has the wrong shape: expected {tuple(shape)}, "
                 f"received {got[k].shape}"
             )
     return {k: got[k] for k in expected}
+
+
+def check_params(params, spec: list[dict], what: str = "skylark") -> dict[str, np.ndarray]:
+    """`params` (skylark layout and names) as arrays, checked against `spec`."""
+    return check_names_shapes(params, param_shapes(spec), what)
 
 
 def _check_plant(plant, allowed) -> None:
@@ -82,100 +87,124 @@ def from_torch(state, spec: list[dict]) -> dict[str, np.ndarray]:
 
 
 # --- Keras / raw TF: HWIO kernels, (in, out) dense kernels, HWC flatten order -----------------
+# One layout rule per kind with a weight: (skylark -> Keras, Keras -> skylark), each given the
+# array and the layer's Geometry. Biases are the same everywhere.
+
+
+def _conv_to_keras(v, g):
+    o, c, kh, kw = v.shape
+    kern = v.transpose(2, 3, 1, 0)  # (O, I, kh, kw) -> (kh, kw, I, O)
+    assert kern.shape == (kh, kw, c, o), kern.shape
+    return kern
+
+
+def _conv_from_keras(v, g):
+    kh, kw, c, o = v.shape
+    w = v.transpose(3, 2, 0, 1)  # (kh, kw, I, O) -> (O, I, kh, kw)
+    assert w.shape == (o, c, kh, kw), w.shape
+    return w
+
+
+def _dense_to_keras(v, g):
+    if g.in_flat_source is None:  # rows are plain features: a transpose
+        kern = v.T  # (out, in) -> (in, out)
+        assert kern.shape == v.shape[::-1], kern.shape
+        return kern
+    # The flatten-order trap: the rows follow the map's flatten order, CHW here, HWC in Keras.
+    ch, h, w = g.in_flat_source
+    o = v.shape[0]
+    kern = (
+        v.reshape(o, ch, h, w)  # (out, C*H*W) -> (out, C, H, W): rows in CHW order
+        .transpose(2, 3, 1, 0)  # (out, C, H, W) -> (H, W, C, out): HWC order
+        .reshape(h * w * ch, o)  # -> (H*W*C, out), Keras' (in, out)
+    )
+    assert kern.shape == (v.shape[1], o), kern.shape
+    return kern
+
+
+def _dense_from_keras(v, g):
+    if g.in_flat_source is None:
+        w = v.T  # (in, out) -> (out, in)
+        assert w.shape == v.shape[::-1], w.shape
+        return w
+    ch, h, wd = g.in_flat_source
+    o = v.shape[1]
+    w = (
+        v.reshape(h, wd, ch, o)  # (H*W*C, out) -> (H, W, C, out): rows in HWC order
+        .transpose(3, 2, 0, 1)  # (H, W, C, out) -> (out, C, H, W): CHW order
+        .reshape(o, ch * h * wd)  # -> (out, C*H*W), skylark's (out, in)
+    )
+    assert w.shape == v.shape[::-1], w.shape
+    return w
+
+
+KERAS_LAYOUTS = {
+    "conv2d": (_conv_to_keras, _conv_from_keras),
+    "dense": (_dense_to_keras, _dense_from_keras),
+}
+
+
+def check_layout_rules(kinds=None) -> None:
+    """RuntimeError naming every kind with a weight but no Keras layout rule: run at import, so
+    such a kind fails loudly instead of having its weight copied untransposed."""
+    missing = [k for k, kind in (kinds or KINDS).items()
+               if "weight" in kind.layer.param_names and k not in KERAS_LAYOUTS]
+    if missing:
+        raise RuntimeError(f"reference.transfer: no Keras layout rule for kind(s) {missing}")
+
+
+check_layout_rules()
+
+
+def _keras_name(skylark_name: str) -> str:
+    i, n = skylark_name.split(".")
+    return f"{i}.kernel" if n == "weight" else skylark_name
 
 
 def keras_param_shapes(spec: list[dict], input_shape) -> dict[str, tuple[int, ...]]:
-    """Keras/TF names ("0.kernel", "0.bias") -> shapes."""
+    """Keras/TF names ("0.kernel", "0.bias") -> shapes (each weight's rule applied to a
+    placeholder of its skylark shape, so the shapes cannot disagree with the rules)."""
+    geo = geometry(spec, input_shape)
     out = {}
     for k, shape in param_shapes(spec).items():
         i, n = k.split(".")
-        if n == "bias":
-            out[k] = shape
-        elif spec[int(i)]["kind"] == "conv2d":
-            o, c, kh, kw = shape
-            out[f"{i}.kernel"] = (kh, kw, c, o)
-        else:
-            out[f"{i}.kernel"] = (shape[1], shape[0])
+        if n == "weight":
+            rule = KERAS_LAYOUTS[spec[int(i)]["kind"]][0]
+            shape = rule(np.empty(shape, np.float32), geo[int(i)]).shape
+        out[_keras_name(k)] = tuple(shape)
     return out
 
 
 def to_keras(params, spec: list[dict], input_shape, plant: str | None = None):
     """skylark params -> Keras/TF arrays keyed "i.kernel" / "i.bias"."""
     _check_plant(plant, TRANSFER_PLANTS)
-    params = check_params(params, spec)
-    maps = dense_input_maps(spec, input_shape)
+    geo = geometry(spec, input_shape)
     out = {}
-    for k, v in params.items():
+    for k, v in check_params(params, spec).items():
         i, n = k.split(".")
-        i = int(i)
-        if n == "bias":
-            out[k] = np.array(v)
-            continue
-        if spec[i]["kind"] == "conv2d":
-            if plant == "kernel_transposed":
+        s, g = spec[int(i)], geo[int(i)]
+        if n == "weight":
+            if plant == "kernel_transposed" and s["kind"] == "conv2d":
                 v = _transposed_kernel(v, k)
-            o, c, kh, kw = v.shape
-            kern = v.transpose(2, 3, 1, 0)  # (O, I, kh, kw) -> (kh, kw, I, O)
-            assert kern.shape == (kh, kw, c, o), kern.shape
-        elif i in maps and plant != "dense_hwc":
-            ch, h, w = maps[i]
-            o = v.shape[0]
-            kern = (
-                v.reshape(o, ch, h, w)  # (out, C*H*W) -> (out, C, H, W): rows in CHW order
-                .transpose(2, 3, 1, 0)  # (out, C, H, W) -> (H, W, C, out): HWC order
-                .reshape(h * w * ch, o)  # -> (H*W*C, out), Keras' (in, out)
-            )
-            assert kern.shape == (v.shape[1], o), kern.shape
-        else:  # plain dense, or the planted bug: rows left in CHW order
-            kern = v.T  # (out, in) -> (in, out)
-            assert kern.shape == v.shape[::-1], kern.shape
-        out[f"{i}.kernel"] = np.ascontiguousarray(kern)
+            if plant == "dense_hwc" and s["kind"] == "dense":
+                g = g._replace(in_flat_source=None)  # planted: rows left in CHW order
+            v = KERAS_LAYOUTS[s["kind"]][0](v, g)
+        out[_keras_name(k)] = np.ascontiguousarray(v)
     return out
 
 
 def from_keras(kparams, spec: list[dict], input_shape) -> dict[str, np.ndarray]:
     """Keras/TF arrays ("i.kernel" / "i.bias", or their gradients) -> skylark params."""
-    expected = keras_param_shapes(spec, input_shape)
-    got = {k: np.asarray(v) for k, v in kparams.items()}
-    missing = [k for k in expected if k not in got]
-    extra = [k for k in got if k not in expected]
-    if missing or extra:
-        raise ValueError(
-            "Keras/TF parameters do not match the spec. Missing: "
-            + ", ".join(f"{k} (expected shape {expected[k]})" for k in missing)
-            + f"; unexpected: {extra}. Expected: {expected}"
-        )
-    maps = dense_input_maps(spec, input_shape)
+    got = check_names_shapes(kparams, keras_param_shapes(spec, input_shape), "Keras/TF")
+    geo = geometry(spec, input_shape)
     out = {}
-    for k, shape in expected.items():
-        v = got[k]
-        if v.shape != shape:
-            raise ValueError(
-                f"Keras/TF parameter {k!r} has the wrong shape: expected {shape}, "
-                f"received {v.shape}"
-            )
+    for k in param_shapes(spec):
         i, n = k.split(".")
-        i = int(i)
-        if n == "bias":
-            out[k] = np.array(v)
-            continue
-        if spec[i]["kind"] == "conv2d":
-            kh, kw, c, o = v.shape
-            w = v.transpose(3, 2, 0, 1)  # (kh, kw, I, O) -> (O, I, kh, kw)
-            assert w.shape == (o, c, kh, kw), w.shape
-        elif i in maps:
-            ch, h, wd = maps[i]
-            o = v.shape[1]
-            w = (
-                v.reshape(h, wd, ch, o)  # (H*W*C, out) -> (H, W, C, out): rows in HWC order
-                .transpose(3, 2, 0, 1)  # (H, W, C, out) -> (out, C, H, W): CHW order
-                .reshape(o, ch * h * wd)  # -> (out, C*H*W), skylark's (out, in)
-            )
-            assert w.shape == v.shape[::-1], w.shape
-        else:
-            w = v.T  # (in, out) -> (out, in)
-            assert w.shape == v.shape[::-1], w.shape
-        out[f"{i}.weight"] = np.ascontiguousarray(w)
+        v = got[_keras_name(k)]
+        if n == "weight":
+            s = spec[int(i)]
+            v = KERAS_LAYOUTS[s["kind"]][1](v, geo[int(i)])
+        out[k] = np.ascontiguousarray(v)
     return out
 
 
@@ -229,7 +258,8 @@ def activation_to_keras(a: np.ndarray, flat_source=None) -> np.ndarray:
 
 
 __all__ = [
-    "TRANSFER_PLANTS", "activation_from_keras", "activation_to_keras", "check_params",
+    "KERAS_LAYOUTS", "TRANSFER_PLANTS", "activation_from_keras", "activation_to_keras",
+    "check_layout_rules", "check_names_shapes", "check_params",
     "from_keras", "from_torch", "keras_param_shapes", "nchw_to_nhwc", "nhwc_to_nchw",
     "to_keras", "to_torch",
 ]

@@ -34,11 +34,12 @@ import traceback
 import weakref
 from pathlib import Path
 
-from .runners import _NATIVE_INFO, FrameworkUnavailable, Runner
+from .frameworks import FRAMEWORKS
+from .runner import NATIVE_INFO, FrameworkUnavailable, Runner, require_installed
 
 _ROOT = str(Path(__file__).resolve().parent.parent)  # the folder holding skylark/ and reference/
-_METHODS = ("versions", "setup", "collect", "train_setup", "train_step", "predict", "get_params",
-            "setup_collect", "promotion_state")
+_METHODS = ("versions", "setup", "trace", "train_setup", "train_step", "predict", "get_params",
+            "setup_trace", "promotion_state")
 START_TIMEOUT_S = 120.0  # a cold import of TensorFlow or torch takes ~5-20 s on a slow disk
 REQUEST_TIMEOUT_S = 300.0  # the slowest request, a float64 skylark_cnn case, takes ~2 s
 
@@ -64,6 +65,16 @@ def _timeout(env: str, given: float | None, default: float) -> float:
         raise ValueError(f"{env} must be a positive number of seconds. Received: "
                          f"{given if given is not None else os.environ.get(env)!r}")
     return float(value)
+
+
+def _worker_env(backend: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["KERAS_BACKEND"] = backend
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # No JAX_ENABLE_X64 here: KerasRunner enables x64 only around float64 work, so the
+    # float32 cases run on stock jax.
+    return env
 
 
 def worker_command(backend: str, plant: str | None) -> list[str]:
@@ -133,7 +144,7 @@ class SubprocessRunner(Runner):
     """A Runner served by `python -m reference.worker <backend>`; start once, reuse, close()."""
 
     def __init__(self, name: str, backend: str, plant: str | None = None,
-                 verbose: bool = True, start_timeout: float | None = None,
+                 start_timeout: float | None = None,
                  request_timeout: float | None = None) -> None:
         super().__init__(plant)
         self.name, self.backend = name, backend
@@ -141,25 +152,24 @@ class SubprocessRunner(Runner):
                                       START_TIMEOUT_S)
         self.request_timeout = _timeout("SKYLARK_WORKER_TIMEOUT", request_timeout,
                                         REQUEST_TIMEOUT_S)
-        env = dict(os.environ)
-        env["KERAS_BACKEND"] = backend
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        # No JAX_ENABLE_X64 here: KerasRunner enables x64 only around float64 work, so the
-        # float32 cases run on stock jax.
         self._log = tempfile.TemporaryFile()
         start = time.perf_counter()
-        if verbose:
-            print(f"skylark: starting the {name} worker (KERAS_BACKEND={backend}) ...",
-                  file=sys.stderr, flush=True)
+        print(f"skylark: starting the {name} worker (KERAS_BACKEND={backend}) ...",
+              file=sys.stderr, flush=True)
         self._proc = subprocess.Popen(
             worker_command(backend, plant), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._log, env=env, bufsize=0,
+            stderr=self._log, env=_worker_env(backend), bufsize=0,
         )
         os.set_blocking(self._proc.stdin.fileno(), False)  # writes go through _write_by
         self._finalizer = weakref.finalize(self, _kill, self._proc)
         self._pending = False
         self._deadline = time.monotonic() + self.start_timeout
+        self._versions = self._await_ready()
+        print(f"skylark: {name} worker ready in {time.perf_counter() - start:.1f} s",
+              file=sys.stderr, flush=True)
+
+    def _await_ready(self) -> dict:
+        """The child's versions once it says it is ready; else close it and raise."""
         try:
             status, payload = self._read("get ready", self.start_timeout, "START_")
         except WorkerError:
@@ -168,17 +178,14 @@ class SubprocessRunner(Runner):
         if status != "ready":
             self.close()
             if status == "unavailable":
-                raise FrameworkUnavailable(name, payload)
-            raise WorkerError(f"{name} worker failed to start: {payload}")
-        self._versions = payload
-        if verbose:
-            print(f"skylark: {name} worker ready in {time.perf_counter() - start:.1f} s",
-                  file=sys.stderr, flush=True)
+                raise FrameworkUnavailable(self.name, payload)
+            raise WorkerError(f"{self.name} worker failed to start: {payload}")
+        return payload
 
     def _stderr_tail(self, n: int = 3000) -> str:
         self._log.seek(0)
         lines = self._log.read().decode(errors="replace").splitlines(keepends=True)
-        return "".join(line for line in lines if not _NATIVE_INFO.match(line))[-n:]
+        return "".join(line for line in lines if not NATIVE_INFO.match(line))[-n:]
 
     def _died(self, what: str) -> WorkerError:
         try:
@@ -253,8 +260,8 @@ class SubprocessRunner(Runner):
         self._call("setup", spec, {k: v for k, v in params.items()}, dtype, tuple(input_shape))
         self.spec = spec
 
-    def collect(self, x, labels, cotangent):
-        return self._call("collect", x, labels, cotangent)
+    def trace(self, x, labels, cotangent):
+        return self._call("trace", x, labels, cotangent)
 
     def train_setup(self, lr, momentum=0.0):
         self._call("train_setup", lr, momentum)
@@ -297,9 +304,8 @@ def serve(backend: str, plant: str | None) -> None:
     os.dup2(2, 1)  # whatever a library prints to stdout now lands on stderr
     requests = sys.stdin.buffer
     try:
-        from .runners import require
-
-        require(f"keras-{backend}", "keras", backend)
+        fw = FRAMEWORKS[f"keras-{backend}"]
+        require_installed(fw.name, fw.modules, fw.install)
         # No quiet_native_logs here: our stderr is already a file the parent shows only on
         # failure, and capturing it would lose a crash's last words (an abort skips the copy).
         from .keras_ref import KerasRunner
@@ -322,9 +328,9 @@ def serve(backend: str, plant: str | None) -> None:
         if method == "close":
             return
         try:
-            if method == "setup_collect":  # one round trip for a whole test case
+            if method == "setup_trace":  # one round trip for a whole test case
                 runner.setup(*args[:4])
-                result = runner.collect(*args[4:])
+                result = runner.trace(*args[4:])
             else:
                 result = getattr(runner, method)(*args)
             _send(reply, ("ok", result))

@@ -1,15 +1,20 @@
-"""The `skylark` command: `check`, `compare` and `train` (also `python -m skylark`).
+"""The `skylark` command (also `python -m skylark`): `train` here, more commands from plugins.
 
-argparse only, and no framework import here: `check` and `compare` load `reference`, which
-imports each framework lazily, only when the subcommand runs.
+argparse only, and neither a framework nor the `reference` package is imported here: `check` and
+`compare` are registered by `reference` under the entry-point group "skylark.commands" (see
+pyproject.toml). Each entry point names a module with HELP, DESCRIPTION, `add_arguments(parser)`
+and `run(args) -> exit status`; the argument parsers below are shared by every command.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import entry_points
 
 from . import __version__
+
+COMMANDS_GROUP = "skylark.commands"
 
 EPILOG = """examples:
   skylark compare                       train every framework in lockstep on digits, plot curves
@@ -19,7 +24,7 @@ EPILOG = """examples:
 exit status: 0 ok, 1 a check failed (or training diverged), 2 bad usage or missing data."""
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except the uninformative None/False of optional flags."""
 
     def _get_help_string(self, action):
@@ -42,7 +47,7 @@ def positive_int(s: str) -> int:
     return _number(int, s, lambda v: v >= 1, "an integer >= 1")
 
 
-def seed(s: str) -> int:
+def seed_int(s: str) -> int:
     return _number(int, s, lambda v: v >= 0, "an integer >= 0")
 
 
@@ -62,7 +67,8 @@ def add_sgd_arguments(p: argparse.ArgumentParser, dtype: str, dtype_help: str) -
     p.add_argument("--lr", type=positive_float, default=0.2, help="SGD learning rate")
     p.add_argument("--momentum", type=momentum, default=0.0,
                    help="SGD momentum, torch semantics: v = m*v + g, p -= lr*v")
-    p.add_argument("--seed", type=seed, default=0, help="seed of the initial weights and batches")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help="seed of the initial weights and batches")
     p.add_argument("--dtype", choices=("float32", "float64"), default=dtype, help=dtype_help)
     p.add_argument("--threads", type=positive_int, default=1,
                    help="threads per math library (1 is fastest for this small net)")
@@ -73,41 +79,39 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, default=10, help="passes over the train set")
 
 
+def plugin_commands() -> dict:
+    """name -> module of every command registered under COMMANDS_GROUP (sorted by name)."""
+    return {ep.name: ep.load() for ep in sorted(entry_points(group=COMMANDS_GROUP),
+                                                key=lambda ep: ep.name)}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    commands = plugin_commands()
+    epilog = EPILOG if commands else EPILOG + (
+        "\n\n`check` and `compare` come with the reference package, registered when skylark is "
+        "installed: pip install -e .")
     parser = argparse.ArgumentParser(
         prog="skylark",
         description="A NumPy CNN whose every gradient is verified against PyTorch, "
                     "TensorFlow and Keras.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"skylark {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    fmt = _HelpFormatter
-
-    from reference.check import add_arguments as add_check_arguments
-
-    check = sub.add_parser("check", formatter_class=fmt,
-                           help="compare every tensor of one batch across frameworks",
-                           description="Forward outputs, loss and every gradient of one batch, "
-                                       "each framework against numpy, within a derived budget.")
-    add_check_arguments(check)
-
-    compare = sub.add_parser("compare", formatter_class=fmt,
-                             help="train every framework in lockstep and plot the curves",
-                             description="Every framework trains the Skylark net from the same "
-                                         "initial weights on the same batches with the same SGD; "
-                                         "writes curves.png, curves.csv and summary.json.")
-    from reference.compare import add_arguments as add_compare_arguments
-
-    add_compare_arguments(compare)
-
-    train = sub.add_parser("train", formatter_class=fmt, help="train the NumPy Skylark net",
+    for name, mod in commands.items():
+        p = sub.add_parser(name, formatter_class=HelpFormatter, help=mod.HELP,
+                           description=mod.DESCRIPTION)
+        mod.add_arguments(p)
+        p.set_defaults(run=mod.run)
+    train = sub.add_parser("train", formatter_class=HelpFormatter,
+                           help="train the NumPy Skylark net",
                            description="NumPy-only training with a progress bar, test accuracy "
                                        "per epoch, atomic checkpoints and --resume.")
     add_train_arguments(train)
     train.add_argument("--save", metavar="PATH", help="checkpoint (.npz) written every epoch")
     train.add_argument("--resume", metavar="PATH", help="continue from this checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=run_train)
     return parser
 
 
@@ -127,8 +131,9 @@ def run_train(args: argparse.Namespace) -> int:
     model = skylark_cnn(input_shape=data.input_shape, num_classes=data.num_classes,
                         seed=args.seed, dtype=args.dtype)
     try:
-        hist = fit(model, data, args.epochs, args.batch_size, args.lr, args.momentum,
-                   args.seed, save=args.save, resume=args.resume, progress=not args.quiet)
+        hist = fit(model, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                   momentum=args.momentum, seed=args.seed, save=args.save, resume=args.resume,
+                   progress=not args.quiet)
     except DivergedError as e:
         print(f"skylark train: {e}", file=sys.stderr)
         return 1
@@ -149,13 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        if args.command == "train":
-            return run_train(args)
-        if args.command == "check":
-            from reference.check import run
-        else:
-            from reference.compare import run
-        return run(args)
+        return args.run(args)
     except KeyboardInterrupt:
         print(f"\nskylark {args.command}: interrupted", file=sys.stderr)
         return 130  # the shell's code for SIGINT

@@ -177,6 +177,7 @@ class Sequential:
 
 def skylark_cnn(
     input_shape: tuple[int, int, int] = (1, 28, 28),
+    *,
     num_classes: int = 10,
     filters: int = 8,
     seed: int = 0,
@@ -186,7 +187,7 @@ def skylark_cnn(
 
     Input (N, C, H, W); logits (N, num_classes) out (softmax lives in the loss). The Dense size
     follows the input: filters * ((H - 2) // 2) * ((W - 2) // 2), 8*13*13 = 1352 for 28x28.
-    Init as in the Skylark seed: conv N(0, 1)/9, dense N(0, 1)/fan_in, bias 0.
+    The Skylark net's own init (not torch's): conv N(0, 1)/9, dense N(0, 1)/fan_in, bias 0.
     """
     if len(tuple(input_shape)) != 3:
         raise ValueError(f"input_shape is (C, H, W). Received: input_shape={input_shape!r}")

@@ -50,6 +50,7 @@ def train_step(model: Sequential, opt: SGD, x: np.ndarray, y: np.ndarray) -> tup
 def fit(
     model: Sequential,
     data: Dataset,
+    *,
     epochs: int,
     batch_size: int,
     lr: float,
@@ -73,46 +74,76 @@ def fit(
     opt = SGD(model, lr=lr, momentum=momentum)
     hist, start = History(), 0
     if resume is not None:
-        meta = model.load(resume)
-        start = int(meta.get("epoch", 0))
-        opt.load_state(meta.get("extra", {}))
-        hist = History(**meta.get("history", {}))
-        log(f"resumed from {resume} after epoch {start}")
-        if start >= epochs:
-            log(f"nothing to train: the checkpoint already has {start} epoch(s) and "
-                f"--epochs is {epochs}; pass a larger --epochs to continue")
-    n = len(data.x_train)
+        start, hist = _resume(model, opt, resume, epochs, log)
     for epoch in range(start, epochs):
-        order = batches(n, batch_size, seed, epoch)
-        with bar(len(order), f"epoch {epoch + 1}/{epochs}", disable=not progress) as pbar:
-            for i, idx in enumerate(order):
-                try:
-                    # Overflow on the way to divergence is reported once, below, by step.
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        loss, acc = train_step(model, opt, data.x_train[idx], data.y_train[idx])
-                except FloatingPointError:
-                    kept = ""
-                    if save is not None and Path(save).is_file():
-                        kept = f" The last good checkpoint is kept at {save}."
-                    elif save is not None:
-                        kept = " No checkpoint was written (none was complete yet)."
-                    raise DivergedError(
-                        f"the loss became non-finite (nan/inf logits) at epoch {epoch + 1}, "
-                        f"step {i + 1} (global step {len(hist.loss) + 1}), with lr={lr}. "
-                        f"Try a smaller --lr.{kept}"
-                    ) from None
-                hist.loss.append(loss)
-                hist.accuracy.append(acc)
-                pbar.update(1)
-                if i % 10 == 0 or i == len(order) - 1:
-                    pbar.set_postfix_str(f"loss {loss:.4g} acc {np.mean(hist.accuracy[-50:]):.3f}")
+        order = batches(len(data.x_train), batch_size, seed, epoch)
+        done = len(hist.loss)
+        try:
+            with bar(len(order), f"epoch {epoch + 1}/{epochs}", disable=not progress) as pbar:
+                _train_epoch(model, opt, data, order, hist, pbar)
+        except FloatingPointError:  # `hist` holds every step before the one that failed
+            step, overall = len(hist.loss) - done + 1, len(hist.loss) + 1
+            raise DivergedError(_divergence_message(epoch + 1, step, overall, lr, save)) from None
         test_acc = evaluate(model, data.x_test, data.y_test)
         hist.test_accuracy.append(test_acc)
         log(f"epoch {epoch + 1}/{epochs}: train loss {np.mean(hist.loss[-len(order):]):.4f}, "
             f"test accuracy {test_acc:.4f}")
         if save is not None:
-            model.save(save, metadata={
-                "epoch": epoch + 1, "dataset": data.name, "seed": seed, "lr": lr,
-                "momentum": momentum, "batch_size": batch_size, "history": vars(hist),
-            }, extra=opt.state())
+            meta = _checkpoint_metadata(epoch + 1, data, seed, lr, momentum, batch_size, hist)
+            model.save(save, metadata=meta, extra=opt.state())
     return hist
+
+
+def _resume(model: Sequential, opt: SGD, path: str | Path, epochs: int, log) -> tuple[int, History]:
+    """Load the checkpoint at `path` into `model` and `opt` (momentum buffers); returns the
+    number of epochs it already did and its history, which training goes on appending to."""
+    meta = model.load(path)
+    start = int(meta.get("epoch", 0))
+    opt.load_state(meta.get("extra", {}))
+    hist = History(**meta.get("history", {}))
+    log(f"resumed from {path} after epoch {start}")
+    if start >= epochs:
+        log(f"nothing to train: the checkpoint already has {start} epoch(s) and "
+            f"--epochs is {epochs}; pass a larger --epochs to continue")
+    return start, hist
+
+
+def _train_epoch(model: Sequential, opt: SGD, data: Dataset, order: list[np.ndarray],
+                 hist: History, pbar) -> None:
+    """One SGD step per index batch of `order`, appending each step's loss and accuracy to
+    `hist`. A non-finite loss escapes as FloatingPointError, `hist` holding the steps before."""
+    for i, idx in enumerate(order):
+        # Overflow on the way to divergence is reported once, by `fit`, naming the step.
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, acc = train_step(model, opt, data.x_train[idx], data.y_train[idx])
+        hist.loss.append(loss)
+        hist.accuracy.append(acc)
+        pbar.update(1)
+        if i % 10 == 0 or i == len(order) - 1:
+            pbar.set_postfix_str(f"loss {loss:.4g} acc {np.mean(hist.accuracy[-50:]):.3f}")
+
+
+def _divergence_message(epoch: int, step: int, global_step: int, lr: float,
+                        save: str | Path | None) -> str:
+    """Where the loss turned non-finite (all counts 1-based) and what became of the checkpoint
+    at `save`."""
+    kept = ""
+    if save is not None and Path(save).is_file():
+        kept = f" The last good checkpoint is kept at {save}."
+    elif save is not None:
+        kept = " No checkpoint was written (none was complete yet)."
+    return (
+        f"the loss became non-finite (nan/inf logits) at epoch {epoch}, "
+        f"step {step} (global step {global_step}), with lr={lr}. "
+        f"Try a smaller --lr.{kept}"
+    )
+
+
+def _checkpoint_metadata(epoch: int, data: Dataset, seed: int, lr: float, momentum: float,
+                         batch_size: int, hist: History) -> dict:
+    """The JSON metadata saved with the parameters after `epoch` (1-based) epochs: enough to
+    resume (`epoch`, `history`) and to tell how the run was trained."""
+    return {
+        "epoch": epoch, "dataset": data.name, "seed": seed, "lr": lr,
+        "momentum": momentum, "batch_size": batch_size, "history": vars(hist),
+    }

@@ -7,7 +7,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-# --- reference frameworks (issue 3, tests/test_reference*.py, tests/test_check*.py) -------------
+# --- reference frameworks (tests/test_reference*.py, tests/test_check*.py) ----------------------
 # framework -> (pytest marker, modules it needs); pyproject declares torch, tf and keras.
 REFERENCE_FRAMEWORKS = {
     "torch": ("torch", ("torch",)),

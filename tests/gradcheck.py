@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FD_RTOL = 1e-7  # the issue's bar: float64, relative to the larger of the two gradients' max
+FD_RTOL = 1e-7  # the bar to meet: float64, relative to the larger of the two gradients' max
 
 
 def rel_error(a: np.ndarray, b: np.ndarray) -> float:

@@ -156,7 +156,8 @@ def test_deeper_stack_fd():
 
 
 def test_batch_gradient_is_mean_of_sample_gradients():
-    """PITFALLS 6: with a mean loss the batch gradient is the mean of per-sample gradients."""
+    """With a mean loss the batch gradient is the mean of the per-sample gradients (a summed
+    loss would make it N times larger)."""
     model = sk.skylark_cnn(input_shape=(1, 10, 10), dtype="float64", seed=4)
     x = rand((5, 1, 10, 10))
     y = np.array([1, 4, 9, 0, 2])

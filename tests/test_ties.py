@@ -62,8 +62,8 @@ def test_relu_then_pool_ties_at_zero():
 def test_skylark_net_on_flat_background_filter_gradient():
     """A bias-free conv on a constant background gives constant feature maps, so nearly every
     pool window ties. The first-max rule's filter gradient matches a brute-force recomputation
-    that routes each window's gradient to its first maximum; the 'every tied element' rule of
-    the seed code would be several times larger."""
+    that routes each window's gradient to its first maximum; the rule that routes it to every
+    tied element would give one several times larger."""
     model = sk.skylark_cnn(input_shape=(1, 12, 12), dtype="float64", seed=0)
     x = np.full((3, 1, 12, 12), -0.5)
     x[:, 0, 3:9, 5:7] = 0.5
@@ -91,4 +91,4 @@ def test_skylark_net_on_flat_background_filter_gradient():
     first = np.abs(conv.grads["weight"]).sum()
     conv.zero_grad()
     conv.backward(dfmap_all)
-    assert np.abs(conv.grads["weight"]).sum() > 2 * first  # the seed's rule inflates it
+    assert np.abs(conv.grads["weight"]).sum() > 2 * first  # the every-tie rule inflates it

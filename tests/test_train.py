@@ -43,12 +43,13 @@ def test_fashion_mnist_three_epochs():
 def test_resume_matches_uninterrupted_run(digits, tmp_path):
     ckpt = tmp_path / "ckpt.npz"
     a = sk.skylark_cnn(input_shape=digits.input_shape, dtype="float64")
-    fit(a, digits, 3, 64, 0.3, momentum=0.9, progress=False, log=quiet)
+    fit(a, digits, epochs=3, batch_size=64, lr=0.3, momentum=0.9, progress=False, log=quiet)
     b = sk.skylark_cnn(input_shape=digits.input_shape, dtype="float64")
-    fit(b, digits, 2, 64, 0.3, momentum=0.9, save=ckpt, progress=False, log=quiet)
+    fit(b, digits, epochs=2, batch_size=64, lr=0.3, momentum=0.9, save=ckpt, progress=False,
+        log=quiet)
     c = sk.skylark_cnn(input_shape=digits.input_shape, seed=99, dtype="float64")
-    hist = fit(c, digits, 3, 64, 0.3, momentum=0.9, save=ckpt, resume=ckpt, progress=False,
-               log=quiet)
+    hist = fit(c, digits, epochs=3, batch_size=64, lr=0.3, momentum=0.9, save=ckpt, resume=ckpt,
+               progress=False, log=quiet)
     assert len(hist.test_accuracy) == 3
     for k, p in a.params().items():  # same batches, same momentum buffers: bit-identical
         np.testing.assert_array_equal(c.params()[k], p)
@@ -57,17 +58,19 @@ def test_resume_matches_uninterrupted_run(digits, tmp_path):
 def test_divergence_names_step_and_keeps_checkpoint(digits, tmp_path):
     ckpt = tmp_path / "ckpt.npz"
     model = sk.skylark_cnn(input_shape=digits.input_shape)
-    fit(model, digits, 1, 64, 0.1, save=ckpt, progress=False, log=quiet)
+    fit(model, digits, epochs=1, batch_size=64, lr=0.1, save=ckpt, progress=False, log=quiet)
     good = ckpt.read_bytes()
     with pytest.raises(DivergedError, match=r"non-finite .* at epoch 2, step \d+ .*kept at"):
-        fit(model, digits, 2, 64, 1e30, save=ckpt, resume=ckpt, progress=False, log=quiet)
+        fit(model, digits, epochs=2, batch_size=64, lr=1e30, save=ckpt, resume=ckpt,
+            progress=False, log=quiet)
     assert ckpt.read_bytes() == good
 
 
 def test_divergence_before_any_checkpoint_says_none_was_written(digits, tmp_path):
     model = sk.skylark_cnn(input_shape=digits.input_shape)
     with pytest.raises(DivergedError, match=r"at epoch 1, step .*No checkpoint was written"):
-        fit(model, digits, 1, 64, 1e30, save=tmp_path / "c.npz", progress=False, log=quiet)
+        fit(model, digits, epochs=1, batch_size=64, lr=1e30, save=tmp_path / "c.npz",
+            progress=False, log=quiet)
     assert not list(tmp_path.iterdir())
 
 

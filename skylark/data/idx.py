@@ -10,6 +10,7 @@ import gzip
 import os
 import secrets
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,6 +24,14 @@ _EXPECTED_CODES = "0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 
 
 class IDXError(ValueError):
     """A file that is not a valid IDX file (bad header, wrong size, corrupt gzip)."""
+
+
+class _Header(NamedTuple):
+    """An IDX header, checked: the stored (big-endian) dtype, the shape, where the data starts."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    offset: int
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -43,6 +52,27 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             raise IDXError(
                 f"{name}: corrupt gzip data ({e}). Received: {len(data)} compressed bytes"
             ) from None
+    header = _read_header(name, data)
+    dtype, shape = header.dtype, header.shape
+    expected = dtype.itemsize
+    for d in shape:
+        expected *= d  # Python ints: no overflow for headers claiming huge shapes
+    got = len(data) - header.offset
+    if got != expected:
+        what = "truncated" if got < expected else f"{got - expected} trailing bytes after the data"
+        raise IDXError(
+            f"{name}: {what}: header says {expected} bytes of data for shape {shape}, "
+            f"Received: {got} bytes"
+        )
+    try:
+        array = np.frombuffer(data, dtype=dtype, offset=header.offset).reshape(shape)
+    except ValueError:  # zero-size array whose other dims overflow numpy's limits
+        raise IDXError(f"{name}: shape too large for an array, Received: shape={shape}") from None
+    return array.astype(dtype.newbyteorder("="))  # a writable, native-order copy
+
+
+def _read_header(name: str, data: bytes) -> _Header:
+    """Parse and check the magic number and dimensions at the start of `data` (file `name`)."""
     if len(data) < 4:
         what = "empty file" if not data else "too short for the 4-byte IDX magic number"
         raise IDXError(f"{name}: {what}. Received: {len(data)} bytes")
@@ -62,22 +92,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"Received: {len(data)} bytes"
         )
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_CODES[code])
-    expected = dtype.itemsize
-    for d in shape:
-        expected *= d  # Python ints: no overflow for headers claiming huge shapes
-    got = len(data) - start
-    if got != expected:
-        what = "truncated" if got < expected else f"{got - expected} trailing bytes after the data"
-        raise IDXError(
-            f"{name}: {what}: header says {expected} bytes of data for shape {shape}, "
-            f"Received: {got} bytes"
-        )
-    try:
-        array = np.frombuffer(data, dtype=dtype, offset=start).reshape(shape)
-    except ValueError:  # zero-size array whose other dims overflow numpy's limits
-        raise IDXError(f"{name}: shape too large for an array, Received: shape={shape}") from None
-    return array.astype(dtype.newbyteorder("="))  # a writable, native-order copy
+    return _Header(np.dtype(_CODES[code]), shape, start)
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -63,10 +63,15 @@ class Layer:
 
     def __init__(self) -> None:
         self.grads: dict[str, np.ndarray] = {}
-        self.training = True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    def config(self) -> dict:
+        """The constructor arguments by their torch names, JSON-able, without dtype and seed:
+        `type(layer)(**layer.config())` (plus `dtype=`, `seed=` for a layer with parameters)
+        builds the same architecture, freshly initialised. Pairs are [h, w] lists."""
+        return {}
 
     def params(self) -> dict[str, np.ndarray]:
         """Parameters by torch name (`weight`, `bias`); the live arrays, not copies."""

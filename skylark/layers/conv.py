@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .base import Layer, as_dtype, check_input, positive_pair
-from .padding import check_padding, out_size, resolve_pads
+from .padding import Pads, check_padding, out_size, padding_config, resolve_pads
+
+
+class ConvCache(NamedTuple):
+    """What `Conv2D.forward` keeps for `backward`."""
+
+    cols: np.ndarray  # (C*kh*kw, N*Ho*Wo): the im2col matrix (the layer's reused scratch buffer)
+    padded_shape: tuple[int, ...]  # (N, C, Hp, Wp) of the padded input
+    input_shape: tuple[int, ...]  # (N, C, H, W) of the input
+    top: int  # rows of padding above the input
+    left: int  # columns of padding left of the input
 
 
 class Conv2D(Layer):
@@ -26,6 +38,7 @@ class Conv2D(Layer):
         kernel_size: int | tuple[int, int],
         stride: int | tuple[int, int] = 1,
         padding: int | tuple[int, int] | str = 0,
+        *,
         bias: bool = True,
         dtype="float32",
         seed: int | None = None,
@@ -58,7 +71,18 @@ class Conv2D(Layer):
             f"stride={self.stride}, padding={self.padding!r}, bias={self.bias is not None})"
         )
 
-    def pads(self, hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    def config(self) -> dict:
+        """{in_channels, out_channels, kernel_size, stride, padding, bias}, JSON-able."""
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": padding_config(self.padding),
+            "bias": self.bias is not None,
+        }
+
+    def pads(self, hw: tuple[int, int]) -> Pads:
         """(top, bottom, left, right) padding for an input of spatial size `hw`."""
         return resolve_pads(self.padding, hw, self.kernel_size, self.stride)
 
@@ -89,7 +113,7 @@ class Conv2D(Layer):
         y = self.weight.reshape(self.out_channels, -1) @ cols
         if self.bias is not None:
             y += self.bias[:, None]
-        self._cache = (cols, xp.shape, x.shape, (t, l))
+        self._cache = ConvCache(cols, xp.shape, x.shape, top=t, left=l)
         # Returned as a transposed VIEW: (N, O, Ho, Wo) to the caller, (O, N, Ho, Wo) in memory.
         # No copy here, and a gradient that comes back in the same layout (MaxPool2D and ReLU
         # keep it) makes the reshape in `backward` free too.
@@ -119,14 +143,14 @@ class Conv2D(Layer):
         (torch skips it too, as the input does not require grad), and it costs a third of the
         layer's work.
         """
-        cols, xp_shape, x_shape, (t, l) = self._need_cache(self._cache)
+        cache: ConvCache = self._need_cache(self._cache)
         dy = np.asarray(dy, dtype=self.dtype)
         n, o, ho, wo = dy.shape
         # (N, O, Ho, Wo) -> (O, N*Ho*Wo): a free reshape when dy has forward's (O, N, ...)
         # memory layout, a copy otherwise.
         dy2 = dy.transpose(1, 0, 2, 3).reshape(o, -1)
         # dW[o, (c, p, q)] = sum over every output pixel of dy * the input under tap (p, q).
-        self._accumulate("weight", (dy2 @ cols.T).reshape(self.weight.shape))
+        self._accumulate("weight", (dy2 @ cache.cols.T).reshape(self.weight.shape))
         if self.bias is not None:
             self._accumulate("bias", dy2.sum(axis=1))
         if not input_grad:
@@ -136,11 +160,12 @@ class Conv2D(Layer):
         dcols = (self.weight.reshape(o, -1).T @ dy2).reshape(c, kh, kw, n, ho, wo)
         # col2im: each tap (p, q) scatters its row back onto a strided grid. `+=`: neighbouring
         # taps overlap. (This scatter over taps is where the kernel flip, rot180, hides.)
-        dxp = np.zeros(xp_shape, dtype=self.dtype)
+        dxp = np.zeros(cache.padded_shape, dtype=self.dtype)
         for p in range(kh):
             for q in range(kw):
                 dxp[:, :, p : p + (ho - 1) * sh + 1 : sh, q : q + (wo - 1) * sw + 1 : sw] += (
                     dcols[:, p, q].transpose(1, 0, 2, 3)
                 )
-        h, w = x_shape[2:]
+        h, w = cache.input_shape[2:]
+        t, l = cache.top, cache.left
         return dxp[:, :, t : t + h, l : l + w]

@@ -13,7 +13,12 @@ class Dense(Layer):
     param_names = ("weight", "bias")
 
     def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, dtype="float32",
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        dtype="float32",
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -34,6 +39,14 @@ class Dense(Layer):
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features}, bias={self.bias is not None})"
+
+    def config(self) -> dict:
+        """{in_features, out_features, bias}, JSON-able."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+        }
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, 2, "Dense", self.dtype)

@@ -21,6 +21,11 @@ def check_padding(padding) -> object:
     return ph, pw
 
 
+def padding_config(padding) -> str | list[int]:
+    """A checked padding as JSON: `"valid"`, `"same"` or [ph, pw]."""
+    return padding if isinstance(padding, str) else [int(padding[0]), int(padding[1])]
+
+
 def resolve_pads(padding, size: tuple[int, int], kernel, stride) -> Pads:
     """Per-side pads for an input of spatial `size` (H, W).
 

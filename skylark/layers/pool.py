@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .base import Layer, check_input, positive_pair
-from .padding import check_padding, out_size, resolve_pads
+from .padding import Pads, check_padding, out_size, padding_config, resolve_pads
+
+
+class PoolCache(NamedTuple):
+    """What `MaxPool2D.forward` keeps for `backward`: each window's winner, found in two passes."""
+
+    col_arg: np.ndarray  # (N, C, Hp, Wo): tap of the max along W of each window row
+    row_arg: np.ndarray  # (N, C, Ho, Wo): tap of the max along H over those row maxima
+    row_max_shape: tuple[int, ...]  # (N, C, Hp, Wo) of the row maxima
+    padded: np.ndarray  # (N, C, Hp, Wp): the input padded with -inf (the input itself if no pad)
+    pads: Pads  # (top, bottom, left, right)
 
 
 class MaxPool2D(Layer):
@@ -36,10 +48,22 @@ class MaxPool2D(Layer):
             f"padding={self.padding!r})"
         )
 
+    def config(self) -> dict:
+        """{kernel_size, stride, padding}, JSON-able."""
+        return {
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": padding_config(self.padding),
+        }
+
+    def pads(self, hw: tuple[int, int]) -> Pads:
+        """(top, bottom, left, right) padding for an input of spatial size `hw`."""
+        return resolve_pads(self.padding, hw, self.kernel_size, self.stride)
+
     def output_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """(C, H, W) -> (C, H_out, W_out), validating as `forward` does."""
         c, h, w = input_shape
-        t, b, l, r = resolve_pads(self.padding, (h, w), self.kernel_size, self.stride)
+        t, b, l, r = self.pads((h, w))
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         if h + t + b < kh or w + l + r < kw:
             raise ValueError(
@@ -51,7 +75,7 @@ class MaxPool2D(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, 4, "MaxPool2D", None)
         _, ho, wo = self.output_shape(x.shape[1:])
-        pads = resolve_pads(self.padding, x.shape[2:], self.kernel_size, self.stride)
+        pads = self.pads(x.shape[2:])
         xp = x
         if any(pads):
             t, b, l, r = pads
@@ -62,18 +86,20 @@ class MaxPool2D(Layer):
         # first maximum in row-major window order, so the tie rule survives the split.
         row_max, col_arg = _first_max(xp, 3, kw, sw, wo)  # (N, C, Hp, Wo)
         y, row_arg = _first_max(row_max, 2, kh, sh, ho)  # (N, C, Ho, Wo), C-contiguous
-        self._cache = (col_arg, row_arg, row_max.shape, xp, pads)
+        self._cache = PoolCache(col_arg, row_arg, row_max.shape, xp, pads)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy: (N, C, H_out, W_out) -> dx: (N, C, H, W); one winner per window."""
-        col_arg, row_arg, row_shape, xp, (t, b, l, r) = self._need_cache(self._cache)
+        cache: PoolCache = self._need_cache(self._cache)
         dy = np.asarray(dy)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        d_row_max = _route(dy, row_arg, 2, kh, sh, np.zeros(row_shape, dy.dtype))
+        d_row_max = _route(dy, cache.row_arg, 2, kh, sh, np.zeros(cache.row_max_shape, dy.dtype))
         # zeros_like keeps xp's memory layout (a Conv2D output is (C, N, H, W) in memory), so
         # the Conv2D before us gets its gradient in the layout it reshapes for free.
-        dxp = _route(d_row_max, col_arg, 3, kw, sw, np.zeros_like(xp, dtype=dy.dtype))
+        xp = cache.padded
+        dxp = _route(d_row_max, cache.col_arg, 3, kw, sw, np.zeros_like(xp, dtype=dy.dtype))
+        t, b, l, r = cache.pads
         h, w = xp.shape[2] - t - b, xp.shape[3] - l - r
         return dxp[:, :, t : t + h, l : l + w]
 

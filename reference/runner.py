@@ -1,19 +1,19 @@
-"""The one interface every framework is driven through, and `get_runner` to obtain one.
+"""The one interface every framework is driven through: `Runner`, and what runners share.
 
-    runner = get_runner("torch")
+    runner = get_runner("torch")                        # reference.frameworks
     runner.setup(spec, model.params(), "float64", (1, 28, 28))
-    tensors = runner.collect(x, labels, cotangent)     # skylark layout and names
+    tensors = runner.trace(x, labels, cotangent)        # skylark layout and names
     runner.train_setup(lr=0.1, momentum=0.9); loss = runner.train_step(x, labels)
 
 Every runner takes x as NCHW (skylark's layout) and returns everything in skylark's layout and
-names; the conversions happen inside (reference.transfer). The names `collect` returns:
+names; the conversions happen inside (reference.transfer). The names `trace` returns:
 
     out.{i}                       layer i's output, i = 0 .. L-1 (out.{L-1} are the logits)
     loss                          mean softmax cross-entropy (a 0-d array)
     {p}/d.out.{i}, {p}/d.{name}, {p}/d.input   gradients for pass p:
         p = "loss": backpropagated from the mean loss;
-        p = "cot":  from the given random cotangent on the logits (sum-of-outputs checks are blind
-                    to permutations, PITFALLS.md #7).
+        p = "cot":  from the given random cotangent on the logits (a sum of the outputs, i.e. an
+                    all-ones cotangent, is blind to a permutation of the outputs).
 
 `plant=` (get_runner's keyword) is a TEST-ONLY hook that injects a known bug so the checker's
 tests can prove it fails loudly: "dense_hwc" (Keras/TF dense rows copied in CHW order),
@@ -30,30 +30,20 @@ import os
 import re
 import sys
 import tempfile
+from typing import NamedTuple
 
 import numpy as np
 
 import skylark as sk
 
-from .spec import flat_sources, param_shapes, shapes
+from .spec import geometry, param_shapes
 
-FRAMEWORKS = ("numpy", "torch", "tf", "keras", "keras-tensorflow", "keras-torch", "keras-jax")
 PLANTS = ("dense_hwc", "kernel_transposed", "loss_sum", "pool_last_max")
-KERAS_BACKENDS = {"keras-tensorflow": "tensorflow", "keras-torch": "torch", "keras-jax": "jax"}
-
-_INSTALL = {
-    "torch": "pip install torch (the CPU build: pip install torch --index-url "
-             "https://download.pytorch.org/whl/cpu)",
-    "tensorflow": "pip install 'skylark[tensorflow]'",
-    "keras": "pip install 'skylark[keras]'",
-    "jax": "pip install 'skylark[jax]'",
-}
-
 
 # absl's pre-initialisation INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are
-# on ...") and the warning that announces them.
-_NATIVE_INFO = re.compile(r"^(I\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] |WARNING: All log messages "
-                          r"before absl::InitializeLog\(\) is called)")
+# on ...") and the warning that announces them: noise to drop from a framework's stderr.
+NATIVE_INFO = re.compile(r"^(I\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] |WARNING: All log messages "
+                         r"before absl::InitializeLog\(\) is called)")
 
 
 @contextlib.contextmanager
@@ -79,7 +69,7 @@ def quiet_native_logs():
             os.close(saved)
             tmp.seek(0)
             kept = [line for line in tmp.read().decode(errors="replace").splitlines(True)
-                    if not _NATIVE_INFO.match(line)]
+                    if not NATIVE_INFO.match(line)]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
@@ -94,18 +84,37 @@ class FrameworkUnavailable(RuntimeError):
         self.reason = reason
 
 
-def require(framework: str, *modules: str) -> None:
+def require_installed(framework: str, modules, install: str) -> None:
     """Raise FrameworkUnavailable unless every module is installed (found, not imported)."""
     for mod in modules:
         if importlib.util.find_spec(mod) is None:
-            raise FrameworkUnavailable(framework, f"{mod} is not installed: {_INSTALL[mod]}")
+            raise FrameworkUnavailable(framework, f"{mod} is not installed: {install}")
+
+
+class PassGrads(NamedTuple):
+    """One backward pass of a framework, already in skylark's layout and names."""
+
+    d_input: np.ndarray
+    d_outs: list  # d loss / d out.i for every layer i
+    d_params: dict[str, np.ndarray]  # skylark parameter name -> gradient
+
+
+def name_tensors(outs, loss, passes: dict[str, PassGrads]) -> dict[str, np.ndarray]:
+    """The `trace` dict: every runner builds it here, so every runner names tensors alike."""
+    result = {f"out.{i}": np.asarray(o) for i, o in enumerate(outs)}
+    result["loss"] = np.asarray(loss)
+    for tag, p in passes.items():
+        result[f"{tag}/d.input"] = np.asarray(p.d_input)
+        result.update({f"{tag}/d.out.{i}": np.asarray(g) for i, g in enumerate(p.d_outs)})
+        result.update({f"{tag}/d.{k}": np.asarray(v) for k, v in p.d_params.items()})
+    return result
 
 
 class Runner:
     """A model in one framework, built from a skylark spec and skylark-layout parameters.
 
-    Subclasses implement `_build`, `collect`, `train_step`, `predict`, `get_params`; `setup`
-    may be called again to rebuild with another spec, dtype or parameters.
+    Subclasses implement `_build`, `trace`, `_train_setup`, `train_step`, `predict`,
+    `get_params`; `setup` may be called again to rebuild with another spec, dtype or parameters.
     """
 
     name: str = "?"
@@ -120,12 +129,6 @@ class Runner:
         planted = f" PLANTED {self.plant}" if self.plant else ""
         return f"<{type(self).__name__} {self.name!r}{planted}>"
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def versions(self) -> dict[str, str]:
         return {"numpy": np.__version__, "skylark": sk.__version__}
 
@@ -135,15 +138,16 @@ class Runner:
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64. Received: dtype={dtype!r}")
         spec = [dict(s) for s in spec]
-        out_shapes = shapes(spec, input_shape)  # validates the stack
-        if not spec or len(out_shapes[-1]) != 1:
+        geo = geometry(spec, input_shape)  # validates the stack
+        if not spec or len(geo[-1].out_shape) != 1:
             raise ValueError(
                 "the model must end in flat logits (N, K) for the cross-entropy loss. Received: "
-                f"final output shape {out_shapes[-1] if spec else None}"
+                f"final output shape {geo[-1].out_shape if spec else None}"
             )
         self.spec, self.dtype, self.input_shape = spec, dtype, tuple(int(d) for d in input_shape)
-        self.out_shapes = out_shapes
-        self.flat_sources = flat_sources(spec, self.input_shape)
+        self.geometry = geo
+        self.out_shapes = [g.out_shape for g in geo]
+        self.flat_sources = [g.flat_source for g in geo]
         self.param_names = list(param_shapes(spec))
         self._build({k: np.asarray(v) for k, v in params.items()})
 
@@ -178,7 +182,8 @@ class Runner:
     def _build(self, params: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
 
-    def collect(self, x, labels, cotangent) -> dict[str, np.ndarray]:
+    def trace(self, x, labels, cotangent) -> dict[str, np.ndarray]:
+        """Every layer output, the loss and both backward passes (names: module docstring)."""
         raise NotImplementedError
 
     def train_setup(self, lr: float, momentum: float = 0.0) -> None:
@@ -207,90 +212,7 @@ class Runner:
         pass
 
 
-class NumpyRunner(Runner):
-    """skylark itself: the reference every other framework is compared against."""
-
-    name = "numpy"
-
-    def _build(self, params):
-        from .spec import build
-
-        self.model = build(self.spec, self.dtype)
-        self.model.load_params(params)
-        self.optimizer = None
-
-    def collect(self, x, labels, cotangent):
-        x, labels, cot = self._check_batch(x, labels, cotangent)
-        out, h = {}, x
-        for i, layer in enumerate(self.model):
-            h = layer.forward(h)
-            out[f"out.{i}"] = np.array(h)
-        loss, dz = sk.softmax_cross_entropy(h, labels)
-        if self.plant == "loss_sum":  # planted bug, tests only
-            loss, dz = loss * len(x), dz * len(x)
-        out["loss"] = np.asarray(loss)
-        for tag, g in (("loss", dz), ("cot", cot)):
-            self.model.zero_grad()
-            for i in reversed(range(len(self.model))):
-                out[f"{tag}/d.out.{i}"] = np.array(g)
-                g = self.model[i].backward(g)
-            out[f"{tag}/d.input"] = np.array(g)
-            for k, v in self.model.grads().items():
-                out[f"{tag}/d.{k}"] = np.array(v)
-        return out
-
-    def _train_setup(self):
-        self.optimizer = sk.SGD(self.model, self.lr, self.momentum)
-
-    def train_step(self, x, labels):
-        x, labels = self._check_batch(x, labels)
-        if getattr(self, "optimizer", None) is None:
-            raise RuntimeError("numpy: call train_setup(lr, momentum) first")
-        from skylark.train import train_step
-
-        return train_step(self.model, self.optimizer, x, labels)[0]
-
-    def predict(self, x):
-        (x,) = self._check_batch(x)
-        return np.array(self.model.forward(x))
-
-    def get_params(self):
-        self._check_setup()
-        return {k: np.array(v) for k, v in self.model.params().items()}
-
-
-def get_runner(name: str, plant: str | None = None) -> Runner:
-    """A fresh runner for framework `name` (one of FRAMEWORKS).
-
-    ValueError on an unknown name; FrameworkUnavailable when its libraries are not installed.
-    `keras-<backend>` starts a worker subprocess (a few seconds); reuse the runner, and close() it.
-    `plant` is the test-only bug-injection hook described in the module docstring.
-    """
-    if name not in FRAMEWORKS:
-        raise ValueError(f"unknown framework. Expected one of {FRAMEWORKS}. Received: {name!r}")
-    if plant == "pool_last_max" and name != "torch":
-        raise ValueError(f"plant pool_last_max exists for torch only. Received: {name!r}")
-    if name == "numpy":
-        return NumpyRunner(plant)
-    if name == "torch":
-        require(name, "torch")
-        from .torch_ref import TorchRunner
-
-        return TorchRunner(plant)
-    if name == "tf":
-        require(name, "tensorflow")
-        with quiet_native_logs():
-            from .tf_ref import TFRunner
-
-        return TFRunner(plant)
-    if name == "keras":
-        require(name, "keras")
-        with quiet_native_logs():
-            from .keras_ref import KerasRunner
-
-        return KerasRunner(plant)
-    backend = KERAS_BACKENDS[name]
-    require(name, "keras", backend)
-    from .worker import SubprocessRunner
-
-    return SubprocessRunner(name, backend, plant)
+__all__ = [
+    "NATIVE_INFO", "PLANTS", "FrameworkUnavailable", "PassGrads", "Runner", "name_tensors",
+    "quiet_native_logs", "require_installed",
+]

@@ -1,0 +1,51 @@
+"""dense: skylark.Dense (weight (out, in), as torch.nn.Linear) in every framework."""
+
+from __future__ import annotations
+
+import skylark as sk
+
+from .base import Kind
+
+
+class Dense(Kind):
+    """Spec: in_features, out_features, bias (bool). After a flatten, its rows follow the
+    flatten order, which differs between frameworks (reference.transfer permutes them)."""
+
+    name = "dense"
+    layer = sk.Dense
+    input_rank = 1
+
+    def validate(self, s, in_shape):
+        super().validate(s, in_shape)
+        if in_shape[0] != s["in_features"]:
+            raise ValueError(f"dense expects {s['in_features']} features. "
+                             f"Received: input shape {in_shape}")
+
+    def flat_source(self, in_shape, out_shape, in_source):
+        return None  # its outputs are its own features: no map order survives a dense
+
+    def f32_forward(self, s):
+        return s["in_features"] + int(s["bias"])
+
+    def f32_input_grad(self, s):
+        return s["out_features"]
+
+    def f32_weight_grad(self, s, g, batch):
+        return batch
+
+    def torch(self, s, g, plant=None):
+        from torch import nn
+
+        return nn.Linear(s["in_features"], s["out_features"], bias=s["bias"])
+
+    def tf(self, s, g, h, v):
+        import tensorflow as tf
+
+        h = tf.matmul(h, v["kernel"])
+        return h + v["bias"] if s["bias"] else h
+
+    def keras(self, s, g, dtype):
+        import keras
+
+        return [keras.layers.Dense(s["out_features"], use_bias=s["bias"], name=f"l{g.index}",
+                                   dtype=dtype)]

@@ -1,0 +1,29 @@
+"""relu: skylark.ReLU (the gradient at exactly 0 is 0, as in torch) in every framework."""
+
+from __future__ import annotations
+
+import skylark as sk
+
+from .base import Kind
+
+
+class ReLU(Kind):
+    """Spec: no fields."""
+
+    name = "relu"
+    layer = sk.ReLU
+
+    def torch(self, s, g, plant=None):
+        from torch import nn
+
+        return nn.ReLU()
+
+    def tf(self, s, g, h, v):
+        import tensorflow as tf
+
+        return tf.nn.relu(h)
+
+    def keras(self, s, g, dtype):
+        import keras
+
+        return [keras.layers.ReLU(name=f"l{g.index}", dtype=dtype)]

@@ -1,0 +1,52 @@
+"""torch modules for what torch.nn cannot say directly (used by reference.kinds).
+
+- TF's "same" padding puts the odd extra pixel bottom/right, and torch's padding="same" refuses
+  stride > 1 (and pads symmetrically): `Conv2dTF` pads explicitly with F.pad, then convolves.
+- max-pool "same" padding must pad with -inf (a 0 would win in an all-negative window):
+  `MaxPool2dTF` does F.pad(value=-inf), then pools unpadded.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _ExplicitPads:
+    """Pads (top, bottom, left, right) with `pad_value` itself, then runs the torch layer
+    unpadded: TF's asymmetric "same" puts the odd pixel bottom/right, which torch's symmetric
+    `padding=` cannot express."""
+
+    pad_value = 0.0
+
+    def __init__(self, *args, pads=(0, 0, 0, 0), **kwargs) -> None:
+        super().__init__(*args, padding=0, **kwargs)
+        self.pads = tuple(pads)
+
+    def forward(self, x):
+        t, b, l, r = self.pads
+        return super().forward(F.pad(x, (l, r, t, b), value=self.pad_value))  # last dim first
+
+
+class Conv2dTF(_ExplicitPads, nn.Conv2d):
+    """nn.Conv2d with explicit zero padding."""
+
+
+class MaxPool2dTF(_ExplicitPads, nn.MaxPool2d):
+    """nn.MaxPool2d with explicit -inf padding (a 0 would win in an all-negative window)."""
+
+    pad_value = -float("inf")
+
+
+class MaxPool2dLastMax(nn.MaxPool2d):
+    """PLANTED BUG (tests only): ties go to the LAST maximum of the window, not the first.
+
+    Pools the input flipped along H and W, then flips back. For non-overlapping windows that tile
+    the map exactly (kernel == stride, no padding, H and W multiples of it) the flip maps every
+    window onto one window and reverses its row-major order, so the forward values are identical
+    and only the tie routing of the gradient changes.
+    """
+
+    def forward(self, x):
+        return torch.flip(super().forward(torch.flip(x, (2, 3))), (2, 3))

@@ -1,0 +1,109 @@
+"""The layer-kind registry: every kind is complete in every framework, and a kind that is not
+fails loudly (never a layer silently dropped from one framework's model)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import skylark as sk
+from reference import kinds, transfer
+from reference.kinds import KINDS, Kind, kind_of, require_builders
+from reference.spec import build, describe, geometry
+
+
+class Half(Kind):
+    """A kind with no framework builder at all."""
+
+    name = "half"
+    layer = sk.ReLU
+
+
+class Weighted(Kind):
+    name = "weighted"
+    layer = sk.Dense
+
+
+@pytest.mark.parametrize("framework", kinds.FRAMEWORK_BUILDERS)
+def test_every_kind_has_every_framework_builder(framework):
+    require_builders(framework)  # raises on a missing one
+
+
+@pytest.mark.parametrize("framework", kinds.FRAMEWORK_BUILDERS)
+def test_a_kind_without_a_builder_is_named(framework):
+    with pytest.raises(RuntimeError, match=rf"{framework}: no builder for layer kind\(s\) "
+                                           r"\['half'\]"):
+        require_builders(framework, {**KINDS, "half": Half()})
+
+
+def test_a_weighted_kind_without_a_layout_rule_is_named():
+    transfer.check_layout_rules()
+    with pytest.raises(RuntimeError, match=r"no Keras layout rule for kind\(s\) \['weighted'\]"):
+        transfer.check_layout_rules({**KINDS, "weighted": Weighted()})
+
+
+@pytest.mark.parametrize("module, framework", [
+    pytest.param("reference.torch_ref", "torch", marks=pytest.mark.torch),
+    pytest.param("reference.tf_ref", "tf", marks=pytest.mark.tf),
+    pytest.param("reference.keras_ref", "keras", marks=pytest.mark.keras),
+])
+def test_framework_module_refuses_to_import_with_an_incomplete_kind(module, framework,
+                                                                    monkeypatch):
+    mod = importlib.import_module(module)
+    monkeypatch.setitem(KINDS, "half", Half())
+    with pytest.raises(RuntimeError, match="half"):
+        importlib.reload(mod)
+    monkeypatch.delitem(KINDS, "half")
+    importlib.reload(mod)  # back to a working module for the other tests
+
+
+LAYERS = [
+    sk.Conv2D(3, 4, (2, 3), stride=(2, 1), padding="same", bias=False),
+    sk.Conv2D(3, 4, 3, padding=(1, 2)),
+    sk.MaxPool2D((3, 2), stride=(1, 2), padding=(1, 1)),
+    sk.MaxPool2D(2, padding="valid"),
+    sk.ReLU(),
+    sk.Flatten(),
+    sk.Dense(7, 5, bias=False),
+]
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=repr)
+def test_describe_then_build_is_the_same_layer(layer):
+    (entry,) = describe(sk.Sequential(layer))
+    assert entry["kind"] == kind_of(layer).name
+    (again,) = build([entry])
+    assert type(again) is type(layer)
+    assert again.config() == layer.config()
+    assert {k: v.shape for k, v in again.params().items()} == \
+        {k: v.shape for k, v in layer.params().items()}
+
+
+def test_every_kind_has_a_layer_in_this_grid():
+    assert {kind_of(layer).name for layer in LAYERS} == set(KINDS)
+
+
+def test_unknown_kind_and_unknown_field_are_named():
+    with pytest.raises(ValueError, match=r"kind must be one of .*Received: \{'kind': 'gelu'\}"):
+        build([{"kind": "gelu"}])
+    with pytest.raises(ValueError, match=r"spec layer 0 \(relu\).*slope"):
+        build([{"kind": "relu", "slope": 0.1}])
+
+
+def test_a_layer_no_reference_mirrors_is_named():
+    with pytest.raises(ValueError, match=r"Received: layer 1 = Softmax\(\)"):
+        describe(sk.Sequential(sk.Flatten(), sk.Softmax()))
+
+
+def test_geometry_validates_the_stack_and_resolves_pads():
+    spec = describe(sk.Sequential(sk.Conv2D(1, 2, 3, stride=2, padding="same"), sk.Flatten(),
+                                  sk.Dense(2 * 4 * 3, 3)))
+    g = geometry(spec, (1, 7, 6))
+    assert [x.out_shape for x in g] == [(2, 4, 3), (24,), (3,)]
+    assert g[0].pads == (1, 1, 0, 1)  # TF's "same": the odd pixel bottom/right
+    assert g[2].in_flat_source == (2, 4, 3)  # the dense rows follow that map's flatten order
+    with pytest.raises(ValueError, match=r"spec layer 0: conv2d expects 1 channels"):
+        geometry(spec, (2, 7, 6))
+    with pytest.raises(ValueError, match=r"spec layer 2: dense expects 24 features"):
+        geometry(spec, (1, 9, 6))
