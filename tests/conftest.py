@@ -3,46 +3,44 @@ from pathlib import Path
 
 import pytest
 
-# tests/ holds helper modules (gradcheck, oracle) imported by plain name.
+# tests/ holds helper modules (gradcheck, oracle, equivalence) imported by plain name.
 sys.path.insert(0, str(Path(__file__).parent))
 
+from reference.frameworks import COMPARED, FRAMEWORKS  # noqa: E402
 
-# --- reference frameworks (tests/test_reference*.py, tests/test_check*.py) ----------------------
-# framework -> (pytest marker, modules it needs); pyproject declares torch, tf and keras.
-REFERENCE_FRAMEWORKS = {
-    "torch": ("torch", ("torch",)),
-    "tf": ("tf", ("tensorflow",)),
-    "keras": ("keras", ("keras",)),
-    "keras-tensorflow": ("keras_tensorflow", ("keras", "tensorflow")),
-    "keras-torch": ("keras_torch", ("keras", "torch")),
-    "keras-jax": ("keras_jax", ("keras", "jax")),
-}
+
+def pytest_configure(config):
+    """One marker per framework, from the framework table (reference.frameworks)."""
+    for fw in FRAMEWORKS.values():
+        if fw.marker:
+            config.addinivalue_line("markers", f"{fw.marker}: needs {fw.name} "
+                                               f"({', '.join(fw.modules)})")
 
 
 def framework_param(name, *values, id=None):
     """A pytest.param carrying `name`'s marker, for parametrizing over frameworks."""
-    mark = getattr(pytest.mark, REFERENCE_FRAMEWORKS[name][0])
-    return pytest.param(*values, marks=mark, id=id)
+    return pytest.param(*values, marks=getattr(pytest.mark, FRAMEWORKS[name].marker), id=id)
+
+
+# Every compared framework as a marked parameter: @pytest.mark.parametrize("framework", ...).
+FRAMEWORK_PARAMS = [framework_param(f, f, id=f) for f in COMPARED]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_runners():
+    """The runners (and Keras worker subprocesses) started by tests, closed once at the end."""
+    yield
+    from equivalence import RUNNERS
+
+    for runner in RUNNERS.values():
+        runner.close()
+    RUNNERS.clear()
 
 
 @pytest.fixture(scope="session")
 def reference_runner():
-    """reference_runner(name) -> a Runner started once per session (keras-* workers included).
+    """reference_runner(name) -> the session's Runner for `name` (keras-* workers included);
+    a framework that is not installed skips the test with the reason, an installed one never."""
+    from equivalence import runner
 
-    A framework that is not installed is skipped with the reason (pytest.importorskip); an
-    installed one never is.
-    """
-    from reference.runners import get_runner
-
-    started = {}
-
-    def get(name):
-        if name not in started:
-            for mod in REFERENCE_FRAMEWORKS[name][1]:
-                pytest.importorskip(mod, reason=f"{name} needs {mod}: pip install 'skylark[all]'")
-            started[name] = get_runner(name)
-        return started[name]
-
-    yield get
-    for runner in started.values():
-        runner.close()
+    return runner

@@ -1,0 +1,105 @@
+"""The one comparison helper of the equivalence tests.
+
+    assert_layer_matches(sk.Conv2D(3, 4, 3, stride=(2, 1)), (3, 9, 8), "torch")
+
+builds the smallest net that ends in logits around the layer (the layer, then a Flatten if it
+outputs a map, then a Dense), and for float64 and float32, random and tie-heavy inputs, compares
+every tensor (each layer output, the loss, both backward passes: from the mean loss and from a
+random cotangent) of each framework against numpy within reference.budgets' bars. The failure
+message names the framework, the dtype, the input, the pass and the first diverging tensor.
+A framework that is not installed skips the test, saying why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import skylark as sk
+from reference.harness import Case, trace_all
+from reference.inputs import all_zero, dyadic_params, make_batch
+from reference.registry import get_runner
+from reference.runner import FrameworkUnavailable
+from reference.spec import describe, shapes
+
+DTYPES = ("float64", "float32")
+INPUTS = ("random", "ties")
+RUNNERS: dict = {}  # framework -> Runner started once per test session (closed by conftest)
+
+
+def runner(framework: str):
+    """The session's runner for `framework`; skips the test when it is not installed."""
+    if framework not in RUNNERS:
+        try:
+            RUNNERS[framework] = get_runner(framework)
+        except FrameworkUnavailable as e:
+            pytest.skip(f"{framework} is not installed: {e.reason}")
+    return RUNNERS[framework]
+
+
+def minimal_net(layer, input_shape, classes: int = 5) -> sk.Sequential:
+    """`layer` (or a Sequential) followed by what it takes to end in (N, classes) logits."""
+    body = list(layer) if isinstance(layer, sk.Sequential) else [layer]
+    out = shapes(describe(sk.Sequential(*body)), input_shape)[-1]
+    if len(out) == 1 and isinstance(body[-1], sk.Dense):
+        return sk.Sequential(*body)
+    tail = [sk.Flatten()] if len(out) == 3 else []
+    return sk.Sequential(*body, *tail, sk.Dense(int(np.prod(out)), classes, seed=99))
+
+
+def make_case(model, input_shape, dtype: str, kind: str, batch: int = 4, seed: int = 0) -> Case:
+    """numpy's tensors and budgets for one model, dtype and input.
+
+    With the "ties" input each parameter tensor is rounded to 7 significant bits on its own
+    power-of-two grid (reference.inputs.dyadic_params), which makes every value that reaches a
+    max-pool exact in float32 whatever the summation order, so a tie is a tie in every
+    framework. Without it the float32 ties cases are ill-posed, not wrong: measured on
+    keras-torch (stride-2 conv), two windows with identical input patches came out one ulp
+    apart where numpy ties them exactly, and the max-pool gradient then rightly went to the
+    other element. `skylark check` reports such a flip as a divergence at the pool's input
+    gradient.
+    """
+    spec, params = describe(model), model.params()
+    if kind != "random":
+        params = dyadic_params(params)
+    k = shapes(spec, input_shape)[-1][0]
+    x, labels, cot = make_batch(kind, batch, input_shape, k, seed=seed, dtype=dtype)
+    return Case(spec, params, dtype, input_shape, x, labels, cot)
+
+
+def assert_equivalent(framework: str, case: Case, got, label: str = "") -> None:
+    """Every tensor within budget; the message names framework, case, pass and tensor."""
+    where = f"{framework} ({case.dtype}{', ' + label if label else ''})"
+    if isinstance(got, Exception):
+        raise AssertionError(f"{where}: raised {type(got).__name__}: {got}") from got
+    report = case.compare(framework, got)
+    bad = [r for r in report["rows"] if not r["ok"]]
+    if bad:
+        def part(t):
+            return "forward" if "/" not in t else f"{t.split('/')[0]} backward pass"
+
+        lines = [f"  {r['tensor']} ({part(r['tensor'])}): max|a-b|={r['max_abs']} "
+                 f"budget={r['budget']:.3e} {r['note']}" for r in bad]
+        fb = report["first_backward"]
+        raise AssertionError(
+            f"{where} differs from numpy; first diverging tensor: forward "
+            f"{report['first_forward']}, loss pass {fb['loss']}, cotangent pass {fb['cot']}\n"
+            + "\n".join(lines)
+        )
+
+
+def assert_layer_matches(layer, input_shape, frameworks, *, dtypes=DTYPES, inputs=INPUTS,
+                         batch: int = 4, seed: int = 0) -> None:
+    """Compare `layer` (a skylark layer, or a whole Sequential) in `frameworks` (a name or a
+    list) against numpy: every tensor, float64 and float32, random and tie-heavy inputs."""
+    names = [frameworks] if isinstance(frameworks, str) else list(frameworks)
+    model = minimal_net(layer, tuple(input_shape))
+    runners = {f: runner(f) for f in names}
+    for dtype in dtypes:
+        for kind in inputs:
+            case = make_case(model, tuple(input_shape), dtype, kind, batch, seed)
+            # zeros match zeros and prove nothing (a too-coarse weight rounding once did that)
+            assert all_zero(case.ref) == [], f"numpy's all-zero tensors ({dtype}, {kind})"
+            got = trace_all(runners, case)
+            for f in names:
+                assert_equivalent(f, case, got[f], kind)
