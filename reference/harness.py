@@ -32,24 +32,26 @@ import skylark as sk
 
 from .budgets import F64_RTOL, K_SAFETY, budgets
 from .frameworks import COMPARED, NAMES
-from .inputs import DYADIC_BITS, all_zero, dyadic_params, make_batch
+from .inputs import DYADIC_BITS, all_zero, dropout_masks, dyadic_params, make_batch
 from .numpy_ref import NumpyRunner
 from .registry import get_runner
-from .runner import FrameworkUnavailable
-from .spec import describe, param_shapes, shapes
+from .runner import FrameworkUnavailable, loss_options
+from .spec import buffer_names, describe, param_shapes, shapes
 
 # --- which tensors, in which order --------------------------------------------------------------
 
 
-def tensor_order(spec: list[dict]) -> dict[str, list[str]]:
-    """{"forward": [out.0, ..., loss], "loss": [...], "cot": [...]} in computation order.
+def tensor_order(spec: list[dict], training: bool = True) -> dict[str, list[str]]:
+    """{"forward": [out.0, ..., loss, stat...], "loss": [...], "cot": [...]} in computation
+    order; the updated running statistics (stat.{i}.{buffer}) come with a training forward.
 
     A backward pass runs from the logits down: d.out.{i}, layer i's parameter gradients, then
     d.out.{i-1} ... and finally d.input.
     """
     n = len(spec)
     pnames = list(param_shapes(spec))
-    order = {"forward": [f"out.{i}" for i in range(n)] + ["loss"]}
+    stats = [f"stat.{b}" for b in buffer_names(spec)] if training else []
+    order = {"forward": [f"out.{i}" for i in range(n)] + ["loss", *stats]}
     for tag in ("loss", "cot"):
         names = []
         for i in reversed(range(n)):
@@ -109,33 +111,52 @@ def compare_tensors(framework: str, ref: dict, got: dict, budget: dict, order: d
 
 
 class Case:
-    """One model, one batch, one dtype: numpy's tensors and the budgets, computed once."""
+    """One model, one batch, one dtype and mode: numpy's tensors and the budgets, computed once.
 
-    def __init__(self, spec, params, dtype, input_shape, x, labels, cotangent) -> None:
+    `state`: parameters and buffers; `training`: the mode of BatchNorm2d and Dropout (the
+    keep-masks of every dropout layer default to `dropout_masks` of the batch, seed 0);
+    `loss`: softmax_cross_entropy's options."""
+
+    def __init__(self, spec, state, dtype, input_shape, x, labels, cotangent, *,
+                 training: bool = True, masks=None, loss=None) -> None:
         self.spec, self.dtype, self.input_shape = spec, np.dtype(dtype).name, tuple(input_shape)
-        self.params = {k: np.asarray(v, self.dtype) for k, v in params.items()}
+        self.state = {k: np.asarray(v, self.dtype) for k, v in state.items()}
         self.x, self.labels, self.cotangent = x, labels, cotangent
+        self.training, self.loss = training, loss_options(loss)
+        if masks is None and training:
+            masks = dropout_masks(spec, self.input_shape, len(x), seed=0)
+        self.masks = masks or {}
         ref = NumpyRunner()
-        ref.setup(spec, self.params, self.dtype, self.input_shape)
-        self.ref = ref.trace(x, labels, cotangent)
-        self.order = tensor_order(spec)
-        self.budget = budgets(spec, self.params, self.input_shape, x, cotangent, self.ref,
-                              self.dtype)
+        ref.setup(spec, self.state, self.dtype, self.input_shape, loss=self.loss)
+        self.ref = ref.trace(x, labels, cotangent, **self.trace_kwargs())
+        self.order = tensor_order(spec, training)
+        self.budget = budgets(spec, self.state, self.input_shape, x, cotangent, self.ref,
+                              self.dtype, training=training, masks=self.masks, loss=self.loss)
 
     @classmethod
     def from_model(cls, model: sk.Sequential, input_kind="random", batch=4, seed=0,
-                   dtype="float32", input_shape=(1, 28, 28), dyadic: bool = False):
+                   dtype="float32", input_shape=(1, 28, 28), dyadic: bool = False, **mode):
+        """`mode`: training, masks, loss (as the constructor's)."""
         spec = describe(model)
         k = shapes(spec, input_shape)[-1][0]
         x, labels, cot = make_batch(input_kind, batch, input_shape, k, seed, dtype)
-        params = dyadic_params(model.params()) if dyadic else model.params()
-        return cls(spec, params, dtype, input_shape, x, labels, cot)
+        state = dyadic_params(model.state()) if dyadic else model.state()
+        if mode.get("training", True) and mode.get("masks") is None:
+            mode["masks"] = dropout_masks(spec, input_shape, batch, seed)
+        return cls(spec, state, dtype, input_shape, x, labels, cot, **mode)
+
+    @property
+    def params(self):  # the name before buffers existed
+        return self.state
 
     def setup_args(self):
-        return self.spec, self.params, self.dtype, self.input_shape
+        return self.spec, self.state, self.dtype, self.input_shape
 
     def batch(self):
         return self.x, self.labels, self.cotangent
+
+    def trace_kwargs(self) -> dict:
+        return {"training": self.training, "masks": self.masks}
 
     def compare(self, framework: str, got: dict) -> dict:
         return compare_tensors(framework, self.ref, got, self.budget, self.order)
@@ -147,15 +168,16 @@ def trace_all(runners: dict, case: Case) -> dict[str, dict | Exception]:
     for name, r in runners.items():
         if hasattr(r, "submit"):
             try:
-                r.submit("setup_trace", *case.setup_args(), *case.batch())
+                r.submit("setup_trace", *case.setup_args(), *case.batch(),
+                         setup={"loss": case.loss}, trace=case.trace_kwargs())
                 remote.append(name)
             except Exception as e:  # a worker that died or timed out since it started
                 results[name] = e
     for name, r in runners.items():
         if name not in remote and name not in results:
             try:
-                r.setup(*case.setup_args())
-                results[name] = r.trace(*case.batch())
+                r.setup(*case.setup_args(), loss=case.loss)
+                results[name] = r.trace(*case.batch(), **case.trace_kwargs())
             except Exception as e:  # reported per framework, the others still run
                 results[name] = e
     for name in remote:
@@ -220,6 +242,7 @@ def _config(case: Case, names, input_kind, batch, seed, dyadic) -> dict:
         "seed": seed, "input_shape": list(case.input_shape), "spec": case.spec,
         "weights": (f"rounded to {DYADIC_BITS} significant bits per tensor" if dyadic
                     else "as initialized"),
+        "mode": "train" if case.training else "eval", "loss": case.loss,
         "k_safety": K_SAFETY, "f64_rtol": F64_RTOL,
         "all_zero_reference": all_zero(case.ref),  # compared, but such a match proves nothing
     }
@@ -252,7 +275,7 @@ def start_runners(names, runners, plants, report, log) -> tuple[dict, dict]:
 
 def run_check(frameworks=None, dtype="float32", input_kind="random", batch=4, seed=0,
               model=None, input_shape=None, runners=None, plants=None, log=None,
-              dyadic: bool | None = None) -> dict:
+              dyadic: bool | None = None, training: bool = True, loss=None) -> dict:
     """Compare `frameworks` (default: all but numpy) against numpy on one batch.
 
     `dyadic` (default: on for the ties and digits inputs, whose pool windows tie) rounds each
@@ -261,7 +284,8 @@ def run_check(frameworks=None, dtype="float32", input_kind="random", batch=4, se
 
     Returns {"ok", "frameworks": {name: compare_tensors() result, or {"status": "MISSING" or
     "ERROR", "reason"}}, "fingerprint", "config"}. `runners` (name -> Runner) reuses started
-    runners and leaves them open; `plants` (name -> plant) is the test-only bug hook.
+    runners and leaves them open; `plants` (name -> plant) is the test-only bug hook;
+    `training` the mode (BatchNorm2d, Dropout), `loss` softmax_cross_entropy's options.
     """
     log = log or _log
     names = _checked_names(frameworks)
@@ -269,7 +293,8 @@ def run_check(frameworks=None, dtype="float32", input_kind="random", batch=4, se
         model, input_shape = default_model(input_kind, dtype, seed)
     dyadic = input_kind in ("ties", "digits") if dyadic is None else dyadic
     case = Case.from_model(model, input_kind, batch, seed, dtype,
-                           tuple(input_shape or (1, 28, 28)), dyadic)
+                           tuple(input_shape or (1, 28, 28)), dyadic, training=training,
+                           loss=loss)
     report = {"frameworks": {}, "config": _config(case, names, input_kind, batch, seed, dyadic)}
     if report["config"]["all_zero_reference"]:
         log("skylark check: WARNING: numpy's tensors "

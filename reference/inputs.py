@@ -92,3 +92,18 @@ def dyadic_params(params: dict, bits: int = DYADIC_BITS) -> dict:
 def all_zero(tensors: dict[str, np.ndarray]) -> list[str]:
     """Names of the tensors with no nonzero entry: comparing zeros to zeros proves nothing."""
     return [k for k, v in tensors.items() if not np.any(v)]
+
+
+def dropout_masks(spec: list[dict], input_shape, batch: int, seed: int,
+                  step: int = 0) -> dict[int, np.ndarray]:
+    """The keep-mask of every dropout layer (layer index -> bool array of its input's shape,
+    NCHW or flat in skylark's order) for one batch: the same masks go to every framework, so a
+    training pass compares exactly. Drawn from `np.random.default_rng((seed, step, i))`."""
+    from .spec import geometry
+
+    out = {}
+    for s, g in zip(spec, geometry(spec, input_shape), strict=True):
+        if s["kind"] == "dropout":
+            rng = np.random.default_rng((seed, step, g.index))
+            out[g.index] = rng.random((batch, *g.in_shape)) >= s["p"]
+    return out

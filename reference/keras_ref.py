@@ -43,6 +43,7 @@ from .transfer import (
     activation_from_keras,
     activation_to_keras,
     from_keras,
+    keras_param_shapes,
     to_keras,
 )
 
@@ -130,14 +131,16 @@ def _no_tf32(backend: str) -> None:
         torch.backends.cudnn.allow_tf32 = False
 
 
-def build_keras_groups(spec: list[dict], geometry, dtype: str) -> list[list]:
+def build_keras_groups(spec: list[dict], geometry, dtype: str, plant=None) -> list[list]:
     """For each skylark layer, the Keras layers (one, or a padding layer and one) that mirror it."""
-    return [KINDS[s["kind"]].keras(s, g, dtype) for s, g in zip(spec, geometry, strict=True)]
+    return [KINDS[s["kind"]].keras(s, g, dtype, plant)
+            for s, g in zip(spec, geometry, strict=True)]
 
 
 class KerasRunner(Runner):
     name = "keras"
     float64_fix: str | None = None
+    _training, _n, _new_buffers = True, 0, {}
 
     def versions(self):
         backend = keras.backend.backend()
@@ -152,24 +155,24 @@ class KerasRunner(Runner):
     def promotion_state(self) -> dict:
         return promotion_state()
 
-    def setup(self, spec, params, dtype, input_shape):
+    def setup(self, spec, params, dtype, input_shape, *, loss=None):
         self.float64_fix = None  # set again by the float64 scope of a float64 setup
-        return super().setup(spec, params, dtype, input_shape)
+        return super().setup(spec, params, dtype, input_shape, loss=loss)
 
     @_float64_scope
     def _build(self, params):
         self.backend = keras.backend.backend()
         _no_tf32(self.backend)
         c, h, w = self.input_shape
-        self.groups = build_keras_groups(self.spec, self.geometry, self.dtype)
+        self.groups = build_keras_groups(self.spec, self.geometry, self.dtype, self.plant)
         self.model = keras.Sequential(
             [keras.Input(shape=(h, w, c), dtype=self.dtype)]
             + [layer for g in self.groups for layer in g]
         )
         plant = self.plant if self.plant in TRANSFER_PLANTS else None
-        kparams = to_keras(params, self.spec, self.input_shape, plant=plant)
-        self.vars = {}  # "i.kernel" / "i.bias" -> keras.Variable
-        for k, v in kparams.items():
+        trainable = keras_param_shapes(self.spec, self.input_shape, grads=True)
+        self.vars, self.buffers = {}, {}  # "i.kernel" / "i.moving_mean" -> keras.Variable
+        for k, v in to_keras(params, self.spec, self.input_shape, plant=plant).items():
             i, n = k.split(".")
             var = getattr(self.groups[int(i)][-1], n)
             if tuple(var.shape) != v.shape:
@@ -177,30 +180,43 @@ class KerasRunner(Runner):
                     f"Keras variable {k!r}: expected shape {tuple(var.shape)}, received {v.shape}"
                 )
             var.assign(v.astype(self.dtype))
-            self.vars[k] = var
-        reduction = "sum" if self.plant == "loss_sum" else "sum_over_batch_size"  # sum: planted
-        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction=reduction, dtype=self.dtype
-        )
+            (self.vars if k in trainable else self.buffers)[k] = var
+        self.loss_fn = self._loss_fn()
         self.velocity = None
+
+    def _loss_fn(self):
+        reduction = "sum" if self.loss["reduction"] == "sum" else "sum_over_batch_size"
+        if self.plant == "loss_sum":  # planted bug, tests only
+            reduction = "sum"
+        eps = self.loss["label_smoothing"]
+        if not eps:
+            return keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, reduction=reduction, dtype=self.dtype)
+        # Keras smooths like torch (q = (1 - eps) * onehot + eps / K), on one-hot labels only
+        cce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=eps,
+                                                   reduction=reduction, dtype=self.dtype)
+        return lambda labels, logits: cce(ops.one_hot(labels, logits.shape[-1],
+                                                      dtype=self.dtype), logits)
 
     # --- a stateless forward pass, differentiated by the backend's own autodiff ---------------
 
     def _stateless(self, prim, labels):
-        """(loss, logits), outs: the model on `prim` = [*variable values, x, *eps], with eps[i]
-        added to out i (+ 0: its gradient is d/d out.i, exactly)."""
+        """(loss, logits), (outs, new buffer values): the model on `prim` = [*variable values,
+        x, *eps], with eps[i] added to out i (+ 0: its gradient is d/d out.i, exactly)."""
         nv = len(self.vars)
         values, x, eps = prim[:nv], prim[nv], prim[nv + 1:]
-        with keras.StatelessScope(state_mapping=list(zip(self.vars.values(), values,
-                                                         strict=True))):
+        mapping = [*zip(self.vars.values(), values, strict=True),
+                   *((v, v.value) for v in self.buffers.values())]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
             outs, h = [], x
             for i, group in enumerate(self.groups):
                 for layer in group:
-                    h = layer(h)
+                    h = layer(h, training=self._training)
                 outs.append(ops.add(h, eps[i]))
                 h = outs[-1]
             loss = self.loss_fn(labels, h)
-        return (loss, h), outs
+            new = {k: scope.get_current_value(v) for k, v in self.buffers.items()}
+        return (loss, h), (outs, new)
 
     def _grads_tensorflow(self, prim, labels, cot):
         import tensorflow as tf
@@ -243,16 +259,33 @@ class KerasRunner(Runner):
         grads_fn = getattr(self, f"_grads_{self.backend}", None)
         if grads_fn is None:
             raise RuntimeError(f"keras: unsupported backend {self.backend!r}")
-        loss, outs, grads = grads_fn([*values, x, *eps], labels, cot)
+        loss, (outs, new), grads = grads_fn([*values, x, *eps], labels, cot)
         to_np = ops.convert_to_numpy
+        self._new_buffers = {k: to_np(v) for k, v in new.items()}
         return (
             to_np(loss), [to_np(o) for o in outs],
             {tag: [to_np(t) for t in g] for tag, g in grads.items()}, len(values),
         )
 
+    def _set_mode(self, training: bool, masks) -> None:
+        """The mode of the next stateless pass, and the dropout keep-masks in Keras' layout."""
+        self._training = training
+        for i, mask in self._check_masks(masks, self._n, training).items():
+            self.groups[i][-1].mask = activation_to_keras(mask, self.geometry[i].in_flat_source)
+
+    def _stats(self) -> dict:
+        """The updated running statistics by skylark name (training passes)."""
+        if not self._training or not self._new_buffers:
+            return {}
+        got = {k: ops.convert_to_numpy(v.value) for k, v in {**self.vars, **self.buffers}.items()}
+        state = from_keras({**got, **self._new_buffers}, self.spec, self.input_shape)
+        return {k: state[k] for k in state if k.endswith(("running_mean", "running_var"))}
+
     @_float64_scope
-    def trace(self, x, labels, cotangent):
+    def trace(self, x, labels, cotangent, *, training=True, masks=None):
         x, labels, cot = self._check_batch(x, labels, cotangent)
+        self._n = len(x)
+        self._set_mode(training, masks)
         src = self.flat_sources
         loss, outs, grads, nv = self._vjp(
             activation_to_keras(x), labels, activation_to_keras(cot, src[-1])
@@ -260,21 +293,25 @@ class KerasRunner(Runner):
         passes = {}
         for tag, g in grads.items():
             params = from_keras(dict(zip(self.vars, g[:nv], strict=True)), self.spec,
-                                self.input_shape)
+                                self.input_shape, grads=True)
             d_outs = [activation_from_keras(d, src[i]) for i, d in enumerate(g[nv + 1:])]
             passes[tag] = PassGrads(activation_from_keras(g[nv]), d_outs, params)
         return name_tensors([activation_from_keras(o, src[i]) for i, o in enumerate(outs)],
-                            loss, passes)
+                            loss, passes, self._stats())
 
     def _train_setup(self):
         self.velocity = {}
 
     @_float64_scope
-    def train_step(self, x, labels):
+    def train_step(self, x, labels, *, masks=None):
         x, labels = self._check_batch(x, labels)
         if self.velocity is None:
             raise RuntimeError("keras: call train_setup(lr, momentum) first")
+        self._n = len(x)
+        self._set_mode(True, masks)
         loss, _, grads, nv = self._vjp(activation_to_keras(x), labels)
+        for k, value in self._new_buffers.items():
+            self.buffers[k].assign(value)
         lr = ops.convert_to_tensor(self.lr, self.dtype)
         mu = ops.convert_to_tensor(self.momentum, self.dtype)
         for (k, var), g in zip(self.vars.items(), grads["loss"][:nv], strict=True):
@@ -295,7 +332,7 @@ class KerasRunner(Runner):
     def get_params(self):
         self._check_setup()
         return from_keras(
-            {k: ops.convert_to_numpy(v.value) for k, v in self.vars.items()},
+            {k: ops.convert_to_numpy(v.value) for k, v in {**self.vars, **self.buffers}.items()},
             self.spec, self.input_shape,
         )
 

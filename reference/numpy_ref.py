@@ -14,9 +14,9 @@ from .spec import build
 class NumpyRunner(Runner):
     name = "numpy"
 
-    def _build(self, params):
+    def _build(self, state):
         self.model = build(self.spec, self.dtype)
-        self.model.load_params(params)
+        self.model.load_state(state)
         self.optimizer = None
 
     def _backward(self, g) -> PassGrads:
@@ -29,31 +29,41 @@ class NumpyRunner(Runner):
         return PassGrads(np.array(g), d_outs,
                          {k: np.array(v) for k, v in self.model.grads().items()})
 
-    def trace(self, x, labels, cotangent):
+    def _set_mode(self, training: bool, masks) -> None:
+        self.model.train(training)
+        for i, mask in masks.items():
+            self.model[i].use_mask(mask)
+
+    def trace(self, x, labels, cotangent, *, training=True, masks=None):
         x, labels, cot = self._check_batch(x, labels, cotangent)
+        self._set_mode(training, self._check_masks(masks, len(x), training))
         outs, h = [], x
         for layer in self.model:
             h = layer.forward(h)
             outs.append(np.array(h))
-        loss, dz = sk.softmax_cross_entropy(h, labels)
+        loss, dz = sk.softmax_cross_entropy(h, labels, **self.loss)
         if self.plant == "loss_sum":  # planted bug, tests only
             loss, dz = loss * len(x), dz * len(x)
+        stats = {k: np.array(v) for k, v in self.model.buffers().items()} if training else {}
         passes = {"loss": self._backward(dz), "cot": self._backward(cot)}
-        return name_tensors(outs, loss, passes)
+        return name_tensors(outs, loss, passes, stats)
 
     def _train_setup(self):
         self.optimizer = sk.SGD(self.model, self.lr, self.momentum)
 
-    def train_step(self, x, labels):
+    def train_step(self, x, labels, *, masks=None):
         x, labels = self._check_batch(x, labels)
         if self.optimizer is None:
             raise RuntimeError("numpy: call train_setup(lr, momentum) first")
-        return train_step(self.model, self.optimizer, x, labels)[0]
+        self._set_mode(True, self._check_masks(masks, len(x), True))
+        return train_step(self.model, self.optimizer, x, labels, **self.loss)[0]
 
     def predict(self, x):
         (x,) = self._check_batch(x)
+        self.model.eval()
         return np.array(self.model.forward(x))
 
     def get_params(self):
+        """The state (parameters and buffers) in skylark's layout and names."""
         self._check_setup()
-        return {k: np.array(v) for k, v in self.model.params().items()}
+        return {k: np.array(v) for k, v in self.model.state().items()}

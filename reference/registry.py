@@ -19,6 +19,8 @@ def get_runner(name: str, plant: str | None = None) -> Runner:
         raise ValueError(f"unknown framework. Expected one of {NAMES}. Received: {name!r}")
     if plant == "pool_last_max" and name != "torch":
         raise ValueError(f"plant pool_last_max exists for torch only. Received: {name!r}")
+    if plant == "keras_bn_biased" and not name.startswith("keras"):
+        raise ValueError(f"plant keras_bn_biased exists for Keras only. Received: {name!r}")
     if plant is not None and plant not in PLANTS:
         raise ValueError(f"plant must be None or one of {PLANTS}. Received: plant={plant!r}")
     fw = FRAMEWORKS[name]

@@ -1,15 +1,23 @@
 """The one interface every framework is driven through: `Runner`, and what runners share.
 
     runner = get_runner("torch")                        # reference.frameworks
-    runner.setup(spec, model.params(), "float64", (1, 28, 28))
-    tensors = runner.trace(x, labels, cotangent)        # skylark layout and names
-    runner.train_setup(lr=0.1, momentum=0.9); loss = runner.train_step(x, labels)
+    runner.setup(spec, model.state(), "float64", (1, 28, 28), loss={"label_smoothing": 0.1})
+    tensors = runner.trace(x, labels, cotangent, training=True, masks=masks)
+    runner.train_setup(lr=0.1, momentum=0.9); loss = runner.train_step(x, labels, masks=masks)
+
+`state` is the model's parameters and buffers (BatchNorm running statistics) in skylark's layout
+and names. `training` picks the mode of BatchNorm2d and Dropout (train_step always trains,
+predict always evaluates); `masks` {layer index: keep-mask of that layer's input shape, NCHW or
+flat in skylark's order} is what every dropout layer applies in training, the same in every
+framework (reference.inputs.dropout_masks).
 
 Every runner takes x as NCHW (skylark's layout) and returns everything in skylark's layout and
 names; the conversions happen inside (reference.transfer). The names `trace` returns:
 
     out.{i}                       layer i's output, i = 0 .. L-1 (out.{L-1} are the logits)
-    loss                          mean softmax cross-entropy (a 0-d array)
+    loss                          softmax cross-entropy (a 0-d array; mean unless the loss
+                                  options say "sum")
+    stat.{i}.{buffer}             in training, layer i's running statistics after the update
     {p}/d.out.{i}, {p}/d.{name}, {p}/d.input   gradients for pass p:
         p = "loss": backpropagated from the mean loss;
         p = "cot":  from the given random cotangent on the logits (a sum of the outputs, i.e. an
@@ -19,7 +27,8 @@ names; the conversions happen inside (reference.transfer). The names `trace` ret
 tests can prove it fails loudly: "dense_hwc" (Keras/TF dense rows copied in CHW order),
 "kernel_transposed" (conv kernels with kh and kw swapped), "loss_sum" (the loss summed over the
 batch instead of averaged), "pool_last_max" (torch only: max-pool ties sent to the LAST maximum
-of the window instead of the first). Never use it for anything else.
+of the window instead of the first), "keras_bn_biased" (Keras only: stock BatchNormalization,
+whose running variance moves with the biased variance). Never use it for anything else.
 """
 
 from __future__ import annotations
@@ -36,9 +45,10 @@ import numpy as np
 
 import skylark as sk
 
+from .kinds import KINDS
 from .spec import geometry, param_shapes
 
-PLANTS = ("dense_hwc", "kernel_transposed", "loss_sum", "pool_last_max")
+PLANTS = ("dense_hwc", "kernel_transposed", "loss_sum", "pool_last_max", "keras_bn_biased")
 
 # absl's pre-initialisation INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are
 # on ...") and the warning that announces them: noise to drop from a framework's stderr.
@@ -91,6 +101,17 @@ def require_installed(framework: str, modules, install: str) -> None:
             raise FrameworkUnavailable(framework, f"{mod} is not installed: {install}")
 
 
+def loss_options(loss: dict | None) -> dict:
+    """softmax_cross_entropy's options, checked: label_smoothing (0) and reduction ("mean")."""
+    out = {"label_smoothing": 0.0, "reduction": "mean", **(loss or {})}
+    if set(out) != {"label_smoothing", "reduction"}:
+        raise ValueError("loss options are label_smoothing and reduction. "
+                         f"Received: {sorted(loss)}")
+    sk.softmax_cross_entropy(np.zeros((1, 2)), np.zeros(1, int), **out)  # validates both
+    out["label_smoothing"] = float(out["label_smoothing"])
+    return out
+
+
 class PassGrads(NamedTuple):
     """One backward pass of a framework, already in skylark's layout and names."""
 
@@ -99,10 +120,12 @@ class PassGrads(NamedTuple):
     d_params: dict[str, np.ndarray]  # skylark parameter name -> gradient
 
 
-def name_tensors(outs, loss, passes: dict[str, PassGrads]) -> dict[str, np.ndarray]:
-    """The `trace` dict: every runner builds it here, so every runner names tensors alike."""
+def name_tensors(outs, loss, passes: dict[str, PassGrads], stats=None) -> dict[str, np.ndarray]:
+    """The `trace` dict: every runner builds it here, so every runner names tensors alike.
+    `stats`: updated buffers by skylark name ("2.running_mean")."""
     result = {f"out.{i}": np.asarray(o) for i, o in enumerate(outs)}
     result["loss"] = np.asarray(loss)
+    result.update({f"stat.{k}": np.asarray(v) for k, v in (stats or {}).items()})
     for tag, p in passes.items():
         result[f"{tag}/d.input"] = np.asarray(p.d_input)
         result.update({f"{tag}/d.out.{i}": np.asarray(g) for i, g in enumerate(p.d_outs)})
@@ -132,8 +155,10 @@ class Runner:
     def versions(self) -> dict[str, str]:
         return {"numpy": np.__version__, "skylark": sk.__version__}
 
-    def setup(self, spec: list[dict], params: dict[str, np.ndarray], dtype: str, input_shape):
-        """Build the model for (C, H, W) inputs and load `params` (skylark layout and names)."""
+    def setup(self, spec: list[dict], params: dict[str, np.ndarray], dtype: str, input_shape,
+              *, loss: dict | None = None):
+        """Build the model for (C, H, W) inputs and load `params` (the state: skylark layout
+        and names); `loss`: softmax_cross_entropy's options (label_smoothing, reduction)."""
         dtype = np.dtype(dtype).name
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64. Received: dtype={dtype!r}")
@@ -149,11 +174,27 @@ class Runner:
         self.out_shapes = [g.out_shape for g in geo]
         self.flat_sources = [g.flat_source for g in geo]
         self.param_names = list(param_shapes(spec))
+        self.loss = loss_options(loss)
+        self.masked = [g.index for s, g in zip(spec, geo, strict=True)
+                       if KINDS[s["kind"]].uses_mask]
         self._build({k: np.asarray(v) for k, v in params.items()})
 
     def _check_setup(self) -> None:
         if self.spec is None:
             raise RuntimeError(f"{self.name}: call setup(spec, params, dtype, input_shape) first")
+
+    def _check_masks(self, masks, n: int, training: bool) -> dict[int, np.ndarray]:
+        """The keep-mask of every dropout layer for a training pass, checked; {} in eval."""
+        if not training or not self.masked:
+            return {}
+        masks = dict(masks or {})
+        for i in self.masked:
+            want = (n, *self.geometry[i].in_shape)
+            if i not in masks or np.shape(masks[i]) != want:
+                got = np.shape(masks[i]) if i in masks else None
+                raise ValueError(f"{self.name}: dropout layer {i} needs a keep-mask of shape "
+                                 f"{want} in training. Received: {got}")
+        return {i: np.asarray(masks[i], bool) for i in self.masked}
 
     def _check_batch(self, x, labels=None, cotangent=None):
         self._check_setup()
@@ -182,8 +223,10 @@ class Runner:
     def _build(self, params: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
 
-    def trace(self, x, labels, cotangent) -> dict[str, np.ndarray]:
-        """Every layer output, the loss and both backward passes (names: module docstring)."""
+    def trace(self, x, labels, cotangent, *, training: bool = True,
+              masks=None) -> dict[str, np.ndarray]:
+        """Every layer output, the loss, the updated running statistics (training) and both
+        backward passes (names: module docstring)."""
         raise NotImplementedError
 
     def train_setup(self, lr: float, momentum: float = 0.0) -> None:
@@ -199,7 +242,8 @@ class Runner:
     def _train_setup(self) -> None:
         raise NotImplementedError
 
-    def train_step(self, x, labels) -> float:
+    def train_step(self, x, labels, *, masks=None) -> float:
+        """One SGD step in training mode; returns the loss before the update."""
         raise NotImplementedError
 
     def predict(self, x) -> np.ndarray:
@@ -213,6 +257,6 @@ class Runner:
 
 
 __all__ = [
-    "NATIVE_INFO", "PLANTS", "FrameworkUnavailable", "PassGrads", "Runner", "name_tensors",
-    "quiet_native_logs", "require_installed",
+    "NATIVE_INFO", "PLANTS", "FrameworkUnavailable", "PassGrads", "Runner", "loss_options",
+    "name_tensors", "quiet_native_logs", "require_installed",
 ]

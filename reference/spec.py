@@ -83,4 +83,15 @@ def param_shapes(spec: list[dict]) -> dict[str, tuple[int, ...]]:
     return {k: v.shape for k, v in build(spec).params().items()}
 
 
-__all__ = ["Geometry", "build", "describe", "geometry", "param_shapes", "shapes"]
+def state_shapes(spec: list[dict]) -> dict[str, tuple[int, ...]]:
+    """Parameters and buffers (BatchNorm running statistics): names -> shapes, layer by layer."""
+    return {k: v.shape for k, v in build(spec).state().items()}
+
+
+def buffer_names(spec: list[dict]) -> list[str]:
+    """The buffers' names ("3.running_mean", ...), in state order."""
+    return list(build(spec).buffers())
+
+
+__all__ = ["Geometry", "buffer_names", "build", "describe", "geometry", "param_shapes", "shapes",
+           "state_shapes"]

@@ -20,6 +20,7 @@ from .transfer import (
     activation_from_keras,
     activation_to_keras,
     from_keras,
+    keras_param_shapes,
     to_keras,
 )
 
@@ -27,6 +28,14 @@ require_builders("tf")
 
 # TF32 would round float32 matmuls/convs to 10 mantissa bits on Ampere+ GPUs.
 tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
+class TFRun:
+    """One pass's context for the layer builders: the mode, the dropout keep-masks (TF layout)
+    and the running statistics the batch-norm layers computed (Keras names)."""
+
+    def __init__(self, training: bool = True, masks=None) -> None:
+        self.training, self.masks, self.new_state = training, masks or {}, {}
 
 
 class TFRunner(Runner):
@@ -39,33 +48,54 @@ class TFRunner(Runner):
         plant = self.plant if self.plant in TRANSFER_PLANTS else None
         kparams = to_keras(params, self.spec, self.input_shape, plant=plant)
         self.vars = {k: tf.Variable(v.astype(self.dtype), name=k) for k, v in kparams.items()}
+        self.trainable = list(keras_param_shapes(self.spec, self.input_shape, grads=True))
         self.velocity = None
 
-    def _forward(self, x):
+    def _forward(self, x, run: TFRun | None = None):
         """x NHWC -> list of every layer's output (TF layout)."""
+        run = run or TFRun()
         outs, h = [], x
         for s, g in zip(self.spec, self.geometry, strict=True):
-            v = {n: self.vars[f"{g.index}.{n}"] for n in ("kernel", "bias")
-                 if f"{g.index}.{n}" in self.vars}
-            h = KINDS[s["kind"]].tf(s, g, h, v)
+            prefix = f"{g.index}."
+            v = {k[len(prefix):]: var for k, var in self.vars.items() if k.startswith(prefix)}
+            h = KINDS[s["kind"]].tf(s, g, h, v, run)
             outs.append(h)
         return outs
 
     def _loss(self, logits, labels):
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        # reduce_sum is the planted bug (tests only)
-        return tf.reduce_sum(ce) if self.plant == "loss_sum" else tf.reduce_mean(ce)
+        eps, k = self.loss["label_smoothing"], logits.shape[-1]
+        logp = tf.nn.log_softmax(logits)
+        ce = -tf.gather(logp, labels, axis=1, batch_dims=1)
+        if eps:  # torch's smoothing: (1 - eps) * nll + eps * mean_k(-log p_k)
+            ce = (1 - eps) * ce + eps * (-tf.reduce_sum(logp, axis=1) / k)
+        if self.loss["reduction"] == "sum" or self.plant == "loss_sum":  # plant: tests only
+            return tf.reduce_sum(ce)
+        return tf.reduce_mean(ce)
 
     def _x(self, x):
         return tf.constant(activation_to_keras(x))  # NCHW -> NHWC
 
-    def trace(self, x, labels, cotangent):
+    def _run(self, training, masks, n) -> TFRun:
+        masks = self._check_masks(masks, n, training)
+        return TFRun(training, {i: tf.constant(activation_to_keras(
+            m, self.geometry[i].in_flat_source)) for i, m in masks.items()})
+
+    def _stats(self, run: TFRun) -> dict:
+        """Updated running statistics by skylark name."""
+        if not run.new_state:
+            return {}
+        got = {k: v.numpy() for k, v in self.vars.items()}
+        got.update({k: v.numpy() for k, v in run.new_state.items()})
+        state = from_keras(got, self.spec, self.input_shape)
+        return {k: state[k] for k in state if k.endswith(("running_mean", "running_var"))}
+
+    def trace(self, x, labels, cotangent, *, training=True, masks=None):
         x, labels, cot = self._check_batch(x, labels, cotangent)
-        xt = self._x(x)
-        names = list(self.vars)
+        xt, run = self._x(x), self._run(training, masks, len(x))
+        names = self.trainable
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(xt)
-            outs = self._forward(xt)
+            outs = self._forward(xt, run)
             loss = self._loss(outs[-1], tf.constant(labels))
         src, n = self.flat_sources, len(outs)
         cot_t = tf.constant(activation_to_keras(cot, src[-1]))
@@ -74,40 +104,42 @@ class TFRunner(Runner):
         for tag, target, seed in (("loss", loss, None), ("cot", outs[-1], cot_t)):
             g = [t.numpy() for t in tape.gradient(target, sources, output_gradients=seed)]
             params = from_keras(dict(zip(names, g[1 + n:], strict=True)), self.spec,
-                                self.input_shape)
+                                self.input_shape, grads=True)
             passes[tag] = PassGrads(
                 activation_from_keras(g[0]),
                 [activation_from_keras(d, src[i]) for i, d in enumerate(g[1 : 1 + n])], params)
         del tape
         return name_tensors([activation_from_keras(o.numpy(), src[i]) for i, o in enumerate(outs)],
-                            loss.numpy(), passes)
+                            loss.numpy(), passes, self._stats(run))
 
     def _train_setup(self):
         # The update is written out (there is no SGD in raw TF; tf.keras' SGD is Keras, and its
         # momentum form m = mu*m - lr*g; p += m rounds differently from torch's): torch's rule.
         self.velocity = {}
 
-    def train_step(self, x, labels):
+    def train_step(self, x, labels, *, masks=None):
         x, labels = self._check_batch(x, labels)
         if self.velocity is None:
             raise RuntimeError("tf: call train_setup(lr, momentum) first")
-        names = list(self.vars)
+        run = self._run(True, masks, len(x))
         with tf.GradientTape() as tape:
-            loss = self._loss(self._forward(self._x(x))[-1], tf.constant(labels))
-        grads = tape.gradient(loss, [self.vars[k] for k in names])
+            loss = self._loss(self._forward(self._x(x), run)[-1], tf.constant(labels))
+        grads = tape.gradient(loss, [self.vars[k] for k in self.trainable])
         lr = tf.constant(self.lr, self.dtype)
-        for k, g in zip(names, grads, strict=True):
+        for k, g in zip(self.trainable, grads, strict=True):
             if self.momentum:
                 v = self.velocity.get(k)
                 v = g if v is None else tf.constant(self.momentum, self.dtype) * v + g
                 self.velocity[k] = v
                 g = v
             self.vars[k].assign_sub(lr * g)
+        for k, v in run.new_state.items():
+            self.vars[k].assign(v)
         return float(loss.numpy())
 
     def predict(self, x):
         (x,) = self._check_batch(x)
-        return self._forward(self._x(x))[-1].numpy()
+        return self._forward(self._x(x), TFRun(training=False))[-1].numpy()
 
     def get_params(self):
         self._check_setup()

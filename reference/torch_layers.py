@@ -50,3 +50,22 @@ class MaxPool2dLastMax(nn.MaxPool2d):
 
     def forward(self, x):
         return torch.flip(super().forward(torch.flip(x, (2, 3))), (2, 3))
+
+
+class MaskedDropout(nn.Module):
+    """Dropout whose keep-mask is given (`.mask`, set by the runner before each training
+    forward), so torch drops exactly the elements every other framework drops."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.mask = None
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        if self.mask is None or tuple(self.mask.shape) != tuple(x.shape):
+            raise RuntimeError(f"MaskedDropout needs a keep-mask of shape {tuple(x.shape)}")
+        keep = 1 - self.p
+        mask = self.mask.to(x.dtype)
+        return x * (mask / keep if keep else mask * 0)  # torch's order: scale the mask

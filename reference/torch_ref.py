@@ -43,23 +43,41 @@ class TorchRunner(Runner):
         plant = self.plant if self.plant == "kernel_transposed" else None
         state = to_torch(params, self.spec, plant=plant)
         own = self.model.state_dict()
+        # torch's BatchNorm counter has no skylark counterpart: it starts at torch's 0
+        state.update({k: v.numpy() for k, v in own.items() if k.endswith("num_batches_tracked")})
         self.model.load_state_dict(
             {k: torch.tensor(v, dtype=own[k].dtype) for k, v in state.items()}, strict=True
         )
         self.optimizer = None
 
     def _loss(self, logits, labels):
-        reduction = "sum" if self.plant == "loss_sum" else "mean"  # "sum": planted bug, tests only
-        return F.cross_entropy(logits, labels, reduction=reduction)
+        reduction = self.loss["reduction"]
+        if self.plant == "loss_sum":  # planted bug, tests only
+            reduction = "sum"
+        return F.cross_entropy(logits, labels, reduction=reduction,
+                               label_smoothing=self.loss["label_smoothing"])
 
-    def trace(self, x, labels, cotangent):
+    def _set_mode(self, training: bool, masks) -> None:
+        self.model.train(training)
+        for i, mask in masks.items():
+            self.model[i].mask = torch.tensor(mask)
+
+    def _stats(self) -> dict:
+        """The buffers (running statistics) by skylark name."""
+        names = [k for k in self.model.state_dict() if k.endswith(("running_mean", "running_var"))]
+        state = self.model.state_dict()
+        return {k: state[k].detach().numpy().copy() for k in names}
+
+    def trace(self, x, labels, cotangent, *, training=True, masks=None):
         x, labels, cot = self._check_batch(x, labels, cotangent)
+        self._set_mode(training, self._check_masks(masks, len(x), training))
         xt = torch.tensor(x, requires_grad=True)
         outs, h = [], xt
         for m in self.model:
             h = m(h)
             outs.append(h)
         loss = self._loss(h, torch.tensor(labels))
+        stats = self._stats() if training else {}
         names = [n for n, _ in self.model.named_parameters()]
         srcs = [xt, *outs, *(p for _, p in self.model.named_parameters())]
         passes = {}
@@ -67,20 +85,21 @@ class TorchRunner(Runner):
             grads = torch.autograd.grad(target, srcs, grad_outputs=seed, retain_graph=True)
             g = [t.detach().numpy().copy() for t in grads]
             n = len(outs)
-            params = from_torch(dict(zip(names, g[1 + n:], strict=True)), self.spec)
+            params = from_torch(dict(zip(names, g[1 + n:], strict=True)), self.spec, grads=True)
             passes[tag] = PassGrads(g[0], g[1 : 1 + n], params)
         return name_tensors([o.detach().numpy().copy() for o in outs],
-                            loss.detach().numpy().copy(), passes)
+                            loss.detach().numpy().copy(), passes, stats)
 
     def _train_setup(self):
         # torch.optim.SGD is the definition skylark's SGD follows (dampening 0, no Nesterov).
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr,
                                          momentum=self.momentum)
 
-    def train_step(self, x, labels):
+    def train_step(self, x, labels, *, masks=None):
         x, labels = self._check_batch(x, labels)
         if self.optimizer is None:
             raise RuntimeError("torch: call train_setup(lr, momentum) first")
+        self._set_mode(True, self._check_masks(masks, len(x), True))
         self.optimizer.zero_grad(set_to_none=True)
         loss = self._loss(self.model(torch.tensor(x)), torch.tensor(labels))
         loss.backward()
@@ -89,6 +108,7 @@ class TorchRunner(Runner):
 
     def predict(self, x):
         (x,) = self._check_batch(x)
+        self.model.eval()
         with torch.no_grad():
             return self.model(torch.tensor(x)).numpy().copy()
 

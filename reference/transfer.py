@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kinds import KINDS
-from .spec import geometry, param_shapes
+from .spec import geometry, param_shapes, state_shapes
 
 TRANSFER_PLANTS = ("dense_hwc", "kernel_transposed")
 
@@ -49,9 +49,17 @@ def check_names_shapes(got, expected: dict, what: str) -> dict[str, np.ndarray]:
     return {k: got[k] for k in expected}
 
 
-def check_params(params, spec: list[dict], what: str = "skylark") -> dict[str, np.ndarray]:
-    """`params` (skylark layout and names) as arrays, checked against `spec`."""
-    return check_names_shapes(params, param_shapes(spec), what)
+def expected_shapes(spec: list[dict], grads: bool = False) -> dict[str, tuple[int, ...]]:
+    """What crosses: the whole state (parameters and buffers), or for gradients the
+    parameters only."""
+    return param_shapes(spec) if grads else state_shapes(spec)
+
+
+def check_params(params, spec: list[dict], what: str = "skylark",
+                 grads: bool = False) -> dict[str, np.ndarray]:
+    """`params` (skylark layout and names: the state, or gradients) as arrays, checked against
+    `spec`."""
+    return check_names_shapes(params, expected_shapes(spec, grads), what)
 
 
 def _check_plant(plant, allowed) -> None:
@@ -81,9 +89,12 @@ def to_torch(params, spec: list[dict], plant: str | None = None) -> dict[str, np
     return out
 
 
-def from_torch(state, spec: list[dict]) -> dict[str, np.ndarray]:
-    """torch state_dict arrays (or their gradients) -> skylark params: a checked copy."""
-    return {k: np.array(v) for k, v in check_params(state, spec, "torch").items()}
+def from_torch(state, spec: list[dict], grads: bool = False) -> dict[str, np.ndarray]:
+    """torch state_dict arrays (or, `grads`, their gradients) -> skylark's: a checked copy.
+    torch's BatchNorm counter `num_batches_tracked` has no skylark counterpart (it only
+    matters for momentum=None, which skylark does not offer) and is dropped."""
+    state = {k: v for k, v in state.items() if not k.endswith(".num_batches_tracked")}
+    return {k: np.array(v) for k, v in check_params(state, spec, "torch", grads).items()}
 
 
 # --- Keras / raw TF: HWIO kernels, (in, out) dense kernels, HWC flatten order -----------------
@@ -145,10 +156,12 @@ KERAS_LAYOUTS = {
 
 
 def check_layout_rules(kinds=None) -> None:
-    """RuntimeError naming every kind with a weight but no Keras layout rule: run at import, so
-    such a kind fails loudly instead of having its weight copied untransposed."""
+    """RuntimeError naming every kind with a weight Keras calls a kernel (a layout that
+    differs) but no layout rule: run at import, so such a kind fails loudly instead of having
+    its weight copied untransposed. (A batchnorm2d weight is Keras' gamma, a plain vector.)"""
     missing = [k for k, kind in (kinds or KINDS).items()
-               if "weight" in kind.layer.param_names and k not in KERAS_LAYOUTS]
+               if kind.keras_names.get("weight") == "kernel"
+               and "weight" in kind.layer.param_names and k not in KERAS_LAYOUTS]
     if missing:
         raise RuntimeError(f"reference.transfer: no Keras layout rule for kind(s) {missing}")
 
@@ -156,54 +169,56 @@ def check_layout_rules(kinds=None) -> None:
 check_layout_rules()
 
 
-def _keras_name(skylark_name: str) -> str:
+def _keras_name(skylark_name: str, spec: list[dict]) -> str:
+    """"3.weight" -> "3.kernel" (a conv or dense), "3.gamma" (a batchnorm2d), ..."""
     i, n = skylark_name.split(".")
-    return f"{i}.kernel" if n == "weight" else skylark_name
+    return f"{i}.{KINDS[spec[int(i)]['kind']].keras_names.get(n, n)}"
 
 
-def keras_param_shapes(spec: list[dict], input_shape) -> dict[str, tuple[int, ...]]:
-    """Keras/TF names ("0.kernel", "0.bias") -> shapes (each weight's rule applied to a
-    placeholder of its skylark shape, so the shapes cannot disagree with the rules)."""
+def keras_param_shapes(spec: list[dict], input_shape, grads: bool = False):
+    """Keras/TF names ("0.kernel", "0.bias", "2.moving_mean") -> shapes (each weight's rule
+    applied to a placeholder of its skylark shape, so the shapes cannot disagree with the
+    rules)."""
     geo = geometry(spec, input_shape)
     out = {}
-    for k, shape in param_shapes(spec).items():
+    for k, shape in expected_shapes(spec, grads).items():
         i, n = k.split(".")
-        if n == "weight":
-            rule = KERAS_LAYOUTS[spec[int(i)]["kind"]][0]
-            shape = rule(np.empty(shape, np.float32), geo[int(i)]).shape
-        out[_keras_name(k)] = tuple(shape)
+        rule = KERAS_LAYOUTS.get(spec[int(i)]["kind"])
+        if n == "weight" and rule:
+            shape = rule[0](np.empty(shape, np.float32), geo[int(i)]).shape
+        out[_keras_name(k, spec)] = tuple(shape)
     return out
 
 
 def to_keras(params, spec: list[dict], input_shape, plant: str | None = None):
-    """skylark params -> Keras/TF arrays keyed "i.kernel" / "i.bias"."""
+    """skylark state -> Keras/TF arrays keyed "i.kernel" / "i.bias" / "i.gamma" ..."""
     _check_plant(plant, TRANSFER_PLANTS)
     geo = geometry(spec, input_shape)
     out = {}
     for k, v in check_params(params, spec).items():
         i, n = k.split(".")
         s, g = spec[int(i)], geo[int(i)]
-        if n == "weight":
+        if n == "weight" and s["kind"] in KERAS_LAYOUTS:
             if plant == "kernel_transposed" and s["kind"] == "conv2d":
                 v = _transposed_kernel(v, k)
             if plant == "dense_hwc" and s["kind"] == "dense":
                 g = g._replace(in_flat_source=None)  # planted: rows left in CHW order
             v = KERAS_LAYOUTS[s["kind"]][0](v, g)
-        out[_keras_name(k)] = np.ascontiguousarray(v)
+        out[_keras_name(k, spec)] = np.ascontiguousarray(v)
     return out
 
 
-def from_keras(kparams, spec: list[dict], input_shape) -> dict[str, np.ndarray]:
-    """Keras/TF arrays ("i.kernel" / "i.bias", or their gradients) -> skylark params."""
-    got = check_names_shapes(kparams, keras_param_shapes(spec, input_shape), "Keras/TF")
+def from_keras(kparams, spec: list[dict], input_shape, grads: bool = False):
+    """Keras/TF arrays ("i.kernel", "i.bias", ..., or, `grads`, their gradients) -> skylark's."""
+    got = check_names_shapes(kparams, keras_param_shapes(spec, input_shape, grads), "Keras/TF")
     geo = geometry(spec, input_shape)
     out = {}
-    for k in param_shapes(spec):
+    for k in expected_shapes(spec, grads):
         i, n = k.split(".")
-        v = got[_keras_name(k)]
-        if n == "weight":
-            s = spec[int(i)]
-            v = KERAS_LAYOUTS[s["kind"]][1](v, geo[int(i)])
+        v = got[_keras_name(k, spec)]
+        kind = spec[int(i)]["kind"]
+        if n == "weight" and kind in KERAS_LAYOUTS:
+            v = KERAS_LAYOUTS[kind][1](v, geo[int(i)])
         out[k] = np.ascontiguousarray(v)
     return out
 
@@ -259,7 +274,7 @@ def activation_to_keras(a: np.ndarray, flat_source=None) -> np.ndarray:
 
 __all__ = [
     "KERAS_LAYOUTS", "TRANSFER_PLANTS", "activation_from_keras", "activation_to_keras",
-    "check_layout_rules", "check_names_shapes", "check_params",
+    "check_layout_rules", "check_names_shapes", "check_params", "expected_shapes",
     "from_keras", "from_torch", "keras_param_shapes", "nchw_to_nhwc", "nhwc_to_nchw",
     "to_keras", "to_torch",
 ]

@@ -213,7 +213,7 @@ class SubprocessRunner(Runner):
         except (EOFError, pickle.UnpicklingError) as e:
             raise self._died(str(e)) from None
 
-    def submit(self, method: str, *args) -> None:
+    def submit(self, method: str, *args, **kwargs) -> None:
         """Send a request without waiting; `result()` collects the answer (one at a time).
 
         The request's deadline (request_timeout) starts now."""
@@ -225,7 +225,8 @@ class SubprocessRunner(Runner):
             raise WorkerError(f"{self.name} worker is not running (closed, died or timed out)")
         self._deadline = time.monotonic() + self.request_timeout
         try:
-            _write_by(self._proc.stdin.fileno(), _frame((method, args)), self._deadline)
+            _write_by(self._proc.stdin.fileno(), _frame((method, args, kwargs)),
+                      self._deadline)
         except TimeoutError:
             _kill(self._proc)
             raise WorkerTimeout(f"{self.name} worker did not take the {method!r} request within "
@@ -246,8 +247,8 @@ class SubprocessRunner(Runner):
             exc.add_note(f"(raised in the {self.name} worker)\n{tb}")
         raise exc
 
-    def _call(self, method: str, *args):
-        self.submit(method, *args)
+    def _call(self, method: str, *args, **kwargs):
+        self.submit(method, *args, **kwargs)
         return self.result()
 
     def versions(self):
@@ -256,18 +257,18 @@ class SubprocessRunner(Runner):
     def promotion_state(self):
         return self._call("promotion_state")
 
-    def setup(self, spec, params, dtype, input_shape):
-        self._call("setup", spec, {k: v for k, v in params.items()}, dtype, tuple(input_shape))
+    def setup(self, spec, params, dtype, input_shape, *, loss=None):
+        self._call("setup", spec, dict(params), dtype, tuple(input_shape), loss=loss)
         self.spec = spec
 
-    def trace(self, x, labels, cotangent):
-        return self._call("trace", x, labels, cotangent)
+    def trace(self, x, labels, cotangent, *, training=True, masks=None):
+        return self._call("trace", x, labels, cotangent, training=training, masks=masks)
 
     def train_setup(self, lr, momentum=0.0):
         self._call("train_setup", lr, momentum)
 
-    def train_step(self, x, labels):
-        return self._call("train_step", x, labels)
+    def train_step(self, x, labels, *, masks=None):
+        return self._call("train_step", x, labels, masks=masks)
 
     def predict(self, x):
         return self._call("predict", x)
@@ -281,7 +282,7 @@ class SubprocessRunner(Runner):
             return
         try:
             if proc.poll() is None and not self._pending:  # a busy child is simply killed
-                _write_by(proc.stdin.fileno(), _frame(("close", ())), time.monotonic() + 2)
+                _write_by(proc.stdin.fileno(), _frame(("close", (), {})), time.monotonic() + 2)
                 proc.stdin.close()
                 proc.wait(timeout=2)  # then killed: the child holds no state worth a slow exit
         except (OSError, TimeoutError, subprocess.TimeoutExpired):
@@ -322,17 +323,17 @@ def serve(backend: str, plant: str | None) -> None:
     _send(reply, ("ready", versions))
     while True:
         try:
-            method, args = _recv(requests)
+            method, args, kwargs = _recv(requests)
         except EOFError:
             return
         if method == "close":
             return
         try:
             if method == "setup_trace":  # one round trip for a whole test case
-                runner.setup(*args[:4])
-                result = runner.trace(*args[4:])
+                runner.setup(*args[:4], **kwargs["setup"])
+                result = runner.trace(*args[4:], **kwargs["trace"])
             else:
-                result = getattr(runner, method)(*args)
+                result = getattr(runner, method)(*args, **kwargs)
             _send(reply, ("ok", result))
         except Exception as e:  # sent back and re-raised in the parent
             tb = traceback.format_exc()

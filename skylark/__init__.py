@@ -8,23 +8,42 @@
 
 __version__ = "0.1.0"
 
-from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, Softmax, softmax
+from .layers import (
+    BatchNorm2d,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    LeakyReLU,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    softmax,
+)
 from .losses import softmax_cross_entropy
 from .model import CheckpointError, CheckpointNotFoundError, Sequential, skylark_cnn
 from .optim import SGD
 
 __all__ = [
     "SGD",
+    "BatchNorm2d",
     "CheckpointError",
     "CheckpointNotFoundError",
     "Conv2D",
     "Dense",
+    "Dropout",
     "Flatten",
     "Layer",
+    "LeakyReLU",
     "MaxPool2D",
     "ReLU",
     "Sequential",
+    "Sigmoid",
     "Softmax",
+    "Tanh",
     "__version__",
     "skylark_cnn",
     "softmax",

@@ -4,21 +4,72 @@ from __future__ import annotations
 
 import numpy as np
 
+REDUCTIONS = ("mean", "sum")
 
-def softmax_cross_entropy(logits: np.ndarray, labels) -> tuple[np.floating, np.ndarray]:
-    """Mean cross-entropy of softmax(logits) against int class ids, and d loss / d logits.
+
+def softmax_cross_entropy(logits: np.ndarray, labels, *, label_smoothing: float = 0.0,
+                          reduction: str = "mean") -> tuple[np.floating, np.ndarray]:
+    """Cross-entropy of softmax(logits) against int class ids, and d loss / d logits; like
+    `torch.nn.functional.cross_entropy(logits, labels, label_smoothing=, reduction=)`.
 
     logits: (N, K) float; labels: (N,) ints in [0, K). Returns (loss, dlogits (N, K)).
-    loss = mean_n [logsumexp(z_n) - z_n[y_n]];  dlogits = (softmax(z) - onehot(y)) / N.
-    The 1/N is the batch *mean* (torch's and Keras' default): a sum would scale every gradient
-    by N, which a batch of one cannot reveal.
+    With eps = label_smoothing the target is q = (1 - eps) * onehot(y) + eps / K (torch's and
+    Keras' smoothing), so per sample loss_n = logsumexp(z_n) - sum_k q_k z_nk and
+    dlogits_n = softmax(z_n) - q_n. reduction "mean" (torch's and Keras' default) divides by N:
+    a "sum" would scale every gradient by N, which a batch of one cannot reveal.
     """
+    _check_options(label_smoothing, reduction)
+    z = _check_logits(logits)
+    y = _check_labels(labels, z)
+    n, k = z.shape
+    shifted = z - z.max(axis=1, keepdims=True)  # stable: exp never sees a positive number
+    log_sum = np.log(np.exp(shifted).sum(axis=1))
+    rows = np.arange(n)
+    per_sample = log_sum - shifted[rows, y]
+    dz = np.exp(shifted - log_sum[:, None])
+    if label_smoothing:
+        eps = z.dtype.type(label_smoothing)
+        # -sum_k q_k log p_k = (1 - eps) * nll + eps * mean_k(-log p_k)
+        per_sample = (1 - eps) * per_sample + eps * (log_sum - shifted.mean(axis=1))
+        dz -= eps / k
+        dz[rows, y] -= 1 - eps
+    else:
+        dz[rows, y] -= 1
+    if reduction == "sum":
+        return per_sample.sum(), dz
+    dz /= n
+    return per_sample.mean(), dz
+
+
+def _check_options(label_smoothing, reduction) -> None:
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+            or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError("label_smoothing must be a number in [0, 1]. "
+                         f"Received: label_smoothing={label_smoothing!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}. "
+                         f"Received: reduction={reduction!r}")
+
+
+def _check_logits(logits) -> np.ndarray:
     z = np.asarray(logits)
     if z.ndim != 2 or z.shape[0] == 0 or not np.issubdtype(z.dtype, np.floating):
         raise ValueError(
             f"logits must be a non-empty 2-D float array (N, K). "
             f"Received: logits with shape {z.shape} and dtype {z.dtype}"
         )
+    finite = np.isfinite(z)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(axis=1))
+        raise FloatingPointError(
+            f"non-finite logits (nan or inf) in {rows.size} of {z.shape[0]} rows, first at row "
+            f"{rows[0]}: the model has diverged (lower the learning rate?). "
+            f"Received: logits[{rows[0]}]={z[rows[0]]}"
+        )
+    return z
+
+
+def _check_labels(labels, z) -> np.ndarray:
     y = np.asarray(labels)
     if y.shape != (z.shape[0],) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(
@@ -29,20 +80,4 @@ def softmax_cross_entropy(logits: np.ndarray, labels) -> tuple[np.floating, np.n
     if y.min() < 0 or y.max() >= k:
         bad = y[(y < 0) | (y >= k)]
         raise ValueError(f"labels must lie in [0, {k}). Received: label={int(bad[0])}")
-    finite = np.isfinite(z)
-    if not finite.all():
-        rows = np.flatnonzero(~finite.all(axis=1))
-        raise FloatingPointError(
-            f"non-finite logits (nan or inf) in {rows.size} of {z.shape[0]} rows, first at row "
-            f"{rows[0]}: the model has diverged (lower the learning rate?). "
-            f"Received: logits[{rows[0]}]={z[rows[0]]}"
-        )
-    n = z.shape[0]
-    shifted = z - z.max(axis=1, keepdims=True)  # stable: exp never sees a positive number
-    log_sum = np.log(np.exp(shifted).sum(axis=1))
-    rows = np.arange(n)
-    loss = (log_sum - shifted[rows, y]).mean()
-    dz = np.exp(shifted - log_sum[:, None])
-    dz[rows, y] -= 1
-    dz /= n
-    return loss, dz
+    return y

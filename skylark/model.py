@@ -77,12 +77,43 @@ class Sequential:
         for layer in self.layers:
             layer.zero_grad()
 
+    def train(self, mode: bool = True) -> Sequential:
+        """Training mode (torch's name): BatchNorm2d uses batch statistics, Dropout drops."""
+        for layer in self.layers:
+            layer.training = bool(mode)
+        return self
+
+    def eval(self) -> Sequential:
+        """Evaluation mode: running statistics, no dropout."""
+        return self.train(False)
+
+    @property
+    def training(self) -> bool:
+        return all(layer.training for layer in self.layers)
+
     def params(self) -> dict[str, np.ndarray]:
         """Ordered name -> live parameter array, with torch state_dict names."""
         return {
             f"{i}.{name}": p
             for i, layer in enumerate(self.layers)
             for name, p in layer.params().items()
+        }
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Ordered name -> live non-trainable state (BatchNorm running statistics)."""
+        return {
+            f"{i}.{name}": b
+            for i, layer in enumerate(self.layers)
+            for name, b in layer.buffers().items()
+        }
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers, layer by layer (torch's state_dict, without torch's
+        num_batches_tracked): what a checkpoint holds and what the references load."""
+        return {
+            f"{i}.{name}": a
+            for i, layer in enumerate(self.layers)
+            for name, a in {**layer.params(), **layer.buffers()}.items()
         }
 
     def grads(self) -> dict[str, np.ndarray]:
@@ -99,25 +130,11 @@ class Sequential:
         Rejects missing, unexpected and mis-shaped entries, naming each; nothing is copied
         unless everything fits.
         """
-        own = self.params()
-        missing = [k for k in own if k not in mapping]
-        extra = [k for k in mapping if k not in own]
-        if missing or extra:
-            raise ValueError(
-                f"parameters do not match the model. Missing: {missing}; unexpected: {extra}. "
-                f"Expected keys: {list(own)}"
-            )
-        arrays = {k: np.asarray(mapping[k]) for k in own}
-        for k, p in own.items():
-            if arrays[k].shape != p.shape:
-                raise ValueError(
-                    f"parameter {k!r} has the wrong shape. Expected: {p.shape}. "
-                    f"Received: shape {arrays[k].shape}"
-                )
-            if not np.isfinite(arrays[k]).all():
-                raise ValueError(f"parameter {k!r} holds nan or inf values")
-        for k, p in own.items():
-            np.copyto(p, arrays[k], casting="same_kind")
+        _load(self.params(), mapping)
+
+    def load_state(self, mapping) -> None:
+        """`load_params` for parameters and buffers together (the keys of `state()`)."""
+        _load(self.state(), mapping)
 
     def save(self, path, metadata: dict | None = None,
              extra: dict[str, np.ndarray] | None = None) -> Path:
@@ -129,7 +146,7 @@ class Sequential:
         if path.suffix != ".npz":
             raise ValueError(f"checkpoints are .npz files. Received: path={str(path)!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = dict(self.params())
+        arrays = dict(self.state())
         arrays[_META_KEY] = np.array(json.dumps(metadata or {}))
         arrays.update({_EXTRA + k: np.asarray(v) for k, v in (extra or {}).items()})
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -166,13 +183,35 @@ class Sequential:
         meta = arrays.pop(_META_KEY, None)
         extra = {k[len(_EXTRA):]: arrays.pop(k) for k in list(arrays) if k.startswith(_EXTRA)}
         try:
-            self.load_params(arrays)
+            self.load_state(arrays)
             out = json.loads(str(meta)) if meta is not None else {}
         except ValueError as e:
             raise CheckpointError(f"checkpoint {str(path)!r} does not fit this model: {e}") from e
         if extra:
             out["extra"] = extra
         return out
+
+
+def _load(own: dict, mapping) -> None:
+    """Copy `mapping` into the arrays of `own`, all or nothing (see Sequential.load_params)."""
+    missing = [k for k in own if k not in mapping]
+    extra = [k for k in mapping if k not in own]
+    if missing or extra:
+        raise ValueError(
+            f"parameters do not match the model. Missing: {missing}; unexpected: {extra}. "
+            f"Expected keys: {list(own)}"
+        )
+    arrays = {k: np.asarray(mapping[k]) for k in own}
+    for k, p in own.items():
+        if arrays[k].shape != p.shape:
+            raise ValueError(
+                f"parameter {k!r} has the wrong shape. Expected: {p.shape}. "
+                f"Received: shape {arrays[k].shape}"
+            )
+        if not np.isfinite(arrays[k]).all():
+            raise ValueError(f"parameter {k!r} holds nan or inf values")
+    for k, p in own.items():
+        np.copyto(p, arrays[k], casting="same_kind")
 
 
 def skylark_cnn(

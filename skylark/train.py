@@ -28,19 +28,27 @@ class History:
 
 
 def evaluate(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
-    """Top-1 accuracy of `model` on (x (N, C, H, W), y (N,)), in chunks to bound memory."""
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += int((model.forward(x[i : i + batch_size]).argmax(axis=1) ==
-                        y[i : i + batch_size]).sum())
+    """Top-1 accuracy of `model` on (x (N, C, H, W), y (N,)), in chunks to bound memory, in
+    evaluation mode (running statistics, no dropout); the model's mode is restored after."""
+    was_training, correct = model.training, 0
+    model.eval()
+    try:
+        for i in range(0, len(x), batch_size):
+            correct += int((model.forward(x[i : i + batch_size]).argmax(axis=1) ==
+                            y[i : i + batch_size]).sum())
+    finally:
+        model.train(was_training)
     return correct / len(x)
 
 
-def train_step(model: Sequential, opt: SGD, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """One SGD step on a batch; returns (loss, batch accuracy). Raises FloatingPointError when
-    the logits are non-finite (the loss checks them)."""
+def train_step(model: Sequential, opt: SGD, x: np.ndarray, y: np.ndarray,
+               **loss_options) -> tuple[float, float]:
+    """One SGD step on a batch, in training mode; returns (loss, batch accuracy).
+    `loss_options`: softmax_cross_entropy's (label_smoothing, reduction). Raises
+    FloatingPointError when the logits are non-finite (the loss checks them)."""
+    model.train()
     logits = model.forward(x)
-    loss, dlogits = softmax_cross_entropy(logits, y)
+    loss, dlogits = softmax_cross_entropy(logits, y, **loss_options)
     opt.zero_grad()
     model.backward(dlogits, input_grad=False)  # like torch: the images need no gradient
     opt.step()

@@ -13,6 +13,8 @@ its index, input and output shapes, resolved pads (top, bottom, left, right) and
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 FRAMEWORK_BUILDERS = ("torch", "tf", "keras")
@@ -24,6 +26,9 @@ class Kind:
     name: str = "?"
     layer: type = type(None)  # the skylark Layer class
     input_rank: int | None = None  # 3: a (C, H, W) map; 1: a flat vector; None: any
+    uses_mask = False  # training needs a keep-mask from the harness (dropout)
+    # Keras/TF names of the layer's state where they differ from torch's ("weight" -> "kernel")
+    keras_names: ClassVar[dict] = {"weight": "kernel"}
 
     def __repr__(self) -> str:
         return f"<kind {self.name}>"
@@ -55,9 +60,9 @@ class Kind:
         Element-wise kinds keep their input's order; a kind with a map output has none."""
         return None if len(out_shape) == 3 else in_source
 
-    # --- the float32 budget rule: reduction lengths (reference.budgets) ------------------------
+    # --- the float32 budget rule (reference.budgets, docs/design.md) --------------------------
 
-    def f32_forward(self, s: dict) -> int:
+    def f32_forward(self, s: dict, g, batch: int) -> int:
         """Length of the sums this layer's forward adds (0: none, e.g. an element-wise op)."""
         return 0
 
@@ -69,18 +74,42 @@ class Kind:
         """Length of the sums in this layer's weight gradient (kinds with parameters)."""
         raise NotImplementedError(f"{self.name}: no parameters")
 
+    def f32_abs_forward(self, s: dict, abs_layer, real_layer, a):
+        """A bound M on the output's magnitude (and on how input errors grow through the
+        layer) from the input bound `a` >= 0: by default the layer itself on |x| and |W|."""
+        return abs_layer.forward(a)
+
+    def f32_backward(self, s: dict, g, abs_layer, real_layer, c):
+        """One backward step of the budget: (bound on the input gradient, its n_reduce,
+        {parameter: (n_reduce, gradient bound)}) from the output-gradient bound `g` >= 0 and
+        `c` (reference.budgets.Step: n, n_in, m_in, batch, geometry)."""
+        n = c.n + self.f32_input_grad(s)
+        if not abs_layer.param_names:
+            return real_layer.backward(g), n, {}  # numpy's own routing / mask / reshape
+        g_in = abs_layer.backward(g)  # |W|^T g, and g^T |x| into abs_layer.grads
+        n_w = self.f32_weight_grad(s, c.geometry, c.batch)
+        # a weight multiplies the input (its error too); a bias does not
+        grads = {k: (c.n + n_w + (c.n_in if k == "weight" else 0), v)
+                 for k, v in abs_layer.grads.items()}
+        return g_in, n, grads
+
+    def f32_stats(self, s: dict, real_layer, a, n_in: float, batch: int) -> dict:
+        """Budgets of the running statistics this layer updates: {buffer: (n_reduce, bound)}."""
+        return {}
+
     # --- one builder per framework (each imports its framework) --------------------------------
 
     def torch(self, s: dict, g, plant: str | None = None):
         """The torch.nn module for this layer (NCHW, skylark's parameter names)."""
         raise NotImplementedError
 
-    def tf(self, s: dict, g, h, v: dict):
+    def tf(self, s: dict, g, h, v: dict, run):
         """Raw TF: the layer applied to the NHWC tensor `h`; `v`: this layer's tf.Variables by
-        Keras name ("kernel", "bias")."""
+        Keras name ("kernel", "bias", "moving_mean", ...); `run`: the pass's `TFRun` (training
+        mode, dropout masks, and where a layer puts its updated running statistics)."""
         raise NotImplementedError
 
-    def keras(self, s: dict, g, dtype: str) -> list:
+    def keras(self, s: dict, g, dtype: str, plant: str | None = None) -> list:
         """The Keras layers (channels_last) mirroring this layer; the last one holds the
         weights. Name it f"l{g.index}" (helper layers f"l{g.index}_pad")."""
         raise NotImplementedError

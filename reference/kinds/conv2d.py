@@ -21,7 +21,7 @@ class Conv2d(Kind):
             raise ValueError(f"conv2d expects {s['in_channels']} channels. "
                              f"Received: input shape {in_shape}")
 
-    def f32_forward(self, s):
+    def f32_forward(self, s, g, batch):
         kh, kw = s["kernel_size"]
         return s["in_channels"] * kh * kw + int(s["bias"])
 
@@ -44,7 +44,7 @@ class Conv2d(Kind):
             return Conv2dTF(*args, pads=g.pads, **kw)
         return nn.Conv2d(*args, padding=pair(s["padding"]), **kw)
 
-    def tf(self, s, g, h, v):
+    def tf(self, s, g, h, v, run):
         import tensorflow as tf
 
         pad = s["padding"]
@@ -56,7 +56,7 @@ class Conv2d(Kind):
         h = tf.nn.conv2d(h, v["kernel"], [1, *s["stride"], 1], pad)
         return tf.nn.bias_add(h, v["bias"]) if s["bias"] else h
 
-    def keras(self, s, g, dtype):
+    def keras(self, s, g, dtype, plant=None):
         import keras
 
         pad, pre = padding_arg(s["padding"]), []

@@ -24,7 +24,7 @@ class Dense(Kind):
     def flat_source(self, in_shape, out_shape, in_source):
         return None  # its outputs are its own features: no map order survives a dense
 
-    def f32_forward(self, s):
+    def f32_forward(self, s, g, batch):
         return s["in_features"] + int(s["bias"])
 
     def f32_input_grad(self, s):
@@ -38,13 +38,13 @@ class Dense(Kind):
 
         return nn.Linear(s["in_features"], s["out_features"], bias=s["bias"])
 
-    def tf(self, s, g, h, v):
+    def tf(self, s, g, h, v, run):
         import tensorflow as tf
 
         h = tf.matmul(h, v["kernel"])
         return h + v["bias"] if s["bias"] else h
 
-    def keras(self, s, g, dtype):
+    def keras(self, s, g, dtype, plant=None):
         import keras
 
         return [keras.layers.Dense(s["out_features"], use_bias=s["bias"], name=f"l{g.index}",

@@ -22,12 +22,12 @@ class Flatten(Kind):
 
         return nn.Flatten()
 
-    def tf(self, s, g, h, v):
+    def tf(self, s, g, h, v, run):
         import tensorflow as tf
 
         return tf.reshape(h, [tf.shape(h)[0], -1])  # NHWC -> H, W, C feature order
 
-    def keras(self, s, g, dtype):
+    def keras(self, s, g, dtype, plant=None):
         import keras
 
         return [keras.layers.Flatten(data_format="channels_last", name=f"l{g.index}",

@@ -36,7 +36,7 @@ class MaxPool2d(Kind):
         # torch's own int padding pads with -inf too
         return nn.MaxPool2d(k, st, padding=pair(s["padding"]))
 
-    def tf(self, s, g, h, v):
+    def tf(self, s, g, h, v, run):
         import numpy as np
         import tensorflow as tf
 
@@ -52,7 +52,7 @@ class MaxPool2d(Kind):
             pad = "VALID"
         return tf.nn.max_pool2d(h, s["kernel_size"], s["stride"], pad)
 
-    def keras(self, s, g, dtype):
+    def keras(self, s, g, dtype, plant=None):
         import keras
 
         from ..keras_layers import NegInfPadding2D

@@ -18,12 +18,12 @@ class ReLU(Kind):
 
         return nn.ReLU()
 
-    def tf(self, s, g, h, v):
+    def tf(self, s, g, h, v, run):
         import tensorflow as tf
 
         return tf.nn.relu(h)
 
-    def keras(self, s, g, dtype):
+    def keras(self, s, g, dtype, plant=None):
         import keras
 
         return [keras.layers.ReLU(name=f"l{g.index}", dtype=dtype)]

@@ -1,10 +1,13 @@
 """skylark's layers: one concept per file."""
 
-from .activation import ReLU, Softmax, softmax
+from .activation import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, softmax
 from .base import Layer
+from .batchnorm import BatchNorm2d
 from .conv import Conv2D
 from .dense import Dense
+from .dropout import Dropout
 from .flatten import Flatten
 from .pool import MaxPool2D
 
-__all__ = ["Conv2D", "Dense", "Flatten", "Layer", "MaxPool2D", "ReLU", "Softmax", "softmax"]
+__all__ = ["BatchNorm2d", "Conv2D", "Dense", "Dropout", "Flatten", "Layer", "LeakyReLU",
+           "MaxPool2D", "ReLU", "Sigmoid", "Softmax", "Tanh", "softmax"]

@@ -1,4 +1,4 @@
-"""Element-wise and row-wise activations: ReLU and Softmax."""
+"""Element-wise and row-wise activations: ReLU, LeakyReLU, Sigmoid, Tanh and Softmax."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from .base import Layer
 
 class ReLU(Layer):
     """y = max(x, 0); dx = dy where x > 0 (the subgradient at 0 is 0, as in torch)."""
+
+    kind = "relu"
 
     def __init__(self) -> None:
         super().__init__()
@@ -38,6 +40,8 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 class Softmax(Layer):
     """Softmax over the features of (N, K) logits; y[n] sums to 1."""
 
+    kind = "softmax"
+
     def __init__(self) -> None:
         super().__init__()
         self._y = None
@@ -53,6 +57,90 @@ class Softmax(Layer):
         """dx = y * (dy - <dy, y>): the softmax Jacobian diag(y) - y y^T applied to dy."""
         y = self._need_cache(self._y)
         return y * (dy - (dy * y).sum(axis=1, keepdims=True))
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class LeakyReLU(Layer):
+    """y = x where x > 0, else negative_slope * x; like `torch.nn.LeakyReLU`.
+
+    The slope is always stated: torch's default is 0.01 and Keras' 0.3 (a classic porting
+    trap, so the spec never relies on a default). At exactly x == 0 the gradient is the slope,
+    as in torch and TF (x > 0 is false there).
+    """
+
+    kind = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)) \
+                or not np.isfinite(negative_slope) or negative_slope < 0:
+            raise ValueError("negative_slope must be a finite number >= 0. "
+                             f"Received: negative_slope={negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+        self._mask = None
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(negative_slope={self.negative_slope})"
+
+    def config(self) -> dict:
+        return {"negative_slope": self.negative_slope}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        self._mask = x > 0
+        return np.where(self._mask, x, x * x.dtype.type(self.negative_slope))
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dy = np.asarray(dy)
+        mask = self._need_cache(self._mask)
+        return np.where(mask, dy, dy * dy.dtype.type(self.negative_slope))
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class Sigmoid(Layer):
+    """y = 1 / (1 + exp(-x)); dx = dy * y * (1 - y). Like `torch.nn.Sigmoid`."""
+
+    kind = "sigmoid"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        # exp of a negative number only: exp(-x) for x >= 0, exp(x) for x < 0 (no overflow)
+        e = np.exp(-np.abs(x))
+        self._y = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        return self._y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        y = self._need_cache(self._y)
+        return np.asarray(dy) * y * (1 - y)
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class Tanh(Layer):
+    """y = tanh(x); dx = dy * (1 - y**2). Like `torch.nn.Tanh`."""
+
+    kind = "tanh"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._y = np.tanh(np.asarray(x))
+        return self._y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        y = self._need_cache(self._y)
+        return np.asarray(dy) * (1 - y * y)
 
     def output_shape(self, input_shape):
         return tuple(input_shape)

@@ -57,12 +57,18 @@ class Layer:
 
     `forward` keeps only what `backward` needs (the cache). `backward` *adds* each parameter's
     gradient into `self.grads[name]`, as torch accumulates into `.grad`; `zero_grad()` clears them.
+    `training` (torch's name; set by Sequential.train()/.eval()) matters to the layers whose
+    forward differs between the two modes (BatchNorm2d, Dropout). `kind` names the layer in a
+    model's config (skylark.models).
     """
 
+    kind: str = ""
     param_names: tuple[str, ...] = ()
+    buffer_names: tuple[str, ...] = ()  # state that is not trained (BatchNorm running stats)
 
     def __init__(self) -> None:
         self.grads: dict[str, np.ndarray] = {}
+        self.training = True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -76,6 +82,10 @@ class Layer:
     def params(self) -> dict[str, np.ndarray]:
         """Parameters by torch name (`weight`, `bias`); the live arrays, not copies."""
         return {n: getattr(self, n) for n in self.param_names if getattr(self, n) is not None}
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Non-trainable state by torch name (`running_mean`, ...); the live arrays."""
+        return {n: getattr(self, n) for n in self.buffer_names}
 
     def zero_grad(self) -> None:
         self.grads = {n: np.zeros_like(p) for n, p in self.params().items()}

@@ -29,6 +29,8 @@ class Conv2D(Layer):
     only to the input gradient, where it appears as the scatter over taps in `backward`.
     """
 
+    kind = "conv2d"
+
     param_names = ("weight", "bias")
 
     def __init__(

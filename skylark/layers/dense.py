@@ -10,6 +10,8 @@ from .base import Layer, as_dtype, check_input
 class Dense(Layer):
     """x: (N, in_features) -> y: (N, out_features); weight: (out, in) as torch; bias: (out,)."""
 
+    kind = "dense"
+
     param_names = ("weight", "bias")
 
     def __init__(

@@ -14,6 +14,8 @@ class Flatten(Layer):
     Dense weight that follows must be permuted when copied between the two (reference.transfer).
     """
 
+    kind = "flatten"
+
     def __init__(self) -> None:
         super().__init__()
         self._shape = None

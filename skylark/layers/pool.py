@@ -28,6 +28,8 @@ class MaxPool2D(Layer):
     "valid" or "same" (TF's rule).
     """
 
+    kind = "maxpool2d"
+
     def __init__(self, kernel_size=2, stride=None, padding=0) -> None:
         super().__init__()
         self.kernel_size = positive_pair(kernel_size, "kernel_size")

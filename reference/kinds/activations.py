@@ -1,0 +1,102 @@
+"""leaky_relu, sigmoid, tanh: the smooth and the sloped element-wise activations."""
+
+from __future__ import annotations
+
+import skylark as sk
+
+from .base import Kind
+
+
+class LeakyReLU(Kind):
+    """Spec: negative_slope (always stated: torch's default is 0.01, Keras' 0.3)."""
+
+    name = "leaky_relu"
+    layer = sk.LeakyReLU
+
+    def f32_abs_forward(self, s, abs_layer, real_layer, a):
+        return a * max(1.0, s["negative_slope"])  # errors grow by at most the larger slope
+
+    def torch(self, s, g, plant=None):
+        from torch import nn
+
+        return nn.LeakyReLU(s["negative_slope"])
+
+    def tf(self, s, g, h, v, run):
+        import tensorflow as tf
+
+        # Not tf.nn.leaky_relu: its alpha is a float32 attribute, so a float64 slope of 0.1
+        # becomes 0.10000000149 (measured: 5.6e-9 off numpy in float64 where every other op
+        # is 1e-16 off). The slope as a tensor of h's dtype keeps float64 exact.
+        slope = tf.constant(s["negative_slope"], h.dtype)
+        return tf.where(h > 0, h, h * slope)
+
+    def keras(self, s, g, dtype, plant=None):
+        import keras
+
+        from ..keras_layers import ExactLeakyReLU
+
+        if dtype == "float64" and keras.backend.backend() == "tensorflow":
+            # keras.layers.LeakyReLU calls tf.nn.leaky_relu there: the float32 slope above
+            return [ExactLeakyReLU(s["negative_slope"], name=f"l{g.index}", dtype=dtype)]
+        return [keras.layers.LeakyReLU(negative_slope=s["negative_slope"], name=f"l{g.index}",
+                                       dtype=dtype)]
+
+
+class _Smooth(Kind):
+    """An activation f with |f'| <= lipschitz: input errors shrink by it, and the backward's
+    f'(x) reads the forward's x, whose error adds n_in * max(1, m_in) to the gradient's count
+    (|f''| <= 1 for tanh and sigmoid)."""
+
+    lipschitz = 1.0
+    offset = 0.0  # |f(x)| <= lipschitz * |x| + offset
+
+    def f32_abs_forward(self, s, abs_layer, real_layer, a):
+        return a * self.lipschitz + self.offset
+
+    def f32_backward(self, s, g, abs_layer, real_layer, c):
+        return g * self.lipschitz, c.n + c.n_in * max(1.0, c.m_in), {}
+
+
+class Sigmoid(_Smooth):
+    """Spec: no fields."""
+
+    name = "sigmoid"
+    layer = sk.Sigmoid
+    lipschitz, offset = 0.25, 1.0
+
+    def torch(self, s, g, plant=None):
+        from torch import nn
+
+        return nn.Sigmoid()
+
+    def tf(self, s, g, h, v, run):
+        import tensorflow as tf
+
+        return tf.math.sigmoid(h)
+
+    def keras(self, s, g, dtype, plant=None):
+        import keras
+
+        return [keras.layers.Activation("sigmoid", name=f"l{g.index}", dtype=dtype)]
+
+
+class Tanh(_Smooth):
+    """Spec: no fields."""
+
+    name = "tanh"
+    layer = sk.Tanh
+
+    def torch(self, s, g, plant=None):
+        from torch import nn
+
+        return nn.Tanh()
+
+    def tf(self, s, g, h, v, run):
+        import tensorflow as tf
+
+        return tf.math.tanh(h)
+
+    def keras(self, s, g, dtype, plant=None):
+        import keras
+
+        return [keras.layers.Activation("tanh", name=f"l{g.index}", dtype=dtype)]

@@ -1,0 +1,111 @@
+"""batchnorm2d: skylark.BatchNorm2d (torch's eps, momentum and unbiased running variance).
+
+The porting traps, each handled in the open here: Keras' momentum is 1 - torch's (torch 0.1 is
+Keras 0.9; Keras' default 0.99 is torch's 0.01), and Keras moves the running variance with the
+*biased* batch variance where torch uses the unbiased one. The Keras reference is Keras' own
+BatchNormalization given momentum 1 - m, with only that one update made torch's
+(keras_layers.UnbiasedBatchNormalization); stock Keras is the test-only plant "keras_bn_biased",
+which `skylark check` catches at the running variance.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+import skylark as sk
+
+from .base import Kind
+
+_AXES = (0, 2, 3)
+
+
+def _nhw(g, batch: int) -> int:
+    _, h, w = g.in_shape
+    return batch * h * w
+
+
+class BatchNorm2d(Kind):
+    """Spec: num_features, eps, momentum (torch's convention)."""
+
+    name = "batchnorm2d"
+    layer = sk.BatchNorm2d
+    input_rank = 3
+    keras_names: ClassVar[dict] = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
+                   "running_var": "moving_variance"}
+
+    def validate(self, s, in_shape):
+        super().validate(s, in_shape)
+        if in_shape[0] != s["num_features"]:
+            raise ValueError(f"batchnorm2d expects {s['num_features']} channels. "
+                             f"Received: input shape {in_shape}")
+
+    # float32 budget: the mean and variance are sums over N*H*W; an input error passes scaled
+    # by |weight| * invstd (twice: through x and through the mean), and the variance's own
+    # error moves invstd, which the cubic term bounds.
+    def f32_forward(self, s, g, batch):
+        return 2 * _nhw(g, batch)
+
+    def f32_abs_forward(self, s, abs_layer, real_layer, a):
+        c = real_layer._cache
+        gamma = np.abs(real_layer.weight)[:, None, None]
+        inv = c.invstd[:, None, None]
+        dev = a + np.abs(c.mean)[:, None, None]
+        return 2 * gamma * inv * dev + gamma * (dev * inv) ** 3 + np.abs(real_layer.bias)[:, None,
+                                                                                           None]
+
+    def f32_stats(self, s, real_layer, a, n_in, batch):
+        if not real_layer.training:
+            return {}
+        nhw = batch * a.shape[2] * a.shape[3]
+        dev = a + np.abs(real_layer._cache.mean)[:, None, None]
+        var = (dev**2).mean(axis=_AXES) * nhw / (nhw - 1)
+        return {"running_mean": (n_in + nhw, np.abs(real_layer.running_mean) + a.mean(axis=_AXES)),
+                "running_var": (2 * n_in + nhw + 2, np.abs(real_layer.running_var) + var)}
+
+    def f32_backward(self, s, g, abs_layer, real_layer, c):
+        cache = real_layer._cache
+        xhat = np.abs(cache.xhat)
+        nhw = _nhw(c.geometry, c.batch)
+        scale = (np.abs(real_layer.weight) * cache.invstd)[:, None, None]
+        grads = {"weight": (c.n + nhw + c.n_in + 2 * nhw, (g * xhat).sum(axis=_AXES)),
+                 "bias": (c.n + nhw, g.sum(axis=_AXES))}
+        if not cache.batch_stats:
+            return g * scale, c.n, grads
+        mean_g = g.mean(axis=_AXES)[:, None, None]
+        mean_gx = (g * xhat).mean(axis=_AXES)[:, None, None]
+        g_in = 2 * scale * (g + mean_g + xhat * mean_gx)
+        return g_in, c.n + c.n_in + 4 * nhw, grads
+
+    # builders
+    def torch(self, s, g, plant=None):
+        from torch import nn
+
+        return nn.BatchNorm2d(s["num_features"], eps=s["eps"], momentum=s["momentum"])
+
+    def tf(self, s, g, h, v, run):
+        import tensorflow as tf
+
+        if run.training:
+            mean, var = tf.nn.moments(h, axes=[0, 1, 2])
+            n = int(h.shape[0]) * int(h.shape[1]) * int(h.shape[2])
+            m = tf.constant(s["momentum"], h.dtype)
+            run.new_state[f"{g.index}.moving_mean"] = (1 - m) * v["moving_mean"] + m * mean
+            run.new_state[f"{g.index}.moving_variance"] = (
+                (1 - m) * v["moving_variance"] + m * var * (n / (n - 1)))  # torch: unbiased
+        else:
+            mean, var = v["moving_mean"], v["moving_variance"]
+        return tf.nn.batch_normalization(h, mean, var, v["beta"], v["gamma"], s["eps"])
+
+    def keras(self, s, g, dtype, plant=None):
+        import keras
+
+        from ..keras_layers import UnbiasedBatchNormalization
+
+        cls = UnbiasedBatchNormalization
+        if plant == "keras_bn_biased":  # planted (tests only): stock Keras' biased update
+            cls = keras.layers.BatchNormalization
+        # Keras' momentum is the weight of the OLD running value: 1 - torch's
+        return [cls(momentum=1 - s["momentum"], epsilon=s["eps"], name=f"l{g.index}",
+                    dtype=dtype)]

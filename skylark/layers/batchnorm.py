@@ -1,0 +1,102 @@
+"""BatchNorm2d over NCHW batches, with torch's conventions (eps, momentum, unbiased update)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .base import Layer, as_dtype, check_input
+
+
+class BNCache(NamedTuple):
+    xhat: np.ndarray  # (N, C, H, W) normalised input
+    mean: np.ndarray  # (C,) the mean that normalised (batch or running)
+    invstd: np.ndarray  # (C,) 1 / sqrt(var + eps)
+    batch_stats: bool  # statistics of this batch (training) or the running ones (eval)
+
+
+class BatchNorm2d(Layer):
+    """y = weight * (x - mean) / sqrt(var + eps) + bias, per channel; like `torch.nn.BatchNorm2d`.
+
+    x: (N, C, H, W) -> y: same shape; weight, bias, running_mean, running_var: (C,).
+    Training: mean and the *biased* variance of this batch over (N, H, W) normalise, and the
+    running statistics move by `momentum` (torch's convention: new = (1 - momentum) * old +
+    momentum * batch) with the *unbiased* variance (n / (n - 1) times the biased one, n = N*H*W).
+    Keras differs on both: its momentum is 1 - torch's (0.99 <-> 0.01) and it moves the running
+    variance with the biased variance. Eval: the running statistics normalise.
+    """
+
+    kind = "batchnorm2d"
+    param_names = ("weight", "bias")
+    buffer_names = ("running_mean", "running_var")
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, *,
+                 dtype="float32", seed: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(num_features, (int, np.integer)) or isinstance(num_features, bool) \
+                or num_features < 1:
+            raise ValueError(f"num_features must be a positive int. "
+                             f"Received: num_features={num_features!r}")
+        for name, v, ok in (("eps", eps, lambda v: v > 0),
+                            ("momentum", momentum, lambda v: 0 < v <= 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
+                what = "a number > 0" if name == "eps" else "a number in (0, 1]"
+                raise ValueError(f"{name} must be {what}. Received: {name}={v!r}")
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self.dtype = as_dtype(dtype)
+        c = self.num_features
+        # torch's init: weight 1, bias 0 (seed unused: kept for a uniform constructor)
+        self.weight, self.bias = np.ones(c, self.dtype), np.zeros(c, self.dtype)
+        self.running_mean, self.running_var = np.zeros(c, self.dtype), np.ones(c, self.dtype)
+        self._cache = None
+        self.zero_grad()
+
+    def __repr__(self) -> str:
+        return f"BatchNorm2d({self.num_features}, eps={self.eps}, momentum={self.momentum})"
+
+    def config(self) -> dict:
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = check_input(x, 4, "BatchNorm2d", self.dtype)
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm2d expects {self.num_features} channels (NCHW). "
+                             f"Received: input with shape {x.shape}")
+        if self.training:
+            n = x.shape[0] * x.shape[2] * x.shape[3]
+            if n < 2:  # the unbiased variance needs two values (torch refuses too)
+                raise ValueError("BatchNorm2d in training needs more than one value per channel. "
+                                 f"Received: input with shape {x.shape}")
+            mean = x.mean(axis=(0, 2, 3))
+            var = ((x - mean[:, None, None]) ** 2).mean(axis=(0, 2, 3))  # biased: normalises
+            m = self.dtype.type(self.momentum)
+            self.running_mean[...] = (1 - m) * self.running_mean + m * mean
+            self.running_var[...] = (1 - m) * self.running_var + m * var * (n / (n - 1))
+        else:
+            mean, var = self.running_mean, self.running_var
+        invstd = 1 / np.sqrt(var + self.dtype.type(self.eps))
+        xhat = (x - mean[:, None, None]) * invstd[:, None, None]
+        self._cache = BNCache(xhat, mean, invstd, self.training)
+        return xhat * self.weight[:, None, None] + self.bias[:, None, None]
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dy: (N, C, H, W) -> dx; adds dweight = sum(dy * xhat), dbias = sum(dy).
+
+        Training: mean and variance depend on x too, so dx = weight * invstd *
+        (dy - mean(dy) - xhat * mean(dy * xhat)), means over (N, H, W)."""
+        xhat, _, invstd, batch_stats = self._need_cache(self._cache)
+        dy = np.asarray(dy, dtype=self.dtype)
+        self._accumulate("weight", (dy * xhat).sum(axis=(0, 2, 3)))
+        self._accumulate("bias", dy.sum(axis=(0, 2, 3)))
+        if not input_grad:
+            return None
+        scale = (self.weight * invstd)[:, None, None]
+        if not batch_stats:
+            return dy * scale
+        mean_dy = dy.mean(axis=(0, 2, 3))[:, None, None]
+        mean_dy_xhat = (dy * xhat).mean(axis=(0, 2, 3))[:, None, None]
+        return scale * (dy - mean_dy - xhat * mean_dy_xhat)
