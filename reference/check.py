@@ -22,7 +22,8 @@ import math
 import os
 import sys
 
-from skylark.cli import HelpFormatter, positive_int, seed_int
+from skylark.cli import HelpFormatter, add_model_arguments, positive_int, seed_int
+from skylark.models import build_model
 
 from .frameworks import COMPARED, parse_frameworks
 from .harness import run_check
@@ -57,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help=f"comma-separated, or 'all' (= {','.join(COMPARED)}); numpy is the "
              "reference every one is compared against",
     )
+    add_model_arguments(parser)
+    parser.add_argument("--reduction", choices=("mean", "sum"), default="mean",
+                        help="cross-entropy over the batch")
+    parser.add_argument("--mode", choices=("train", "eval"), default="train",
+                        help="train: batch statistics, running-statistics update and dropout "
+                             "(the same masks in every framework); eval: running statistics, "
+                             "no dropout")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="the dtype every framework computes in")
     parser.add_argument("--input", choices=INPUTS, default="random",
@@ -85,9 +93,11 @@ def _fmt(v) -> str:
 
 def format_report(report: dict, quiet: bool = False) -> str:
     cfg = report["config"]
-    lines = [f"skylark check: {cfg['dtype']}, input {cfg['input']}, batch {cfg['batch']}, "
-             f"seed {cfg['seed']}, input shape {tuple(cfg['input_shape'])}, "
-             f"weights {cfg['weights']}", ""]
+    loss = cfg.get("loss", {})
+    lines = [f"skylark check: {cfg['dtype']}, {cfg.get('mode', 'train')} mode, input "
+             f"{cfg['input']}, batch {cfg['batch']}, seed {cfg['seed']}, input shape "
+             f"{tuple(cfg['input_shape'])}, weights {cfg['weights']}, loss {loss.get('reduction')}"
+             f" (label smoothing {loss.get('label_smoothing')})", ""]
     head = f"{'framework':<17} {'tensor':<18} {'max|a-b|':>9} {'rel':>9} {'budget':>9}  status"
     lines += [head, "-" * len(head)]
     for f, r in report["frameworks"].items():
@@ -161,10 +171,18 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(f"argument --frameworks: {e}")
     if args.json and (why := _json_path_error(args.json)):
         return _usage_error(why)
+    input_shape = (1, 8, 8) if args.input == "digits" else (1, 28, 28)
+    try:
+        model = build_model(args.model, input_shape, num_classes=10, seed=args.seed,
+                            dtype=args.dtype)
+    except ValueError as e:
+        return _usage_error(str(e))
     report = run_check(
         frameworks, dtype=args.dtype, input_kind=args.input, batch=args.batch,
         seed=args.seed, plants=dict(getattr(args, "plant", []) or []),
         dyadic=False if getattr(args, "raw_weights", False) else None,
+        model=model, input_shape=input_shape, training=args.mode == "train",
+        loss={"label_smoothing": args.label_smoothing, "reduction": args.reduction},
     )
     print(format_report(report, quiet=args.quiet))
     missing = [f for f, r in report["frameworks"].items() if r["status"] == "MISSING"]

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-import skylark as sk
 from skylark.cli import add_sgd_arguments, positive_int
 from skylark.data import batches, load_dataset
+from skylark.models import build_model
 from skylark.progress import bar
 
 from .frameworks import COMPARED, FRAMEWORKS, parse_frameworks, pin_threads
+from .inputs import dropout_masks
 from .registry import get_runner
 from .runner import FrameworkUnavailable
 from .spec import describe
@@ -97,7 +98,8 @@ def train_one(name, spec, params0, data, plan, args, starting=None):
     except Exception as e:  # a worker that failed to start: report it, run the others
         return {**rec, "status": "failed", "reason": f"{type(e).__name__}: {e}"}
     try:
-        runner.setup(spec, params0, args.dtype, data.input_shape)
+        runner.setup(spec, params0, args.dtype, data.input_shape,
+                      loss={"label_smoothing": args.label_smoothing})
         runner.train_setup(args.lr, args.momentum)
         rec["versions"] = runner.versions()
         start = time.perf_counter()
@@ -105,7 +107,9 @@ def train_one(name, spec, params0, data, plan, args, starting=None):
             for i, (_, idx) in enumerate(plan):
                 xb, yb = data.x_train[idx], data.y_train[idx]
                 acc = float((runner.predict(xb).argmax(1) == yb).mean())  # before the update
-                loss = runner.train_step(xb, yb)
+                # dropout: every framework drops what skylark's own training would at step i
+                masks = dropout_masks(spec, data.input_shape, len(idx), args.seed, i)
+                loss = runner.train_step(xb, yb, masks=masks)
                 if not np.isfinite(loss):
                     raise FloatingPointError(f"loss became non-finite at step {i + 1}")
                 rec["losses"].append(loss)
@@ -126,7 +130,8 @@ def train_one(name, spec, params0, data, plan, args, starting=None):
 def summarize(records, args, data) -> dict:
     ref = records[0]
     ref_loss = np.array(ref["losses"])
-    out = {"dataset": data.name, "dtype": args.dtype, "batch_size": args.batch_size,
+    out = {"model": args.model, "label_smoothing": args.label_smoothing,
+           "dataset": data.name, "dtype": args.dtype, "batch_size": args.batch_size,
            "lr": args.lr, "momentum": args.momentum, "seed": args.seed,
            "steps": len(ref_loss), "frameworks": {}}
     for r in records:
@@ -173,7 +178,7 @@ def plot(path: Path, records, summary) -> bool:
                                       gridspec_kw={"height_ratios": [3, 2]})
     _plot_curves(top, bottom, ok, floor)
     missing = [r["framework"] for r in records if r["status"] != "ok"]
-    title = (f"Skylark net on {summary['dataset']} ({summary['dtype']}): batch "
+    title = (f"{summary['model']} on {summary['dataset']} ({summary['dtype']}): batch "
              f"{summary['batch_size']}, lr {summary['lr']}, momentum {summary['momentum']}")
     if missing:
         title += f"\nnot run: {', '.join(missing)}"
@@ -251,9 +256,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"threads: {pin_threads(args.threads)}", file=sys.stderr)
     epochs = args.epochs if args.epochs or args.steps else 5
     plan = schedule(len(data.x_train), args.batch_size, args.seed, epochs, args.steps)
-    model = sk.skylark_cnn(data.input_shape, num_classes=data.num_classes,
-                           seed=args.seed, dtype=args.dtype)
-    spec, params0 = describe(model), {k: v.copy() for k, v in model.params().items()}
+    try:
+        model = build_model(args.model, data.input_shape, num_classes=data.num_classes,
+                            seed=args.seed, dtype=args.dtype)
+        spec = describe(model)
+    except ValueError as e:
+        print(f"skylark compare: error: {e}", file=sys.stderr)
+        return 2
+    params0 = {k: v.copy() for k, v in model.state().items()}
     print(f"{data!r}: {len(plan)} steps of batch {args.batch_size} for "
           f"{', '.join(names)}", file=sys.stderr)
     # Keras workers are subprocesses that take seconds to import their backend: start them all

@@ -59,8 +59,22 @@ def momentum(s: str) -> float:
     return _number(float, s, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+def probability(s: str) -> float:
+    return _number(float, s, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """--model and the loss options: what `train`, `compare` and `check` share."""
+    p.add_argument("--model", default="skylark", metavar="NAME|FILE",
+                   help="skylark, lenet5, vgg-bn, a .json model file (see examples/), or "
+                        "module:function returning a skylark Sequential")
+    p.add_argument("--label-smoothing", type=probability, default=0.0,
+                   help="cross-entropy label smoothing (torch's and Keras' definition)")
+
+
 def add_sgd_arguments(p: argparse.ArgumentParser, dtype: str, dtype_help: str) -> None:
-    """The options `train` and `compare` share: data, batch, SGD, seed, dtype."""
+    """The options `train` and `compare` share: model, data, batch, SGD, seed, dtype."""
+    add_model_arguments(p)
     p.add_argument("--dataset", default="digits",
                    help="digits, fashion-mnist, mnist, or a folder of MNIST-format IDX files")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per SGD step")
@@ -116,24 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from . import skylark_cnn
     from .data import load_dataset
+    from .models import build_model
     from .threads import limit_threads
     from .train import DivergedError, fit
 
     limit_threads(args.threads)
     try:
         data = load_dataset(args.dataset, dtype=args.dtype)
+        model = build_model(args.model, data.input_shape, num_classes=data.num_classes,
+                            seed=args.seed, dtype=args.dtype)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"skylark train: error: {e}", file=sys.stderr)
         return 2
-    print(f"{data!r}", file=sys.stderr)
-    model = skylark_cnn(input_shape=data.input_shape, num_classes=data.num_classes,
-                        seed=args.seed, dtype=args.dtype)
+    print(f"{data!r}, model {args.model}", file=sys.stderr)
     try:
         hist = fit(model, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    momentum=args.momentum, seed=args.seed, save=args.save, resume=args.resume,
-                   progress=not args.quiet)
+                   progress=not args.quiet,
+                   loss={"label_smoothing": args.label_smoothing})
     except DivergedError as e:
         print(f"skylark train: {e}", file=sys.stderr)
         return 1

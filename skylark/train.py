@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import Dataset, batches
+from .layers import Dropout
 from .losses import softmax_cross_entropy
 from .model import Sequential
 from .optim import SGD
@@ -68,13 +69,15 @@ def fit(
     resume: str | Path | None = None,
     progress: bool = True,
     log=print,
+    loss: dict | None = None,
 ) -> History:
     """Train for `epochs` (counting those a resumed checkpoint already did).
 
-    The batch order of epoch e is `batches(n, batch_size, seed, e)`, so a resumed run sees the
-    same batches as an uninterrupted one. With `save`, a checkpoint is written atomically after
-    every epoch; if the loss turns non-finite, training stops with DivergedError and the last
-    good checkpoint stays as it was.
+    The batch order of epoch e is `batches(n, batch_size, seed, e)` and dropout's masks at
+    global step t come from the generator (seed, t, layer index), so a resumed run sees the
+    same batches and masks as an uninterrupted one. `loss`: softmax_cross_entropy's options.
+    With `save`, a checkpoint is written atomically after every epoch; if the loss turns
+    non-finite, training stops with DivergedError and the last good checkpoint stays as it was.
     """
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(v, (int, np.integer)) or v < 1:
@@ -88,7 +91,7 @@ def fit(
         done = len(hist.loss)
         try:
             with bar(len(order), f"epoch {epoch + 1}/{epochs}", disable=not progress) as pbar:
-                _train_epoch(model, opt, data, order, hist, pbar)
+                _train_epoch(model, opt, data, order, hist, pbar, seed, loss or {})
         except FloatingPointError:  # `hist` holds every step before the one that failed
             step, overall = len(hist.loss) - done + 1, len(hist.loss) + 1
             raise DivergedError(_divergence_message(epoch + 1, step, overall, lr, save)) from None
@@ -117,13 +120,17 @@ def _resume(model: Sequential, opt: SGD, path: str | Path, epochs: int, log) -> 
 
 
 def _train_epoch(model: Sequential, opt: SGD, data: Dataset, order: list[np.ndarray],
-                 hist: History, pbar) -> None:
+                 hist: History, pbar, seed: int, loss_options: dict) -> None:
     """One SGD step per index batch of `order`, appending each step's loss and accuracy to
     `hist`. A non-finite loss escapes as FloatingPointError, `hist` holding the steps before."""
+    dropouts = [(i, layer) for i, layer in enumerate(model) if isinstance(layer, Dropout)]
     for i, idx in enumerate(order):
+        for j, layer in dropouts:
+            layer.reseed((seed, len(hist.loss), j))
         # Overflow on the way to divergence is reported once, by `fit`, naming the step.
         with np.errstate(over="ignore", invalid="ignore"):
-            loss, acc = train_step(model, opt, data.x_train[idx], data.y_train[idx])
+            loss, acc = train_step(model, opt, data.x_train[idx], data.y_train[idx],
+                                   **loss_options)
         hist.loss.append(loss)
         hist.accuracy.append(acc)
         pbar.update(1)

@@ -33,6 +33,11 @@ class Dropout(Layer):
     def config(self) -> dict:
         return {"p": self.p}
 
+    def reseed(self, key) -> None:
+        """Draw the next masks from np.random.default_rng(key): training reseeds every step
+        with (seed, step, layer index), which makes runs and resumes reproducible."""
+        self._rng = np.random.default_rng(key)
+
     def use_mask(self, mask) -> None:
         """The keep-mask (bool or 0/1, the input's shape) for the next training forward only."""
         self._given = np.asarray(mask)

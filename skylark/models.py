@@ -1,0 +1,158 @@
+"""Built-in models, and any model as a config: a list of {"kind": ..., constructor arguments}.
+
+    model = build_model("vgg-bn", (1, 28, 28), num_classes=10, seed=0, dtype="float64")
+    model = build_model("my_net.json", ...)         # {"layers": [{"kind": "conv2d", ...}, ...]}
+    model = build_model("my_pkg.nets:small_cnn", ...)   # a function returning a Sequential
+    config = to_config(model)                        # JSON-able; from_config(config) rebuilds it
+
+Built-ins: "skylark" (the Skylark net), "lenet5" (LeNet-5 as usually written for 28x28: conv
+5x5 with padding 2, tanh, average pooling, dense 120-84-10), "vgg-bn" (two conv-BatchNorm-ReLU
+blocks, the second a stride-2 "same" conv, dropout, global average pooling, dense).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import layers as L
+from .layers.base import as_dtype
+from .model import Sequential, skylark_cnn
+
+LAYERS = {cls.kind: cls for cls in (getattr(L, name) for name in L.__all__)
+          if isinstance(cls, type) and issubclass(cls, L.Layer) and cls.kind}
+
+
+def to_config(model: Sequential) -> list[dict]:
+    """The architecture of `model` as JSON-able dicts: {"kind": ..., **layer.config()}."""
+    return [{"kind": layer.kind, **layer.config()} for layer in model]
+
+
+def from_config(config, *, dtype="float32", seed: int = 0) -> Sequential:
+    """A freshly initialised Sequential (layer i seeded with seed + i) from `to_config` output;
+    ValueError naming the layer for an unknown kind or a bad argument."""
+    if not isinstance(config, list) or not config:
+        raise ValueError(f"a model config is a non-empty list of layers. Received: {config!r}")
+    out = []
+    for i, entry in enumerate(config):
+        kind = entry.get("kind") if isinstance(entry, dict) else None
+        if kind not in LAYERS:
+            raise ValueError(f"layer {i}: kind must be one of {sorted(LAYERS)}. "
+                             f"Received: {entry!r}")
+        cls, args = LAYERS[kind], {k: v for k, v in entry.items() if k != "kind"}
+        extra = {"dtype": dtype, "seed": seed + i} if cls.param_names else {}
+        try:
+            out.append(cls(**args, **extra))
+        except TypeError as e:  # a missing or unknown argument
+            raise ValueError(f"layer {i} ({kind}): {e}. Received: {entry!r}") from None
+    return Sequential(*out)
+
+
+def lenet5(input_shape=(1, 28, 28), *, num_classes: int = 10, seed: int = 0,
+           dtype="float32") -> Sequential:
+    """LeNet-5 for 28x28 inputs: conv 5x5 (6, padding 2), tanh, avg-pool 2, conv 5x5 (16),
+    tanh, avg-pool 2, flatten, dense 120, tanh, dense 84, tanh, dense num_classes."""
+    c, h, w = _chw(input_shape)
+    if h < 12 or w < 12:  # the second conv needs a 5x5 map after the first pool
+        raise ValueError("lenet5 needs inputs of at least 12x12 (it is written for 28x28). "
+                         f"Received: input_shape={tuple(input_shape)}")
+    feat = 16 * ((h // 2 - 4) // 2) * ((w // 2 - 4) // 2)
+    return from_config([
+        {"kind": "conv2d", "in_channels": c, "out_channels": 6, "kernel_size": 5, "padding": 2},
+        {"kind": "tanh"}, {"kind": "avgpool2d", "kernel_size": 2},
+        {"kind": "conv2d", "in_channels": 6, "out_channels": 16, "kernel_size": 5},
+        {"kind": "tanh"}, {"kind": "avgpool2d", "kernel_size": 2}, {"kind": "flatten"},
+        {"kind": "dense", "in_features": feat, "out_features": 120}, {"kind": "tanh"},
+        {"kind": "dense", "in_features": 120, "out_features": 84}, {"kind": "tanh"},
+        {"kind": "dense", "in_features": 84, "out_features": num_classes},
+    ], dtype=dtype, seed=seed)
+
+
+def vgg_bn(input_shape=(1, 28, 28), *, num_classes: int = 10, seed: int = 0,
+           dtype="float32") -> Sequential:
+    """conv 3x3 "same" (8), BatchNorm, ReLU; conv 3x3 stride 2 "same" (16), BatchNorm, ReLU;
+    dropout 0.25; global average pooling; dense num_classes. Any input size."""
+    c = _chw(input_shape)[0]
+    return from_config([
+        {"kind": "conv2d", "in_channels": c, "out_channels": 8, "kernel_size": 3,
+         "padding": "same"},
+        {"kind": "batchnorm2d", "num_features": 8}, {"kind": "relu"},
+        {"kind": "conv2d", "in_channels": 8, "out_channels": 16, "kernel_size": 3, "stride": 2,
+         "padding": "same"},
+        {"kind": "batchnorm2d", "num_features": 16}, {"kind": "relu"},
+        {"kind": "dropout", "p": 0.25}, {"kind": "globalavgpool2d"},
+        {"kind": "dense", "in_features": 16, "out_features": num_classes},
+    ], dtype=dtype, seed=seed)
+
+
+MODELS = {"skylark": skylark_cnn, "lenet5": lenet5, "vgg-bn": vgg_bn}
+
+
+def build_model(model: str, input_shape, *, num_classes: int = 10, seed: int = 0,
+                dtype="float32") -> Sequential:
+    """A built-in name (MODELS), a .json file ({"layers": [...]} or the list itself), or
+    "module:function" (called with no arguments, returning a Sequential), in `dtype`.
+
+    ValueError naming what was received when it cannot be built or does not fit
+    `input_shape` and `num_classes`."""
+    dt = as_dtype(dtype)
+    if model in MODELS:
+        net = MODELS[model](tuple(input_shape), num_classes=num_classes, seed=seed, dtype=dt)
+    elif model.endswith(".json"):
+        net = from_config(_read_json(model), dtype=dt, seed=seed)
+    elif ":" in model:
+        net = _from_function(model, dt)
+    else:
+        raise ValueError(f"--model is one of {sorted(MODELS)}, a .json file or "
+                         f"module:function. Received: {model!r}")
+    _check_fits(net, model, tuple(input_shape), num_classes)
+    return net
+
+
+def _read_json(path: str) -> list:
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ValueError(f"cannot read the model file {path!r}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"the model file {path!r} is not valid JSON: {e}") from None
+    return data.get("layers") if isinstance(data, dict) else data
+
+
+def _from_function(text: str, dtype) -> Sequential:
+    module, _, name = text.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot import the model function {text!r}: {e}") from None
+    net = fn()
+    if not isinstance(net, Sequential):
+        raise ValueError(f"{text} must return a skylark Sequential. Received: {type(net)!r}")
+    # the same architecture and weights in the requested dtype
+    out = from_config(to_config(net), dtype=dtype)
+    out.load_state({k: np.asarray(v, dtype) for k, v in net.state().items()})
+    return out
+
+
+def _check_fits(net: Sequential, model: str, input_shape, num_classes: int) -> None:
+    """One evaluation-mode forward of a zero image: every shape, channel and size checked."""
+    try:
+        out = net.eval().forward(np.zeros((1, *input_shape), net[0].dtype
+                                          if hasattr(net[0], "dtype") else np.float32))
+    except (ValueError, TypeError, IndexError) as e:
+        raise ValueError(f"model {model!r} does not fit inputs of shape {input_shape}: {e}") \
+            from None
+    finally:
+        net.train()
+    if out.shape[1:] != (num_classes,):
+        raise ValueError(f"model {model!r} must end in {num_classes} logits for this data. "
+                         f"Received: output shape {out.shape[1:]}")
+
+
+def _chw(input_shape) -> tuple[int, int, int]:
+    if len(tuple(input_shape)) != 3:
+        raise ValueError(f"input_shape is (C, H, W). Received: input_shape={input_shape!r}")
+    return tuple(int(d) for d in input_shape)
