@@ -377,6 +377,26 @@ def epoch_seconds(n_batches: int, threads: int, log) -> dict:
     n_batches = min(n_batches, len(order))
     # fresh models fed the real batches (the closures of make_cases hold one fixed batch)
     net = sk.skylark_cnn(INPUT_SHAPE, seed=SEED)
+    runners, steps = {"numpy": _numpy_epoch_step(net, data)}, {}
+    try:
+        import torch.nn.functional  # noqa: F401
+    except ImportError as e:
+        steps["torch"] = {"missing": f"{type(e).__name__}: {e}"}
+    else:
+        runners["torch"] = _torch_epoch_step(net, data, threads)
+    spent = _time_alternating(runners, order, n_batches)
+    images = sum(len(i) for i in order[:n_batches])
+    for name, s in spent.items():
+        steps[name] = {"seconds_per_epoch": s * len(data.x_train) / images,
+                       "measured_images": images}
+    log(f"  epoch: {n_batches} batches of {EPOCH_BATCH} timed per framework, extrapolated")
+    return steps
+
+
+def _numpy_epoch_step(net, data):
+    """A skylark training step on the batch of indices `idx` of the training set."""
+    import skylark as sk
+
     opt = sk.SGD(net, LR, MOMENTUM)
 
     def np_step(idx):
@@ -385,29 +405,35 @@ def epoch_seconds(n_batches: int, threads: int, log) -> dict:
         net.backward(d, input_grad=False)
         opt.step()
 
-    runners, steps = {"numpy": np_step}, {}
-    try:
-        import torch
-        import torch.nn.functional as F
-    except ImportError as e:
-        steps["torch"] = {"missing": f"{type(e).__name__}: {e}"}
-    else:
-        from reference.registry import get_runner
-        from reference.spec import describe
+    return np_step
 
-        torch.set_num_threads(threads)
-        r = get_runner("torch")
-        r.setup(describe(net), net.params(), "float32", INPUT_SHAPE)
-        tm, topt = r.model, torch.optim.SGD(r.model.parameters(), lr=LR, momentum=MOMENTUM)
 
-        def torch_step(idx):
-            xb = torch.from_numpy(data.x_train[idx])  # zero-copy: the slice is the only copy
-            yb = torch.from_numpy(data.y_train[idx])
-            topt.zero_grad(set_to_none=True)
-            F.cross_entropy(tm(xb), yb).backward()
-            topt.step()
+def _torch_epoch_step(net, data, threads: int):
+    """A torch training step, on a model holding `net`'s initial weights, on the batch `idx`."""
+    import torch
+    import torch.nn.functional as F
 
-        runners["torch"] = torch_step
+    from reference.registry import get_runner
+    from reference.spec import describe
+
+    torch.set_num_threads(threads)
+    r = get_runner("torch")
+    r.setup(describe(net), net.params(), "float32", INPUT_SHAPE)
+    tm, topt = r.model, torch.optim.SGD(r.model.parameters(), lr=LR, momentum=MOMENTUM)
+
+    def torch_step(idx):
+        xb = torch.from_numpy(data.x_train[idx])  # zero-copy: the slice is the only copy
+        yb = torch.from_numpy(data.y_train[idx])
+        topt.zero_grad(set_to_none=True)
+        F.cross_entropy(tm(xb), yb).backward()
+        topt.step()
+
+    return torch_step
+
+
+def _time_alternating(runners: dict, order, n_batches: int) -> dict:
+    """Seconds each step function spent on the first `n_batches` batches of `order`, the
+    functions taking turns every CHUNK batches so that machine noise hits them alike."""
     spent = dict.fromkeys(runners, 0.0)
     for fn in runners.values():  # warm-up
         for idx in order[:5]:
@@ -418,12 +444,7 @@ def epoch_seconds(n_batches: int, threads: int, log) -> dict:
             for idx in order[start : min(start + CHUNK, n_batches)]:
                 fn(idx)
             spent[name] += time.perf_counter() - t0
-    images = sum(len(i) for i in order[:n_batches])
-    for name, s in spent.items():
-        steps[name] = {"seconds_per_epoch": s * len(data.x_train) / images,
-                       "measured_images": images}
-    log(f"  epoch: {n_batches} batches of {EPOCH_BATCH} timed per framework, extrapolated")
-    return steps
+    return spent
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -436,41 +457,51 @@ def markdown(res: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for b, rows in res["timing"].items():
-        torch_row = rows.get("torch", {})
         for name in [*names, "oracle"]:
-            if name not in rows:
-                continue
-            row = rows[name]
-            if "missing" in row:
-                lines.append(f"| {name} | {b} | missing: {row['missing'][:60]} | | | | | |")
-                continue
-            cells = []
-            for mode in ("train", "infer"):
-                us = row[mode]["median_us_per_sample"]
-                ref = torch_row.get(mode, {}).get("median_us_per_sample")
-                ratio = f"{us / ref:.2f}" if ref else "–"
-                cells += [f"{us:,.1f}", ratio]
-            mem = res["memory"].get(f"{name}/{b}", {})
-            rss = mem.get("rss_growth_mb")
-            alloc = mem.get("alloc_peak_mb")
-            cells.append("–" if rss is None else f"{rss:.1f}")
-            cells.append("–" if alloc is None else f"{alloc:.1f}")
-            lines.append(f"| {name} | {b} | " + " | ".join(cells) + " |")
+            if name in rows:
+                mem = res["memory"].get(f"{name}/{b}", {})
+                lines.append(_table_row(name, b, rows[name], rows.get("torch", {}), mem))
     ep = res.get("epoch", {})
     if ep:
-        parts = []
-        for name in ("numpy", "torch"):
-            e = ep.get(name, {})
-            parts.append(f"{name} missing" if "missing" in e or not e
-                         else f"{name} {e['seconds_per_epoch']:.1f} s")
-        img = next((e["measured_images"] for e in ep.values() if "measured_images" in e), 0)
-        lines += ["", f"Fashion-MNIST epoch (60,000 images, batch {EPOCH_BATCH}, training "
-                      f"steps incl. batch slicing): " + ", ".join(parts)
-                  + (f" (timed on {img:,} images, extrapolated)." if img else ".")]
-        if "missing" in ep:
-            lines[-1] = f"Fashion-MNIST epoch: missing ({ep['missing']})"
-    c = res["config"]
-    lines += [
+        lines += ["", _epoch_line(ep)]
+    return "\n".join(lines + _footnotes(res["config"]))
+
+
+def _table_row(name: str, b: str, row: dict, torch_row: dict, mem: dict) -> str:
+    """One framework at one batch size: times, ratios to torch, memory."""
+    if "missing" in row:
+        return f"| {name} | {b} | missing: {row['missing'][:60]} | | | | | |"
+    cells = []
+    for mode in ("train", "infer"):
+        us = row[mode]["median_us_per_sample"]
+        ref = torch_row.get(mode, {}).get("median_us_per_sample")
+        ratio = f"{us / ref:.2f}" if ref else "–"
+        cells += [f"{us:,.1f}", ratio]
+    rss = mem.get("rss_growth_mb")
+    alloc = mem.get("alloc_peak_mb")
+    cells.append("–" if rss is None else f"{rss:.1f}")
+    cells.append("–" if alloc is None else f"{alloc:.1f}")
+    return f"| {name} | {b} | " + " | ".join(cells) + " |"
+
+
+def _epoch_line(ep: dict) -> str:
+    """The Fashion-MNIST epoch sentence under the table."""
+    if "missing" in ep:
+        return f"Fashion-MNIST epoch: missing ({ep['missing']})"
+    parts = []
+    for name in ("numpy", "torch"):
+        e = ep.get(name, {})
+        parts.append(f"{name} missing" if "missing" in e or not e
+                     else f"{name} {e['seconds_per_epoch']:.1f} s")
+    img = next((e["measured_images"] for e in ep.values() if "measured_images" in e), 0)
+    return (f"Fashion-MNIST epoch (60,000 images, batch {EPOCH_BATCH}, training "
+            f"steps incl. batch slicing): " + ", ".join(parts)
+            + (f" (timed on {img:,} images, extrapolated)." if img else "."))
+
+
+def _footnotes(c: dict) -> list[str]:
+    """How the table was measured, and what the two memory columns mean."""
+    return [
         "",
         f"Median over interleaved rounds; {c['threads']} thread(s) for numpy's BLAS "
         f"({c['blas_pinning']}), torch and TF; {c['machine']}.",
@@ -480,7 +511,6 @@ def markdown(res: dict) -> str:
         "² numpy only: tracemalloc's peak during one warm step, above the bytes held before it "
         "(every numpy buffer is traced; torch/TF allocate outside tracemalloc's view).",
     ]
-    return "\n".join(lines)
 
 
 def environment(args, blas_pinning: str) -> dict:
@@ -518,6 +548,33 @@ def environment(args, blas_pinning: str) -> dict:
     }
 
 
+def tf_threads(threads: int) -> None:
+    """Pin TF's intra- and inter-op thread pools (before TF runs anything); no-op without TF."""
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except ImportError:
+        pass
+
+
+def memory(timing: dict, args) -> dict:
+    """The memory cells, "name/batch", of every timed framework and batch (the oracle skipped)."""
+    cells = {}
+    for b, rows in timing.items():
+        for name, row in rows.items():
+            if "missing" in row or name == "oracle":
+                continue
+            cell = {}
+            if not args.no_memory:
+                cell["rss_growth_mb"] = rss_growth(name, int(b), args.threads)
+            if name == "numpy":
+                cell["alloc_peak_mb"] = numpy_alloc_peak(int(b))
+            cells[f"{name}/{b}"] = cell
+    return cells
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
@@ -526,13 +583,7 @@ def main(argv=None) -> int:
     how = blas_threads()
     if {"tf", "keras"} & set(args.frameworks) or (args._memory and args._memory[0] in
                                                   ("tf", "keras")):
-        try:
-            import tensorflow as tf
-
-            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-        except ImportError:
-            pass
+        tf_threads(args.threads)
     if args._memory:
         rss_growth_child(args._memory[0], int(args._memory[1]), args.threads)
         return 0
@@ -547,16 +598,7 @@ def main(argv=None) -> int:
         res["timing"][str(b)] = time_batch(names, b, args.threads, args.seconds, log)
     if not args.no_memory:
         log("  memory: one fresh process per framework and batch size")
-    for b, rows in res["timing"].items():
-        for name, row in rows.items():
-            if "missing" in row or name == "oracle":
-                continue
-            cell = {}
-            if not args.no_memory:
-                cell["rss_growth_mb"] = rss_growth(name, int(b), args.threads)
-            if name == "numpy":
-                cell["alloc_peak_mb"] = numpy_alloc_peak(int(b))
-            res["memory"][f"{name}/{b}"] = cell
+    res["memory"] = memory(res["timing"], args)
     if args.epoch_batches > 0:
         res["epoch"] = epoch_seconds(args.epoch_batches, args.threads, log)
     table = markdown(res)

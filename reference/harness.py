@@ -12,7 +12,7 @@ dtype (a silent float32 inside a float64 run) fails outright.
 
 What each proves: float64 (1e-10) is the gate that proves the math is the same. The float32
 budget is a worst-case rounding bound that catches layout/semantic bugs and gross numeric errors,
-not small numeric ones. Measured (tests/test_check.py): a Dense weight scaled by 1 + 1e-2 fails
+not small numeric ones. Measured (tests/test_budgets.py): a Dense weight scaled by 1 + 1e-2 fails
 float32 at out.3, by 1 + 1e-4 still fails (at cot/d.out.2), by 1 + 1e-6 passes; a Dense bias off
 by 1e-3 * max|logit| passes on the random and ties inputs. The measured float32 error is
 reported beside the budget.

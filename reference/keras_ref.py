@@ -15,7 +15,7 @@ keras.StatelessScope, and every layer output gets a zero tensor added whose grad
 gradient with respect to that output (exact: x + 0 == x).
 
 float64 runs change two global switches, and only while this runner works (`_float64_scope`,
-entered by setup, collect, train_step, predict and get_params, restored on the way out): Keras'
+entered by setup, trace, train_step, predict and get_params, restored on the way out): Keras'
 64-to-32-bit promotion entry (fix_float64_promotion) and, on jax, x64 (jax.enable_x64). A float32
 run, and the caller's own Keras, see stock settings.
 

@@ -6,7 +6,7 @@ import pytest
 # tests/ holds helper modules (gradcheck, oracle, equivalence) imported by plain name.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reference.frameworks import COMPARED, FRAMEWORKS  # noqa: E402
+from reference.frameworks import COMPARED, FRAMEWORKS
 
 
 def pytest_configure(config):

@@ -1,17 +1,23 @@
-"""`skylark check` (reference.check) can fail, and says where: planted bugs, exit codes, --json,
-frameworks that fail to start or hang, and the float32 budget's reach."""
+"""`skylark check` (reference.check) can fail, and says where: planted bugs name the first
+diverging tensor, exit codes, --json, --help, a framework that is not installed, numpy alone.
+
+The workers behind the keras-* frameworks are tested in test_worker.py, the float32 budget in
+test_budgets.py, the harness under the command in test_harness.py.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
+from dataclasses import replace
 
-import numpy as np
 import pytest
-from conftest import REFERENCE_FRAMEWORKS
+from conftest import framework_param
 
-from reference import check, harness, runners, worker
+from reference import check, harness
+from reference.frameworks import FRAMEWORKS
+from reference.runner import FrameworkUnavailable, require_installed
+from skylark.cli import main as cli_main
 
 
 def run_json(tmp_path, *argv):
@@ -21,8 +27,12 @@ def run_json(tmp_path, *argv):
 
 
 def needs(framework):
-    for mod in REFERENCE_FRAMEWORKS[framework][1]:
-        pytest.importorskip(mod, reason=f"{framework} needs {mod}")
+    """Skip the test, saying why, when `framework` is not installed here."""
+    fw = FRAMEWORKS[framework]
+    try:
+        require_installed(fw.name, fw.modules, fw.install)
+    except FrameworkUnavailable as e:
+        pytest.skip(f"{framework} is not installed: {e.reason}")
 
 
 # planted bug, framework, dtype, input -> first diverging: forward, loss pass, cotangent pass.
@@ -51,8 +61,9 @@ PLANTED = [
 ]
 
 
-@pytest.mark.parametrize("plant, framework, dtype, kind, first", PLANTED,
-                         ids=[f"{p}-{f}-{d}-{i}" for p, f, d, i, _ in PLANTED])
+@pytest.mark.parametrize("plant, framework, dtype, kind, first", [
+    framework_param(f, p, f, d, i, first, id=f"{p}-{f}-{d}-{i}") for p, f, d, i, first in PLANTED
+])
 def test_planted_bug_fails_and_names_first_divergence(tmp_path, plant, framework, dtype, kind,
                                                       first):
     needs(framework)
@@ -64,6 +75,7 @@ def test_planted_bug_fails_and_names_first_divergence(tmp_path, plant, framework
     assert got == first, f"{plant} in {framework}: first divergences {got}, expected {first}"
 
 
+@pytest.mark.torch
 def test_random_input_has_no_ties_for_pool_last_max(tmp_path):
     """The tie plant changes nothing without ties: what catches it is the ties input."""
     needs("torch")
@@ -72,29 +84,7 @@ def test_random_input_has_no_ties_for_pool_last_max(tmp_path):
     assert code == 0, report["frameworks"]["torch"]["first_backward"]
 
 
-@pytest.mark.parametrize("kind", harness.INPUTS)
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_every_reference_tensor_has_a_nonzero_entry(kind, dtype):
-    """A match of zeros against zeros proves nothing: on every input, every tensor numpy
-    reports for the default net (as run_check builds it) is nonzero somewhere. The old global
-    1/64 grid rounded the Dense weights to 0 on ties, zeroing out.3 and every gradient below."""
-    model, input_shape = harness.default_model(kind, dtype)
-    case = harness.Case.from_model(model, kind, 4, 0, dtype, input_shape,
-                                   dyadic=kind != "random")
-    assert harness.all_zero(case.ref) == []
-    assert set(case.ref) == {t for part in case.order.values() for t in part}
-
-
-def test_dyadic_params_keep_seven_bits_per_tensor():
-    params = {"w": np.array([3e-3, -1.23456e-3, 7e-6]), "b": np.zeros(3), "c": np.array([0.3])}
-    got = harness.dyadic_params(params)
-    assert np.all(got["b"] == 0) and got["c"][0] == np.round(0.3 * 2**8) / 2**8
-    scale = 2.0 ** (7 - np.ceil(np.log2(3e-3)))  # 3e-3 * scale in (64, 128]
-    assert 64 < 3e-3 * scale <= 128
-    np.testing.assert_array_equal(got["w"] * scale, np.round(params["w"] * scale))
-    assert abs(got["w"][1] / params["w"][1] - 1) < 2**-6  # ~7 significant bits survive
-
-
+@pytest.mark.torch
 def test_clean_run_passes_with_fingerprint_and_table(tmp_path, capsys):
     needs("torch")
     code, report = run_json(tmp_path, "--frameworks", "torch", "--dtype", "float64",
@@ -140,6 +130,7 @@ def test_unwritable_json_exits_2_before_running(tmp_path, where, capsys):
     assert "error: --json" in err and "Traceback" not in err
 
 
+@pytest.mark.torch
 def test_json_write_failure_exits_2(tmp_path, monkeypatch, capsys):
     needs("torch")
     monkeypatch.setattr(check, "_json_path_error", lambda path: None)  # let it reach open()
@@ -148,229 +139,31 @@ def test_json_write_failure_exits_2(tmp_path, monkeypatch, capsys):
     assert code == 2 and "cannot write --json" in capsys.readouterr().err
 
 
-def test_help_states_each_default_once_and_the_exit_codes(capsys):
-    from skylark.cli import main as cli_main
-
-    for call in (lambda: check.main(["--help"]), lambda: cli_main(["check", "--help"])):
-        try:
-            call()
-        except SystemExit as e:
-            assert e.code == 0
-        text = " ".join(capsys.readouterr().out.split())
-        assert text.count("(default: 4)") == 1 and "(default: all)" in text
-        assert "['torch'" not in text  # the frameworks default is shown as 'all', not a list
-        assert "exit status: 0" in text and "2 bad usage" in text
+@pytest.mark.parametrize("call", [
+    pytest.param(lambda: check.main(["--help"]), id="python_-m_reference.check"),
+    pytest.param(lambda: cli_main(["check", "--help"]), id="skylark_check"),
+])
+def test_help_states_each_default_once_and_the_exit_codes(call, capsys):
+    """The same help from the module and from the `skylark check` plugin command."""
+    try:
+        call()
+    except SystemExit as e:
+        assert e.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.count("(default: 4)") == 1 and "(default: all)" in text
+    assert "['torch'" not in text  # the frameworks default is shown as 'all', not a list
+    assert "exit status: 0" in text and "2 bad usage" in text
 
 
 def test_missing_framework_fails_unless_allowed(tmp_path, monkeypatch, capsys):
-    def not_installed(framework, *modules):
-        if framework == "keras-jax":
-            raise runners.FrameworkUnavailable(framework, "jax is not installed: pip install jax")
-
-    monkeypatch.setattr(runners, "require", not_installed)
+    """keras-jax as if jax were not installed (its table row needs a module that is nowhere):
+    MISSING, exit 1; with --allow-missing exit 0, yet the report is not ok."""
+    row = FRAMEWORKS["keras-jax"]
+    monkeypatch.setitem(FRAMEWORKS, "keras-jax", replace(row, modules=("jax_is_not_here",)))
     code, report = run_json(tmp_path, "--frameworks", "keras-jax")
-    assert code == 1 and report["frameworks"]["keras-jax"]["status"] == "MISSING"
+    r = report["frameworks"]["keras-jax"]
+    assert code == 1 and r["status"] == "MISSING"
+    assert r["reason"] == f"jax_is_not_here is not installed: {row.install}"
     assert "MISSING" in capsys.readouterr().err
     code, report = run_json(tmp_path, "--frameworks", "keras-jax", "--allow-missing")
     assert code == 0 and not report["ok"]
-
-
-def test_float32_budget_grows_with_reduction_length():
-    """The budget grows with the reduction length: the Dense (1352 inputs) gets more than the
-    3x3 conv (9), and loss-pass gradients more than the forward tensors they come from."""
-    case = harness.Case.from_model(harness.default_model("random", "float32")[0])
-    b = case.budget
-    rel = {k: b[k] / max(abs(case.ref[k]).max(), 1e-30) for k in ("out.0", "out.3")}
-    assert rel["out.3"] > rel["out.0"] > 0
-    assert b["cot/d.out.3"] == 0  # the cotangent itself: passed through exactly
-    assert harness.K_SAFETY <= 2
-
-
-def _all_runners(reference_runner):
-    got = {}
-    for fw in REFERENCE_FRAMEWORKS:
-        try:
-            got[fw] = reference_runner(fw)
-        except pytest.skip.Exception:
-            pass
-    return got
-
-
-@pytest.mark.parametrize("kind", harness.INPUTS)
-def test_measured_float32_errors_are_within_budget_for_every_framework(kind, reference_runner):
-    """The derived float32 budget covers what every installed framework actually does."""
-    active = _all_runners(reference_runner)
-    if not active:
-        pytest.skip("no reference framework installed")
-    report = harness.run_check(list(active), "float32", kind, runners=active, log=lambda m: None)
-    for fw, r in report["frameworks"].items():
-        assert r["status"] == "ok", (fw, r.get("reason"), r.get("first_forward"),
-                                     r.get("first_backward"))
-        for row in r["rows"]:
-            assert row["max_abs"] <= row["budget"], (fw, row)
-
-
-# Dense weight scaled by (1 + rel) in torch, float32. Measured (random/ties/digits inputs, seed 0):
-# 1e-2 fails in the forward pass at out.3; 1e-4 still fails, at cot/d.out.2 (W^T cot, a short
-# reduction with a tight budget); 1e-6 passes. Off by 1e-3 * max|logit| the Dense BIAS passes on
-# random and ties: the bias reaches only out.3, whose worst-case budget is ~0.7% of max|logit|.
-# Small numeric errors are float64's job.
-DENSE_SCALE = [(1e-2, "FAIL", "out.3"), (1e-4, "FAIL", None), (1e-6, "ok", None)]
-
-
-@pytest.mark.parametrize("kind", harness.INPUTS)
-@pytest.mark.parametrize("rel, status, first_forward", DENSE_SCALE,
-                         ids=[f"{r:g}" for r, _, _ in DENSE_SCALE])
-def test_float32_budget_catches_a_perturbed_dense_weight(kind, rel, status, first_forward,
-                                                         reference_runner):
-    needs("torch")
-    model, input_shape = harness.default_model(kind, "float32")
-    case = harness.Case.from_model(model, kind, 4, 0, "float32", input_shape,
-                                   dyadic=kind != "random")
-    params = {**case.params, "3.weight": (case.params["3.weight"] * (1 + rel)).astype("float32")}
-    torch_runner = reference_runner("torch")
-    torch_runner.setup(case.spec, params, "float32", input_shape)
-    r = case.compare("torch", torch_runner.collect(case.x, case.labels, case.cotangent))
-    assert r["status"] == status, (rel, r["first_forward"], r["first_backward"])
-    assert r["first_forward"] == first_forward
-    if status == "FAIL":
-        assert r["first_backward"]["cot"] == "cot/d.out.2"
-
-
-# --- frameworks that fail to start, crash or hang: ERROR for that one, the others still run ----
-
-
-@pytest.fixture
-def fake_keras_jax(monkeypatch):
-    """keras-jax passes the parent's install check; the test chooses what its worker does."""
-    real = runners.require
-    monkeypatch.setattr(runners, "require", lambda fw, *mods: None if fw == "keras-jax"
-                        else real(fw, *mods))
-
-    def use(argv):
-        monkeypatch.setattr(worker, "worker_command", lambda backend, plant: argv)
-
-    return use
-
-
-def _check_torch_and_keras_jax():
-    report = harness.run_check(["torch", "keras-jax"], "float64", "ties", log=lambda m: None)
-    assert report["frameworks"]["torch"]["status"] == "ok"  # the other framework's result kept
-    assert not report["ok"]
-    r = report["frameworks"]["keras-jax"]
-    assert r["status"] == "ERROR", r
-    return r["reason"]
-
-
-def test_worker_whose_import_raises_is_an_error(tmp_path, monkeypatch, fake_keras_jax):
-    """A broken install (here a fake `keras` on PYTHONPATH whose import raises) used to crash
-    the whole check with a traceback."""
-    needs("torch")
-    (tmp_path / "keras").mkdir()
-    (tmp_path / "keras" / "__init__.py").write_text("raise RuntimeError('broken keras build')\n")
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    reason = _check_torch_and_keras_jax()
-    assert "failed to start" in reason and "RuntimeError: broken keras build" in reason
-
-
-def test_worker_that_exits_reports_its_exit_code(fake_keras_jax):
-    needs("torch")
-    fake_keras_jax([sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"])
-    reason = _check_torch_and_keras_jax()
-    assert "exit code 3" in reason and "boom" in reason  # not "exit code None"
-
-
-def test_worker_hanging_in_its_keras_import_shows_its_stderr(tmp_path, monkeypatch,
-                                                             fake_keras_jax):
-    """The real worker, stuck while importing Keras: the error carries what it last wrote to
-    stderr (a capture of fd 2 around the import used to swallow it), minus TF's INFO noise."""
-    needs("torch")
-    (tmp_path / "keras").mkdir()
-    (tmp_path / "keras" / "__init__.py").write_text(
-        "import sys, time\n"
-        "sys.stderr.write('I0000 00:00:1.2 1 port.cc:153] oneDNN custom operations are on\\n')\n"
-        "sys.stderr.write('stuck: waiting for a lock\\n'); sys.stderr.flush(); time.sleep(60)\n")
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.setenv("SKYLARK_WORKER_START_TIMEOUT", "10")
-    reason = _check_torch_and_keras_jax()
-    assert reason.startswith("WorkerTimeout") and "stuck: waiting for a lock" in reason, reason
-    assert "oneDNN" not in reason
-
-
-def test_worker_hanging_at_start_times_out(monkeypatch, fake_keras_jax):
-    needs("torch")
-    monkeypatch.setenv("SKYLARK_WORKER_START_TIMEOUT", "1")
-    fake_keras_jax([sys.executable, "-c", "import time; time.sleep(60)"])
-    t0 = time.perf_counter()
-    reason = _check_torch_and_keras_jax()
-    assert time.perf_counter() - t0 < 30
-    assert reason.startswith("WorkerTimeout: keras-jax worker did not get ready within 1 s")
-    assert "SKYLARK_WORKER_START_TIMEOUT" in reason
-
-
-_READY = "import os, sys, time; from reference.worker import _recv, _send; " \
-         "out = os.fdopen(1, 'wb'); _send(out, ('ready', {'fake': '1'})); "
-HANGS = {  # a worker that starts, then ... -> the error's words
-    "never_reads": (_READY + "time.sleep(60)", "did not take the 'setup_collect' request"),
-    "reads_then_hangs": (_READY + "_recv(sys.stdin.buffer); time.sleep(60)",
-                         "did not answer the 'setup_collect' request"),
-}
-
-
-@pytest.mark.parametrize("hang", list(HANGS))
-def test_worker_hanging_mid_request_times_out(hang, monkeypatch, fake_keras_jax):
-    needs("torch")
-    script, words = HANGS[hang]
-    monkeypatch.setenv("SKYLARK_WORKER_TIMEOUT", "1")
-    fake_keras_jax([sys.executable, "-c", script])
-    t0 = time.perf_counter()
-    reason = _check_torch_and_keras_jax()
-    assert time.perf_counter() - t0 < 30
-    assert reason.startswith(f"WorkerTimeout: keras-jax worker {words} within 1 s"), reason
-
-
-def test_worker_timeout_must_be_positive(monkeypatch):
-    monkeypatch.setenv("SKYLARK_WORKER_TIMEOUT", "soon")
-    with pytest.raises(ValueError, match="SKYLARK_WORKER_TIMEOUT must be a positive number"):
-        worker.SubprocessRunner("keras-jax", "jax")
-
-
-# --- the Keras float64 fix is scoped to float64 work ------------------------------------------
-
-
-def test_keras_float64_fix_is_restored_in_process(reference_runner):
-    """After a float64 check the caller's Keras promotion table is stock again, and a float32
-    check's fingerprint reports no fix. The in-process backend (TensorFlow) needs no fix, so
-    the test gives its table the torch/jax entry (float64 -> float32) first."""
-    needs("keras")
-    from keras.src.backend.common import dtypes
-
-    table, stock = dtypes.BIT64_TO_BIT32_DTYPE, dtypes.BIT64_TO_BIT32_DTYPE["float64"]
-    runner = {"keras": reference_runner("keras")}
-    try:
-        table["float64"] = "float32"
-        report = harness.run_check(["keras"], "float64", runners=runner, log=lambda m: None)
-        assert report["ok"], report["frameworks"]["keras"]["first_forward"]  # fix was applied
-        assert "applied" in report["fingerprint"]["frameworks"]["keras"]["keras_float64_fix"]
-        assert table["float64"] == "float32"  # and taken back
-        report = harness.run_check(["keras"], "float32", runners=runner, log=lambda m: None)
-        assert report["ok"] and table["float64"] == "float32"
-        assert "keras_float64_fix" not in report["fingerprint"]["frameworks"]["keras"]
-    finally:
-        table["float64"] = stock
-
-
-def test_keras_jax_float64_leaves_the_worker_stock(reference_runner):
-    """In the keras-jax worker, float64 needs x64 and the promotion fix; both end with the
-    float64 work, so the next float32 case runs on stock Keras and jax."""
-    needs("keras-jax")
-    runner = {"keras-jax": reference_runner("keras-jax")}
-    report = harness.run_check(["keras-jax"], "float64", runners=runner, log=lambda m: None)
-    assert report["ok"]
-    fix = report["fingerprint"]["frameworks"]["keras-jax"]["keras_float64_fix"]
-    assert "applied" in fix and "x64" in fix
-    assert runner["keras-jax"].promotion_state() == {
-        "keras_float64_promotes_to": "float32", "jax_enable_x64": False}
-    report = harness.run_check(["keras-jax"], "float32", runners=runner, log=lambda m: None)
-    assert report["ok"] and "keras_float64_fix" not in report["fingerprint"]["frameworks"][
-        "keras-jax"]
