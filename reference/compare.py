@@ -226,6 +226,20 @@ def _style_gap_axis(bottom, dtype: str, floor: float, alone: bool) -> None:
     bottom.grid(alpha=0.3, which="both")
 
 
+def write_results(out: Path, records, summary) -> None:
+    """curves.csv, summary.json and curves.png in `out`; the table on stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "curves.csv", records)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plotted = plot(out / "curves.png", records, summary)
+    print_table(summary)
+    written = ["curves.png"] if plotted else []
+    print(f"\nwrote {', '.join(str(out / f) for f in [*written, 'curves.csv', 'summary.json'])}")
+    if not plotted:
+        print("curves.png not written: matplotlib is missing (pip install 'skylark[plot]')",
+              file=sys.stderr)
+
+
 def print_table(summary, file=None) -> None:
     file = file or sys.stdout  # looked up per call: a default bound at import misses redirection
     print(f"\n{summary['steps']} steps on {summary['dataset']} ({summary['dtype']}), "
@@ -281,17 +295,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"skylark compare: numpy failed: {records[0]['reason']}", file=sys.stderr)
         return 1
     summary = summarize(records, args, data)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "curves.csv", records)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plotted = plot(out / "curves.png", records, summary)
-    print_table(summary)
-    written = ["curves.png"] if plotted else []
-    print(f"\nwrote {', '.join(str(out / f) for f in [*written, 'curves.csv', 'summary.json'])}")
-    if not plotted:
-        print("curves.png not written: matplotlib is missing (pip install 'skylark[plot]')",
-              file=sys.stderr)
+    write_results(Path(args.out), records, summary)
     failed = [n for n, s in summary["frameworks"].items()
               if s["status"] == "failed" or s.get("lockstep") is False]
     missing = [n for n, s in summary["frameworks"].items() if s["status"] == "missing"]

@@ -115,7 +115,7 @@ def test_case_setup_args_and_batch_drive_a_runner():
 
 
 class _Raises(NumpyRunner):
-    def trace(self, x, labels, cotangent):
+    def trace(self, x, labels, cotangent, **mode):
         raise RuntimeError("boom")
 
 

@@ -134,7 +134,7 @@ def test_worker_timeout_must_be_positive(monkeypatch):
 # answers each request with its method name, or as the request's first argument says
 _SERVES = _READY + (
     "\nwhile True:\n"
-    "    method, args = _recv(sys.stdin.buffer)\n"
+    "    method, args, kwargs = _recv(sys.stdin.buffer)\n"
     "    if method == 'close': break\n"
     "    if args == ('raise',): _send(out, ('error', ValueError('bad value'), 'Traceback'))\n"
     "    elif args == ('exit',): sys.stderr.write('last words'); sys.exit(5)\n"
