@@ -1,4 +1,5 @@
-"""Time a training step and inference of the Skylark net: skylark (numpy), torch, tf and keras.
+"""Time a training step and inference of a model (--model, default the Skylark net): skylark
+(numpy), torch, tf and keras.
 
     python -m benchmarks.bench                           # the README table (~4 min on 2 cores)
     python -m benchmarks.bench --quick                   # a smoke run (~1 min), writes no JSON
@@ -38,6 +39,7 @@ from reference.frameworks import pin_threads  # noqa: E402
 FRAMEWORKS = tuple(name for name, fw in TABLE.items() if fw.in_process)
 PINNED = "SKYLARK_BENCH_THREADS"  # set once this process was started with pinned threads
 LR, MOMENTUM, SEED = 0.01, 0.9, 0
+MODEL = ["skylark"]  # --model, set by main (a one-item list: the case builders read it)
 INPUT_SHAPE = (1, 28, 28)
 EPOCH_BATCH = 64
 CHUNK = 10  # epoch timing: numpy and torch alternate every CHUNK batches
@@ -50,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "net, interleaved across frameworks; prints a markdown table, writes JSON.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    p.add_argument("--model", default="skylark", metavar="NAME|FILE",
+                   help="skylark, lenet5, vgg-bn, a .json model file or module:function")
     p.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=FRAMEWORKS,
                    help="frameworks to time (one not installed is reported as missing)")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 64, 256])
@@ -102,86 +106,106 @@ def blas_threads() -> str:
 
 # --- one (train, infer) pair of closures per framework -----------------------------------------
 
+def bench_model():
+    """The model being timed (--model), freshly initialised, float32."""
+    from skylark.models import build_model
+
+    return build_model(MODEL[0], INPUT_SHAPE, num_classes=10, seed=SEED)
+
+
 def make_cases(name: str, x, y, threads: int):
-    """(train, infer) callables for framework `name` on batch (x NCHW float32, y int64)."""
-    import skylark as sk
+    """(train, infer) callables for framework `name` on batch (x NCHW float32, y int64).
+    Training runs in training mode with one fixed set of dropout masks (the same for every
+    framework); inference in evaluation mode."""
+    from reference.inputs import dropout_masks
     from reference.spec import describe
 
-    net = sk.skylark_cnn(INPUT_SHAPE, seed=SEED)
+    net = bench_model()
+    masks = dropout_masks(describe(net), INPUT_SHAPE, len(x), SEED)
     if name == "numpy":
-        return _numpy_case(net, x, y)
+        return _numpy_case(net, x, y, masks)
     if name == "oracle":
         return _oracle_case(net, x, y)
     from reference.registry import get_runner
 
     runner = get_runner(name)  # FrameworkUnavailable when not installed
-    runner.setup(describe(net), net.params(), "float32", INPUT_SHAPE)
-    return _CASES[name](runner, x, y, threads)
+    runner.setup(describe(net), net.state(), "float32", INPUT_SHAPE)
+    return _CASES[name](runner, x, y, threads, masks)
 
 
-def _numpy_case(net, x, y):
+def _numpy_case(net, x, y, masks):
     import skylark as sk
 
     opt = sk.SGD(net, LR, MOMENTUM)
 
     def train():
+        net.train()
+        for i, m in masks.items():
+            net[i].use_mask(m)
         _, d = sk.softmax_cross_entropy(net.forward(x), y)
         opt.zero_grad()
         net.backward(d, input_grad=False)  # the data needs no gradient (as in torch)
         opt.step()
 
-    return train, lambda: net.forward(x)
+    return train, lambda: net.eval().forward(x)
 
 
-def _torch_case(runner, x, y, threads):
+def _torch_case(runner, x, y, threads, masks):
     import torch
     import torch.nn.functional as F
 
     torch.set_num_threads(threads)
     model = runner.model
+    runner._set_mode(True, masks)  # the masks stay on the dropout modules
     topt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
     def train():
+        model.train()
         topt.zero_grad(set_to_none=True)
         F.cross_entropy(model(xt), yt).backward()
         topt.step()
 
     def infer():
+        model.eval()
         with torch.inference_mode():
             return model(xt)
 
     return train, infer
 
 
-def _tf_case(runner, x, y, threads):
+def _tf_case(runner, x, y, threads, masks):
     import tensorflow as tf
 
+    from reference.tf_ref import TFRun
     from reference.transfer import activation_to_keras
 
-    tvars = list(runner.vars.values())
+    tvars = [runner.vars[k] for k in runner.trainable]
     vel = [tf.Variable(tf.zeros_like(v)) for v in tvars]
     xt, yt = tf.constant(activation_to_keras(x)), tf.constant(y)  # NHWC once, untimed
+    run = runner._run(True, masks, len(x))
 
     @tf.function
     def step(xb, yb):
         with tf.GradientTape() as tape:
-            loss = runner._loss(runner._forward(xb)[-1], yb)
+            loss = runner._loss(runner._forward(xb, run)[-1], yb)
         for v, m, g in zip(tvars, vel, tape.gradient(loss, tvars), strict=True):
             m.assign(MOMENTUM * m + g)  # torch's rule: v = mu*v + g (v = g at first)
             v.assign_sub(LR * m)
         return loss
 
-    predict = tf.function(lambda xb: runner._forward(xb)[-1])
+    predict = tf.function(lambda xb: runner._forward(xb, TFRun(training=False))[-1])
     return (lambda: step(xt, yt)), (lambda: predict(xt))
 
 
-def _keras_case(runner, x, y, threads):
+def _keras_case(runner, x, y, threads, masks):
     import keras
 
     from reference.transfer import activation_to_keras
 
     xk = activation_to_keras(x)  # NCHW -> NHWC once, outside the timed calls
+    for i, m in masks.items():  # the masks stay on the dropout layers
+        runner.groups[i][-1].mask = activation_to_keras(m, runner.geometry[i].in_flat_source)
     model = runner.model
     model.compile(optimizer=keras.optimizers.SGD(LR, momentum=MOMENTUM),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -352,7 +376,7 @@ def rss_growth_child(name: str, batch: int, threads: int) -> None:
 
 def rss_growth(name: str, batch: int, threads: int) -> float | None:
     cmd = [sys.executable, "-m", "benchmarks.bench", "--threads", str(threads),
-           "--_memory", name, str(batch)]
+           "--model", MODEL[0], "--_memory", name, str(batch)]
     try:
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                              check=True).stdout
@@ -366,7 +390,6 @@ def rss_growth(name: str, batch: int, threads: int) -> float | None:
 def epoch_seconds(n_batches: int, threads: int, log) -> dict:
     """Seconds per 60,000-image epoch at batch 64 for numpy and torch: `n_batches` batches of
     the real shuffled epoch (slicing included), alternating every CHUNK, extrapolated."""
-    import skylark as sk
     from skylark.data import batches, load_dataset
 
     try:
@@ -376,7 +399,7 @@ def epoch_seconds(n_batches: int, threads: int, log) -> dict:
     order = batches(len(data.x_train), EPOCH_BATCH, SEED, 0)
     n_batches = min(n_batches, len(order))
     # fresh models fed the real batches (the closures of make_cases hold one fixed batch)
-    net = sk.skylark_cnn(INPUT_SHAPE, seed=SEED)
+    net = bench_model()
     runners, steps = {"numpy": _numpy_epoch_step(net, data)}, {}
     try:
         import torch.nn.functional  # noqa: F401
@@ -399,7 +422,11 @@ def _numpy_epoch_step(net, data):
 
     opt = sk.SGD(net, LR, MOMENTUM)
 
+    masks = _epoch_masks(net)
+
     def np_step(idx):
+        for i, m in masks(len(idx)).items():
+            net[i].use_mask(m)
         _, d = sk.softmax_cross_entropy(net.forward(data.x_train[idx]), data.y_train[idx])
         opt.zero_grad()
         net.backward(d, input_grad=False)
@@ -418,10 +445,12 @@ def _torch_epoch_step(net, data, threads: int):
 
     torch.set_num_threads(threads)
     r = get_runner("torch")
-    r.setup(describe(net), net.params(), "float32", INPUT_SHAPE)
+    r.setup(describe(net), net.state(), "float32", INPUT_SHAPE)
     tm, topt = r.model, torch.optim.SGD(r.model.parameters(), lr=LR, momentum=MOMENTUM)
+    masks = _epoch_masks(net)
 
     def torch_step(idx):
+        r._set_mode(True, masks(len(idx)))
         xb = torch.from_numpy(data.x_train[idx])  # zero-copy: the slice is the only copy
         yb = torch.from_numpy(data.y_train[idx])
         topt.zero_grad(set_to_none=True)
@@ -429,6 +458,17 @@ def _torch_epoch_step(net, data, threads: int):
         topt.step()
 
     return torch_step
+
+
+def _epoch_masks(net):
+    """masks(batch) -> the dropout keep-masks of one step ({} without dropout, at no cost)."""
+    from reference.inputs import dropout_masks
+    from reference.spec import describe
+
+    spec = describe(net)
+    if not any(s["kind"] == "dropout" for s in spec):
+        return lambda batch: {}
+    return lambda batch: dropout_masks(spec, INPUT_SHAPE, batch, SEED)
 
 
 def _time_alternating(runners: dict, order, n_batches: int) -> dict:
@@ -503,8 +543,8 @@ def _footnotes(c: dict) -> list[str]:
     """How the table was measured, and what the two memory columns mean."""
     return [
         "",
-        f"Median over interleaved rounds; {c['threads']} thread(s) for numpy's BLAS "
-        f"({c['blas_pinning']}), torch and TF; {c['machine']}.",
+        f"Model {c.get('model', 'skylark')}. Median over interleaved rounds; {c['threads']} "
+        f"thread(s) for numpy's BLAS ({c['blas_pinning']}), torch and TF; {c['machine']}.",
         "¹ Fresh process per cell: peak RSS (VmHWM) during 5 training steps minus the RSS after "
         "building the model: the step's working set including first-call costs (tf.function "
         "tracing); allocator caching makes it a rough, not a byte-exact, figure.",
@@ -540,6 +580,7 @@ def environment(args, blas_pinning: str) -> dict:
     except (OSError, StopIteration):
         pass
     return {
+        "model": args.model,
         "frameworks": args.frameworks, "batch_sizes": args.batch_sizes, "threads": args.threads,
         "blas_pinning": blas_pinning, "blas": blas, "versions": versions,
         "machine": f"{cpu}, {os.cpu_count()} logical CPUs", "lr": LR, "momentum": MOMENTUM,
@@ -578,6 +619,7 @@ def memory(timing: dict, args) -> dict:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    MODEL[0] = args.model
     if os.environ.get(PINNED) != str(args.threads):
         repin_and_exec(args.threads, argv)
     how = blas_threads()
@@ -594,7 +636,8 @@ def main(argv=None) -> int:
     log(f"threads: {args.threads} (numpy BLAS: {how}; torch.set_num_threads; TF intra/inter op)")
     res = {"config": environment(args, how), "timing": {}, "memory": {}}
     for b in sorted(set(args.batch_sizes)):
-        names = list(args.frameworks) + (["oracle"] if b == 1 else [])
+        # the oracle (the tutorials' loops) exists for the Skylark net only
+        names = list(args.frameworks) + (["oracle"] if b == 1 and MODEL[0] == "skylark" else [])
         res["timing"][str(b)] = time_batch(names, b, args.threads, args.seconds, log)
     if not args.no_memory:
         log("  memory: one fresh process per framework and batch size")
