@@ -40,10 +40,9 @@ EXIT_CODES = ("exit status: 0 every tensor of every framework within budget; 1 a
 
 def _plant(text: str) -> tuple[str, str]:
     fw, _, bug = text.partition("=")
-    if fw not in COMPARED or bug not in PLANTS or (
-            bug == "pool_last_max" and fw != "torch"):
+    if fw not in COMPARED or bug not in PLANTS or fw not in PLANTS[bug]:
         raise argparse.ArgumentTypeError(
-            f"expected FRAMEWORK=BUG with BUG one of {PLANTS} (pool_last_max: torch only). "
+            f"expected FRAMEWORK=BUG with BUG one of {tuple(PLANTS)} (each for its frameworks). "
             f"Received: {text!r}"
         )
     return fw, bug

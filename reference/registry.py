@@ -17,12 +17,12 @@ def get_runner(name: str, plant: str | None = None) -> Runner:
     """
     if name not in FRAMEWORKS:
         raise ValueError(f"unknown framework. Expected one of {NAMES}. Received: {name!r}")
-    if plant == "pool_last_max" and name != "torch":
-        raise ValueError(f"plant pool_last_max exists for torch only. Received: {name!r}")
-    if plant == "keras_bn_biased" and not name.startswith("keras"):
-        raise ValueError(f"plant keras_bn_biased exists for Keras only. Received: {name!r}")
     if plant is not None and plant not in PLANTS:
-        raise ValueError(f"plant must be None or one of {PLANTS}. Received: plant={plant!r}")
+        raise ValueError(f"plant must be None or one of {tuple(PLANTS)}. "
+                         f"Received: plant={plant!r}")
+    if plant is not None and name not in PLANTS[plant]:
+        raise ValueError(f"plant {plant} exists for {', '.join(PLANTS[plant])} only. "
+                         f"Received: {name!r}")
     fw = FRAMEWORKS[name]
     require_installed(name, fw.modules, fw.install)
     if not fw.in_process:

@@ -23,12 +23,9 @@ names; the conversions happen inside (reference.transfer). The names `trace` ret
         p = "cot":  from the given random cotangent on the logits (a sum of the outputs, i.e. an
                     all-ones cotangent, is blind to a permutation of the outputs).
 
-`plant=` (get_runner's keyword) is a TEST-ONLY hook that injects a known bug so the checker's
-tests can prove it fails loudly: "dense_hwc" (Keras/TF dense rows copied in CHW order),
-"kernel_transposed" (conv kernels with kh and kw swapped), "loss_sum" (the loss summed over the
-batch instead of averaged), "pool_last_max" (torch only: max-pool ties sent to the LAST maximum
-of the window instead of the first), "keras_bn_biased" (Keras only: stock BatchNormalization,
-whose running variance moves with the biased variance). Never use it for anything else.
+`plant=` (get_runner's keyword) is a TEST-ONLY hook that injects a known bug, each one a real
+porting trap, so the checker's tests can prove it fails loudly and names the first diverging
+tensor. PLANTS maps each to the frameworks it exists for; never use it for anything else.
 """
 
 from __future__ import annotations
@@ -48,7 +45,25 @@ import skylark as sk
 from .kinds import KINDS
 from .spec import geometry, param_shapes
 
-PLANTS = ("dense_hwc", "kernel_transposed", "loss_sum", "pool_last_max", "keras_bn_biased")
+_KERAS = ("keras", "keras-tensorflow", "keras-torch", "keras-jax")
+PLANTS = {
+    # Dense rows copied in CHW order to a framework that flattens HWC
+    "dense_hwc": ("tf", *_KERAS),
+    # conv kernels with kh and kw swapped
+    "kernel_transposed": ("torch", "tf", *_KERAS),
+    # the loss summed over the batch instead of averaged
+    "loss_sum": ("torch", "tf", *_KERAS),
+    # max-pool ties sent to the LAST maximum of the window instead of the first
+    "pool_last_max": ("torch",),
+    # stock Keras BatchNormalization: the running variance moves with the biased variance
+    "keras_bn_biased": _KERAS,
+    # torch's BatchNorm momentum passed to Keras unconverted (Keras' is 1 - torch's)
+    "keras_bn_momentum": _KERAS,
+    # Keras BatchNormalization's default epsilon (1e-3) instead of the model's (torch: 1e-5)
+    "keras_bn_eps": _KERAS,
+    # Keras LeakyReLU's default slope (0.3) instead of the model's (torch: 0.01)
+    "keras_leaky_default": _KERAS,
+}
 
 # absl's pre-initialisation INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are
 # on ...") and the warning that announces them: noise to drop from a framework's stderr.
@@ -144,7 +159,8 @@ class Runner:
 
     def __init__(self, plant: str | None = None) -> None:
         if plant is not None and plant not in PLANTS:
-            raise ValueError(f"plant must be None or one of {PLANTS}. Received: plant={plant!r}")
+            raise ValueError(f"plant must be None or one of {tuple(PLANTS)}. "
+                             f"Received: plant={plant!r}")
         self.plant = plant
         self.spec: list[dict] | None = None
 

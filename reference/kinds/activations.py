@@ -35,6 +35,8 @@ class LeakyReLU(Kind):
 
         from ..keras_layers import ExactLeakyReLU
 
+        if plant == "keras_leaky_default":  # planted (tests only): Keras' default slope, 0.3
+            return [keras.layers.LeakyReLU(name=f"l{g.index}", dtype=dtype)]
         if dtype == "float64" and keras.backend.backend() == "tensorflow":
             # keras.layers.LeakyReLU calls tf.nn.leaky_relu there: the float32 slope above
             return [ExactLeakyReLU(s["negative_slope"], name=f"l{g.index}", dtype=dtype)]

@@ -107,5 +107,6 @@ class BatchNorm2d(Kind):
         if plant == "keras_bn_biased":  # planted (tests only): stock Keras' biased update
             cls = keras.layers.BatchNormalization
         # Keras' momentum is the weight of the OLD running value: 1 - torch's
-        return [cls(momentum=1 - s["momentum"], epsilon=s["eps"], name=f"l{g.index}",
-                    dtype=dtype)]
+        momentum = s["momentum"] if plant == "keras_bn_momentum" else 1 - s["momentum"]
+        eps = {} if plant == "keras_bn_eps" else {"epsilon": s["eps"]}  # planted: Keras' 1e-3
+        return [cls(momentum=momentum, name=f"l{g.index}", dtype=dtype, **eps)]

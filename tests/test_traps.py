@@ -1,0 +1,108 @@
+"""The porting traps: each one planted into one framework's copy of a model, and `skylark check`
+must fail and name the first diverging tensor the README's traps table promises.
+
+A row: trap, plant (reference.runner.PLANTS), framework, model, input, dtype, and the first
+diverging tensor in forward order, in the loss pass and in the cotangent pass (None: clean).
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import framework_param
+
+import skylark as sk
+from reference import harness
+from reference.frameworks import FRAMEWORKS
+from reference.registry import get_runner
+from reference.runner import FrameworkUnavailable
+
+
+def bn_net():
+    """conv -> BatchNorm2d (torch's eps and momentum) -> ReLU -> flatten -> dense."""
+    return sk.Sequential(sk.Conv2D(1, 3, 3, seed=1), sk.BatchNorm2d(3), sk.ReLU(), sk.Flatten(),
+                         sk.Dense(3 * 6 * 6, 4, seed=2))
+
+
+def leaky_net():
+    return sk.Sequential(sk.Conv2D(1, 3, 3, seed=1), sk.LeakyReLU(0.01), sk.Flatten(),
+                         sk.Dense(3 * 6 * 6, 4, seed=2))
+
+
+def skylark_net():
+    return sk.skylark_cnn((1, 8, 8))
+
+
+TRAPS = [
+    # BatchNorm: Keras moves the running variance with the biased variance. In training the
+    # outputs use the batch's statistics, so only the running variance differs.
+    ("bn_variance", "keras_bn_biased", "keras", bn_net, "random",
+     ("stat.1.running_var", None, None)),
+    # BatchNorm: Keras' momentum is the weight of the old value (torch 0.1 = Keras 0.9)
+    ("bn_momentum", "keras_bn_momentum", "keras", bn_net, "random",
+     ("stat.1.running_mean", None, None)),
+    # BatchNorm: Keras' default epsilon is 1e-3, torch's 1e-5. The BN output is the first
+    # wrong tensor; the loss pass starts at the (now different) logits; in the cotangent pass
+    # d.out.4 is the cotangent itself and d.4.weight = cot^T out.3 is the first to see it.
+    ("bn_eps", "keras_bn_eps", "keras", bn_net, "random",
+     ("out.1", "loss/d.out.4", "cot/d.4.weight")),
+    # LeakyReLU: Keras' default slope is 0.3, torch's 0.01 (same reasoning, one layer less)
+    ("leaky_default", "keras_leaky_default", "keras", leaky_net, "random",
+     ("out.1", "loss/d.out.3", "cot/d.3.weight")),
+    # flatten order: a Dense after Flatten needs its rows permuted CHW -> HWC
+    ("flatten_order", "dense_hwc", "tf", skylark_net, "random",
+     ("out.3", "loss/d.out.3", "cot/d.out.2")),
+    # max-pool ties: the first maximum wins (the last, here)
+    ("pool_ties", "pool_last_max", "torch", skylark_net, "ties",
+     (None, "loss/d.out.0", "cot/d.out.0")),
+    # the loss: a mean over the batch, not a sum
+    ("loss_mean", "loss_sum", "torch", skylark_net, "random", ("loss", "loss/d.out.3", None)),
+    # conv kernels: OIHW <-> HWIO, kh and kw not swapped
+    ("kernel_layout", "kernel_transposed", "keras", skylark_net, "random",
+     ("out.0", "loss/d.out.3", "cot/d.3.weight")),
+]
+
+
+def _firsts(report, framework):
+    r = report["frameworks"][framework]
+    assert r["status"] == "FAIL", r
+    return r["first_forward"], r["first_backward"]["loss"], r["first_backward"]["cot"]
+
+
+@pytest.mark.parametrize("plant, framework, make, kind, first", [
+    framework_param(fw, plant, fw, make, kind, first, id=trap)
+    for trap, plant, fw, make, kind, first in TRAPS])
+def test_planted_trap_fails_and_names_its_first_tensor(plant, framework, make, kind, first):
+    model = make()
+    shape = (1, 8, 8)
+    clean = harness.run_check([framework], "float64", kind, model=model, input_shape=shape,
+                              log=lambda m: None)
+    assert clean["ok"], clean["frameworks"][framework]  # the model itself is fine
+    planted = harness.run_check([framework], "float64", kind, model=model, input_shape=shape,
+                                plants={framework: plant}, log=lambda m: None)
+    assert _firsts(planted, framework) == first
+
+
+@pytest.mark.keras_torch
+@pytest.mark.slow
+def test_stock_keras_float64_on_torch_is_float32_at_the_first_dense(monkeypatch):
+    """Keras 3 maps float64 to float32 in its promotion table on the torch and jax backends;
+    with the reference's fix turned off, a float64 check fails at the first Dense output."""
+    monkeypatch.setenv("SKYLARK_KERAS_STOCK_FLOAT64", "1")  # read by the fresh worker
+    try:
+        runner = get_runner("keras-torch")
+    except FrameworkUnavailable as e:
+        pytest.skip(e.reason)
+    try:
+        report = harness.run_check(["keras-torch"], "float64", "random", model=skylark_net(),
+                                   input_shape=(1, 8, 8), runners={"keras-torch": runner},
+                                   log=lambda m: None)
+    finally:
+        runner.close()
+    assert _firsts(report, "keras-torch")[0] == "out.3"
+
+
+def test_every_plant_is_a_row_or_tested_elsewhere():
+    from reference.runner import PLANTS
+
+    assert {row[1] for row in TRAPS} == set(PLANTS)
+    assert all(fw in FRAMEWORKS for row in TRAPS for fw in [row[2]])
