@@ -96,3 +96,79 @@ class ExactLeakyReLU(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+def _window_taps(x, kernel, strides, dilation, out_hw):
+    """Tap (p, q) of every window of an NHWC map, row-major: the strided view
+    x[:, p*dh + i*sh, q*dw + j*sw, :] over the output grid (i, j)."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, strides, dilation, out_hw
+    for p in range(kh):
+        for q in range(kw):
+            yield x[:, p * dh : p * dh + (ho - 1) * sh + 1 : sh,
+                    q * dw : q * dw + (wo - 1) * sw + 1 : sw, :]
+
+
+class _PaddedPool2D(keras.layers.Layer):
+    """An NHWC pool over a map padded explicitly ((top, bottom, left, right)) with `pad_value`;
+    the output grid is the floor-mode one of the padded map."""
+
+    pad_value = 0.0
+
+    def __init__(self, kernel_size, strides, pads, dilation=(1, 1), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.kernel_size, self.strides = tuple(kernel_size), tuple(strides)
+        self.dilation, self.pads = tuple(dilation), tuple(int(p) for p in pads)
+
+    def _padded(self, x):
+        t, b, l, r = self.pads
+        return ops.pad(x, [[0, 0], [t, b], [l, r], [0, 0]], constant_values=self.pad_value)
+
+    def _out(self, h, w):
+        t, b, l, r = self.pads
+        return tuple(None if n is None else (n + lo + hi - d * (k - 1) - 1) // s + 1
+                     for n, lo, hi, k, s, d in zip((h, w), (t, l), (b, r), self.kernel_size,
+                                                   self.strides, self.dilation, strict=True))
+
+    def compute_output_shape(self, shape):
+        n, h, w, c = shape
+        return (n, *self._out(h, w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size,
+                "strides": self.strides, "pads": self.pads, "dilation": self.dilation}
+
+
+class DilatedMaxPool2D(_PaddedPool2D):
+    """Max-pooling with a dilation (keras.layers.MaxPooling2D has none): -inf padding, then a
+    running maximum over the window's taps in row-major order with a strict `>` (ops.where), so
+    the gradient goes to the FIRST maximum of a window, as in torch. (A max reduction over the
+    stacked taps would split a tie's gradient among the tied elements.)"""
+
+    pad_value = float("-inf")
+
+    def call(self, x):
+        best = None
+        for tap in _window_taps(self._padded(x), self.kernel_size, self.strides, self.dilation,
+                                self._out(x.shape[1], x.shape[2])):
+            best = tap if best is None else ops.where(tap > best, tap, best)
+        return best
+
+
+class RealCellsAvgPool2D(_PaddedPool2D):
+    """Average pooling over the REAL cells of each window only: zero padding, the window's sum,
+    divided by the number of real cells in it. torch's count_include_pad=False for int padding;
+    also TF's "same" where a Keras backend gets it wrong (see reference.kinds.avgpool2d)."""
+
+    def call(self, x):
+        h, w = x.shape[1], x.shape[2]
+        out = self._out(h, w)
+        total = None
+        for tap in _window_taps(self._padded(x), self.kernel_size, self.strides, (1, 1), out):
+            total = tap if total is None else total + tap
+        t, _, l, _ = self.pads
+        rows = [min(i * self.strides[0] - t + self.kernel_size[0], h)
+                - max(i * self.strides[0] - t, 0) for i in range(out[0])]
+        cols = [min(j * self.strides[1] - l + self.kernel_size[1], w)
+                - max(j * self.strides[1] - l, 0) for j in range(out[1])]
+        counts = [[[float(a * b)] for b in cols] for a in rows]  # (H_out, W_out, 1)
+        return total / ops.convert_to_tensor(counts, dtype=x.dtype)

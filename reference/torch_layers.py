@@ -69,3 +69,24 @@ class MaskedDropout(nn.Module):
         keep = 1 - self.p
         mask = self.mask.to(x.dtype)
         return x * (mask / keep if keep else mask * 0)  # torch's order: scale the mask
+
+
+class AvgPool2dTF(nn.Module):
+    """TF's "same" average pooling: the mean of each window's REAL cells, with TF's padding
+    (the odd pixel bottom/right), which nn.AvgPool2d cannot say (its padding is symmetric).
+    Exact: zero padding (F.pad), each window's sum (F.avg_pool2d with divisor_override=1 divides
+    by 1), divided by the number of real cells in it (the same sum over a padded map of ones)."""
+
+    def __init__(self, kernel_size, stride, pads=(0, 0, 0, 0)) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
+        self.pads = tuple(pads)
+
+    def _window_sum(self, x):
+        t, b, l, r = self.pads
+        return F.avg_pool2d(F.pad(x, (l, r, t, b)), self.kernel_size, self.stride,
+                            divisor_override=1)
+
+    def forward(self, x):
+        ones = torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype)
+        return self._window_sum(x) / self._window_sum(ones)

@@ -9,11 +9,13 @@
 __version__ = "0.1.0"
 
 from .layers import (
+    AvgPool2D,
     BatchNorm2d,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
     Layer,
     LeakyReLU,
     MaxPool2D,
@@ -29,6 +31,7 @@ from .optim import SGD
 
 __all__ = [
     "SGD",
+    "AvgPool2D",
     "BatchNorm2d",
     "CheckpointError",
     "CheckpointNotFoundError",
@@ -36,6 +39,7 @@ __all__ = [
     "Dense",
     "Dropout",
     "Flatten",
+    "GlobalAvgPool2D",
     "Layer",
     "LeakyReLU",
     "MaxPool2D",

@@ -51,31 +51,49 @@ def conv_backward(dy, x, w, stride, pads):
     return dxp[:, :, t : t + h, l : l + wd], dw, dy.sum(axis=(0, 2, 3))
 
 
-def maxpool_forward(x, kernel, stride, pads):
-    """-> y (N, C, Ho, Wo) and the (row, col) of each window's FIRST maximum (row-major)."""
+def pool_out(n, k, s, lo, hi, dilation=1, ceil_mode=False):
+    """torch's pooling output length, written out: floor (or ceil) of (n + lo + hi - span) / s,
+    plus one; in ceil mode a last window starting in the right padding is dropped."""
+    span = dilation * (k - 1) + 1
+    out = int(np.floor((n + lo + hi - span) / s)) + 1
+    if ceil_mode:
+        out = int(np.ceil((n + lo + hi - span) / s)) + 1
+        if (out - 1) * s >= n + lo:
+            out -= 1
+    return out
+
+
+def maxpool_forward(x, kernel, stride, pads, dilation=(1, 1), ceil_mode=False):
+    """-> y (N, C, Ho, Wo) and the (row, col) in the padded input of each window's FIRST
+    maximum (row-major). Taps past the padded input (ceil mode) are skipped, like -inf."""
     xp = pad(x, pads, value=-np.inf)
     n, c, hp, wp = xp.shape
-    (kh, kw), (sh, sw) = kernel, stride
-    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    t, b, l, r = pads
+    ho = pool_out(x.shape[2], kh, sh, t, b, dh, ceil_mode)
+    wo = pool_out(x.shape[3], kw, sw, l, r, dw, ceil_mode)
     y = np.zeros((n, c, ho, wo), dtype=x.dtype)
     where = np.zeros((n, c, ho, wo, 2), dtype=int)
     for i in range(n):
         for ch in range(c):
-            for r in range(ho):
+            for rr in range(ho):
                 for s in range(wo):
-                    best, pos = -np.inf, (r * sh, s * sw)
+                    best, pos = -np.inf, (rr * sh, s * sw)
                     for p in range(kh):
                         for q in range(kw):
-                            v = xp[i, ch, r * sh + p, s * sw + q]
+                            row, col = rr * sh + p * dh, s * sw + q * dw
+                            if row >= hp or col >= wp:
+                                continue
+                            v = xp[i, ch, row, col]
                             if v > best:  # strict: a later tie never replaces the first max
-                                best, pos = v, (r * sh + p, s * sw + q)
-                    y[i, ch, r, s] = best
-                    where[i, ch, r, s] = pos
+                                best, pos = v, (row, col)
+                    y[i, ch, rr, s] = best
+                    where[i, ch, rr, s] = pos
     return y, where
 
 
-def maxpool_backward(dy, x, kernel, stride, pads):
-    _, where = maxpool_forward(x, kernel, stride, pads)
+def maxpool_backward(dy, x, kernel, stride, pads, dilation=(1, 1), ceil_mode=False):
+    _, where = maxpool_forward(x, kernel, stride, pads, dilation, ceil_mode)
     t, b, l, r = pads
     dxp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + t + b, x.shape[3] + l + r), x.dtype)
     n, c, ho, wo = dy.shape
@@ -86,3 +104,72 @@ def maxpool_backward(dy, x, kernel, stride, pads):
                     pr, pc = where[i, ch, rr, s]
                     dxp[i, ch, pr, pc] += dy[i, ch, rr, s]
     return dxp[:, :, t : t + x.shape[2], l : l + x.shape[3]]
+
+
+def _avg_windows(x, kernel, stride, pads, count_include_pad):
+    """Yield (i, ch, r, s, rows, cols, divisor) for every window: its real rows and columns in
+    x's coordinates, and what its sum is divided by (kh*kw, or the count of real cells)."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    t, b, l, r = pads
+    ho, wo = pool_out(h, kh, sh, t, b), pool_out(w, kw, sw, l, r)
+    for i in range(n):
+        for ch in range(c):
+            for rr in range(ho):
+                for s in range(wo):
+                    rows = [rr * sh + p - t for p in range(kh) if 0 <= rr * sh + p - t < h]
+                    cols = [s * sw + q - l for q in range(kw) if 0 <= s * sw + q - l < w]
+                    div = kh * kw if count_include_pad else len(rows) * len(cols)
+                    yield i, ch, rr, s, rows, cols, div
+
+
+def avgpool_forward(x, kernel, stride, pads, count_include_pad=True):
+    """-> y (N, C, Ho, Wo): the sum of each window's real cells (padding adds 0) divided by
+    kh*kw (count_include_pad) or by the number of real cells."""
+    (kh, kw), (sh, sw) = kernel, stride
+    t, b, l, r = pads
+    ho, wo = pool_out(x.shape[2], kh, sh, t, b), pool_out(x.shape[3], kw, sw, l, r)
+    y = np.zeros((x.shape[0], x.shape[1], ho, wo), dtype=x.dtype)
+    for i, ch, rr, s, rows, cols, div in _avg_windows(x, kernel, stride, pads,
+                                                      count_include_pad):
+        total = 0.0
+        for row in rows:
+            for col in cols:
+                total += x[i, ch, row, col]
+        y[i, ch, rr, s] = total / div
+    return y
+
+
+def avgpool_backward(dy, x, kernel, stride, pads, count_include_pad=True):
+    dx = np.zeros_like(x)
+    for i, ch, rr, s, rows, cols, div in _avg_windows(x, kernel, stride, pads,
+                                                      count_include_pad):
+        for row in rows:
+            for col in cols:
+                dx[i, ch, row, col] += dy[i, ch, rr, s] / div
+    return dx
+
+
+def global_avgpool_forward(x):
+    """(N, C, H, W) -> (N, C): the mean of every map."""
+    n, c, h, w = x.shape
+    y = np.zeros((n, c), dtype=x.dtype)
+    for i in range(n):
+        for ch in range(c):
+            total = 0.0
+            for row in range(h):
+                for col in range(w):
+                    total += x[i, ch, row, col]
+            y[i, ch] = total / (h * w)
+    return y
+
+
+def global_avgpool_backward(dy, x):
+    n, c, h, w = x.shape
+    dx = np.zeros_like(x)
+    for i in range(n):
+        for ch in range(c):
+            for row in range(h):
+                for col in range(w):
+                    dx[i, ch, row, col] = dy[i, ch] / (h * w)
+    return dx

@@ -1,10 +1,11 @@
-"""MaxPool2D: finite differences and the loop oracle on a grid of options; ties (one winner per
-window, the FIRST maximum in row-major order); argument errors; equivalence with every
-framework."""
+"""MaxPool2D: finite differences and the loop oracle on a grid of options (dilation and torch's
+ceil_mode included); ties (one winner per window, the FIRST maximum in row-major order, dilated
+windows too); argument errors; equivalence with every framework."""
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -47,6 +48,59 @@ def test_pool_gradients_fd_and_oracle(case):
     pool.forward(x)
     assert rel_error(pool.backward(cot), maxpool_backward(cot, x, pool.kernel_size,
                                                           pool.stride, pads)) <= ORACLE_RTOL
+
+
+def expected_size(n, k, s, p, d=1, ceil_mode=False):
+    """torch's documented output length, from the REQUESTED arguments: floor (or ceil) of
+    (n + 2p - d*(k-1) - 1) / s + 1; in ceil mode a last window starting in the right padding
+    is dropped."""
+    q = (n + 2 * p - d * (k - 1) - 1) / s
+    out = (math.ceil(q) if ceil_mode else math.floor(q)) + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+# non-square kernels, strides and paddings (every combination), each with three (dilation,
+# ceil_mode) settings, on a 9x11 input
+DILATED_GRID = [
+    dict(k=k, s=s, p=p, d=d, ceil=ceil)
+    for k, s, p, (d, ceil) in itertools.product(
+        ((2, 3), (3, 2)), ((1, 2), (2, 3)), ((0, 0), (1, 1), (1, 0)),
+        (((1, 1), True), ((2, 1), False), ((2, 3), True)))
+]
+
+
+@pytest.mark.parametrize("case", DILATED_GRID, ids=_cid)
+def test_dilated_ceil_pool_fd_oracle_and_shape(case):
+    pool = sk.MaxPool2D(case["k"], stride=case["s"], padding=case["p"], dilation=case["d"],
+                        ceil_mode=case["ceil"])
+    x = rand((2, 3, 9, 11))
+    y = pool.forward(x)
+    sizes = zip((9, 11), case["k"], case["s"], case["p"], case["d"], strict=True)
+    assert y.shape == (2, 3, *(expected_size(*a, case["ceil"]) for a in sizes))
+    cot = rand(y.shape, seed=1)
+    assert check_gradients(layer_fb(pool, cot), x, {})["input"] <= FD_RTOL
+    pads = (case["p"][0], case["p"][0], case["p"][1], case["p"][1])
+    args = (case["k"], case["s"], pads, case["d"], case["ceil"])
+    assert np.array_equal(y, maxpool_forward(x, *args)[0])
+    pool.forward(x)
+    assert rel_error(pool.backward(cot), maxpool_backward(cot, x, *args)) <= ORACLE_RTOL
+
+
+@pytest.mark.parametrize("n, k, s, p, ceil, expected", [
+    (6, 3, 2, 0, False, 2),
+    (6, 3, 2, 0, True, 3),  # the last window covers rows 4, 5 and one row past the input
+    (5, 2, 2, 1, True, 3),  # ceil gives 4, but the 4th window would start in the padding
+    (1, 2, 2, 0, True, 1),  # the window is larger than the input: torch still pools it
+    (7, 2, 3, 1, True, 3),
+])
+def test_ceil_mode_output_size_is_torchs(n, k, s, p, ceil, expected):
+    assert expected_size(n, k, s, p, 1, ceil) == expected
+    x = rand((1, 1, n, n))
+    y = sk.MaxPool2D(k, s, p, ceil_mode=ceil).forward(x)
+    assert y.shape == (1, 1, expected, expected)
+    assert np.array_equal(y, maxpool_forward(x, (k, k), (s, s), (p,) * 4, ceil_mode=ceil)[0])
 
 
 # --- ties -----------------------------------------------------------------------------------
@@ -94,6 +148,38 @@ def test_constant_background_one_winner_per_window(k, s):
         assert np.count_nonzero(dx) == y.size
 
 
+def test_dilated_tied_window_sends_gradient_to_first_max():
+    """k=2, dilation 2: the window's taps are (0,0), (0,2), (2,0), (2,2), in that order."""
+    x = np.zeros((1, 1, 3, 3))
+    x[0, 0, 0, 2] = x[0, 0, 2, 0] = x[0, 0, 2, 2] = 1.0
+    x[0, 0, 1, 1] = 5.0  # not a tap of the window: never wins
+    pool = sk.MaxPool2D(2, dilation=2)
+    assert pool.forward(x)[0, 0, 0, 0] == 1.0
+    dx = pool.backward(np.array([[[[7.0]]]]))
+    expected = np.zeros((3, 3))
+    expected[0, 2] = 7.0
+    np.testing.assert_array_equal(dx[0, 0], expected)
+
+
+@pytest.mark.parametrize("k, s, p, d, ceil", [
+    ((2, 3), (1, 2), (1, 1), (2, 1), True), (3, 1, 1, 2, False), ((3, 2), 2, 0, (1, 3), True),
+])
+def test_dilated_pool_ties_first_max_matches_oracle(k, s, p, d, ceil):
+    """Values in {0, 1, 2}: almost every window ties. Exact winner positions, one per window."""
+    x = np.random.default_rng(3).integers(0, 3, (2, 2, 10, 9)).astype(float)
+    pool = sk.MaxPool2D(k, s, p, d, ceil)
+    y = pool.forward(x)
+    cot = np.random.default_rng(4).standard_normal(y.shape)
+    dx = pool.backward(cot)
+    ph, pw = (p, p) if isinstance(p, int) else p
+    as_pair = [(v, v) if isinstance(v, int) else v for v in (k, s, d)]
+    args = (as_pair[0], as_pair[1], (ph, ph, pw, pw), as_pair[2], ceil)
+    np.testing.assert_array_equal(y, maxpool_forward(x, *args)[0])
+    expected = maxpool_backward(cot, x, *args)
+    np.testing.assert_array_equal(dx != 0, expected != 0)  # exact positions
+    np.testing.assert_allclose(dx, expected, rtol=1e-15, atol=0)
+
+
 def test_relu_then_pool_ties_at_zero():
     x = -np.abs(np.random.default_rng(1).standard_normal((1, 1, 4, 4)))  # all negative
     x[0, 0, 3, 3] = 1.0
@@ -112,6 +198,14 @@ def test_relu_then_pool_ties_at_zero():
         (lambda: sk.MaxPool2D(2, stride=0), "Received: stride=0"),
         (lambda: sk.MaxPool2D(2, padding=-1), "Received: padding=-1"),
         (lambda: sk.MaxPool2D(2, padding=2), "Received: padding=2"),
+        (lambda: sk.MaxPool2D(2, padding=2, dilation=3), "Received: padding=2"),  # torch's rule
+        (lambda: sk.MaxPool2D(2, dilation=0), "Received: dilation=0"),
+        (lambda: sk.MaxPool2D(2, dilation=(1, 2, 3)), r"Received: dilation=\(1, 2, 3\)"),
+        (lambda: sk.MaxPool2D(2, ceil_mode="yes"), "Received: ceil_mode='yes'"),
+        (lambda: sk.MaxPool2D(2, padding="same", ceil_mode=True),
+         "Received: ceil_mode=True with padding='same'"),
+        (lambda: sk.MaxPool2D(2, padding="valid", ceil_mode=True),
+         "Received: ceil_mode=True with padding='valid'"),
     ],
 )
 def test_bad_arguments_name_the_received_value(make, match):
@@ -124,6 +218,11 @@ def test_bad_arguments_name_the_received_value(make, match):
     [
         (sk.MaxPool2D(3), np.zeros((1, 1, 2, 2)), r"larger than the padded input \(2, 2\)"),
         (sk.MaxPool2D(2), np.zeros((4, 4)), r"Received: input with shape \(4, 4\)"),
+        (sk.MaxPool2D(2, dilation=3), np.zeros((1, 1, 3, 3)),
+         r"larger than the padded input \(3, 3\)"),
+        # taps at -1 and 2 of a 1-pixel input: torch outputs -inf here, skylark refuses
+        (sk.MaxPool2D(2, 2, 1, dilation=3, ceil_mode=True), np.zeros((1, 1, 1, 1)),
+         r"window 0 along H covers only padding.*Received: input spatial size \(1, 1\)"),
     ],
 )
 def test_bad_input_names_the_received_shape(layer, x, match):
@@ -147,6 +246,14 @@ POOL_CASES = [
                  id="pool3_s2_same_asym"),
     pytest.param(lambda: sk.Sequential(C(1, 3, 3, 1, 1, seed=4), R(), P(3, 2, 1)), (1, 8, 8), 4,
                  id="int_pad_relu_pool3s2p1"),
+    # dilated taps (running max with a strict > in TF/Keras), torch's ceil_mode (extra -inf rows
+    # and columns in TF/Keras) dilated and not, ReLU ties at 0: one net, one run per framework
+    pytest.param(lambda: sk.Sequential(C(1, 2, 3, seed=3), R(), P((2, 3), (1, 2), (1, 1), (2, 1),
+                                                               ceil_mode=True),
+                                       P(3, 2, 1, ceil_mode=True)), (1, 12, 13), 4,
+                 id="relu_dilated2x1_ceil_then_k3_s2_p1_ceil"),
+    pytest.param(lambda: sk.Sequential(C(1, 2, 3, seed=9), P(3, 2, "same", dilation=2)),
+                 (1, 9, 10), 4, id="dilated2_same_k3_s2"),
 ]
 VARIANTS = list(itertools.product(DTYPES, INPUTS))
 

@@ -8,17 +8,19 @@ and tests. Nothing else branches on the kind.
 from __future__ import annotations
 
 from .activations import LeakyReLU, Sigmoid, Tanh
+from .avgpool2d import AvgPool2d
 from .base import FRAMEWORK_BUILDERS, Kind
 from .batchnorm2d import BatchNorm2d
 from .conv2d import Conv2d
 from .dense import Dense
 from .dropout import Dropout
 from .flatten import Flatten
+from .globalavgpool2d import GlobalAvgPool2d
 from .maxpool2d import MaxPool2d
 from .relu import ReLU
 
-_ALL = (Conv2d(), MaxPool2d(), BatchNorm2d(), ReLU(), LeakyReLU(), Sigmoid(), Tanh(), Dropout(),
-        Flatten(), Dense())
+_ALL = (Conv2d(), MaxPool2d(), AvgPool2d(), GlobalAvgPool2d(), BatchNorm2d(), ReLU(), LeakyReLU(),
+        Sigmoid(), Tanh(), Dropout(), Flatten(), Dense())
 KINDS: dict[str, Kind] = {k.name: k for k in _ALL}
 
 

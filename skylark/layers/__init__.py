@@ -7,7 +7,7 @@ from .conv import Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .flatten import Flatten
-from .pool import MaxPool2D
+from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 
-__all__ = ["BatchNorm2d", "Conv2D", "Dense", "Dropout", "Flatten", "Layer", "LeakyReLU",
-           "MaxPool2D", "ReLU", "Sigmoid", "Softmax", "Tanh", "softmax"]
+__all__ = ["AvgPool2D", "BatchNorm2d", "Conv2D", "Dense", "Dropout", "Flatten", "GlobalAvgPool2D",
+           "Layer", "LeakyReLU", "MaxPool2D", "ReLU", "Sigmoid", "Softmax", "Tanh", "softmax"]

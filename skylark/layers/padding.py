@@ -1,4 +1,5 @@
-"""Padding rules shared by Conv2D and MaxPool2D: ints, pairs, "valid" and TF's "same"."""
+"""Padding rules shared by Conv2D and the pools: ints, pairs, "valid", TF's "same", and torch's
+ceil_mode output size for the pools."""
 
 from __future__ import annotations
 
@@ -49,3 +50,19 @@ def resolve_pads(padding, size: tuple[int, int], kernel, stride) -> Pads:
 def out_size(n: int, k: int, s: int) -> int:
     """Floor-mode output length of a window `k` sliding with stride `s` over `n` (padded) pixels."""
     return (n - k) // s + 1
+
+
+def pool_out_size(n: int, span: int, s: int, lo: int, hi: int, ceil_mode: bool = False) -> int:
+    """Output length of a pooling window covering `span` pixels (d*(k-1)+1 with dilation d),
+    stride `s`, over `n` pixels padded by `lo` before and `hi` after; < 1 when none fits.
+
+    torch's rule (pooling_output_shape), floor division included: (n + lo + hi - span) // s + 1,
+    or in ceil_mode (n + lo + hi - span + s - 1) // s + 1, where a last window that would START
+    in the right padding is dropped. In ceil_mode the last window may reach past the padding
+    (even when the span exceeds the padded input by less than a stride).
+    """
+    room = n + lo + hi - span
+    out = (room + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + lo:
+        out -= 1
+    return out

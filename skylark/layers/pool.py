@@ -1,4 +1,6 @@
-"""MaxPool2D over NCHW batches, like `torch.nn.MaxPool2d` (floor mode, dilation 1)."""
+"""Pooling over NCHW batches, like torch: `MaxPool2D` (nn.MaxPool2d, dilation and ceil_mode
+included), `AvgPool2D` (nn.AvgPool2d with count_include_pad, and TF's "same") and
+`GlobalAvgPool2D` ((N, C, H, W) -> (N, C), the mean over H and W)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import Layer, check_input, positive_pair
-from .padding import Pads, check_padding, out_size, padding_config, resolve_pads
+from .padding import Pads, check_padding, padding_config, pool_out_size, resolve_pads
 
 
 class PoolCache(NamedTuple):
@@ -20,74 +22,152 @@ class PoolCache(NamedTuple):
     pads: Pads  # (top, bottom, left, right)
 
 
-class MaxPool2D(Layer):
-    """y[n, c, i, j] = max_{p, q} xpad[n, c, i*sh + p, j*sw + q], padding with -inf.
+def _bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a bool. Received: {name}={value!r}")
+    return bool(value)
 
-    x: (N, C, H, W) -> y: (N, C, H_out, W_out), H_out = (H + pad_h - kh) // sh + 1.
-    stride defaults to kernel_size. padding: int, pair (each <= kernel/2, as torch requires),
-    "valid" or "same" (TF's rule).
-    """
 
-    kind = "maxpool2d"
+class _Window2D(Layer):
+    """What the windowed pools share: kernel_size, stride (default: the kernel), padding (int,
+    pair, "valid", "same"), dilation, ceil_mode, and the output size torch computes."""
 
-    def __init__(self, kernel_size=2, stride=None, padding=0) -> None:
-        super().__init__()
+    dilation = (1, 1)
+    ceil_mode = False
+
+    def _setup(self, kernel_size, stride, padding, dilation=1) -> None:
         self.kernel_size = positive_pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else positive_pair(stride, "stride")
+        self.dilation = positive_pair(dilation, "dilation")
         self.padding = check_padding(padding)
         if isinstance(self.padding, tuple) and any(
             2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)
         ):
+            # torch's rule for 2-D pools: half the kernel_size, whatever the dilation
             raise ValueError(
-                "MaxPool2D padding must be at most half the kernel size. "
-                f"Received: padding={padding!r} with kernel_size={self.kernel_size}"
+                f"{type(self).__name__} padding must be at most half the kernel size, as torch "
+                f"requires. Received: padding={padding!r} with kernel_size={self.kernel_size}"
             )
-        self._cache = None
 
-    def __repr__(self) -> str:
-        return (
-            f"MaxPool2D(kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"padding={self.padding!r})"
-        )
+    @property
+    def span(self) -> tuple[int, int]:
+        """The pixels one window covers per axis: dilation * (kernel_size - 1) + 1."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation,
+                                                     strict=True))
 
-    def config(self) -> dict:
-        """{kernel_size, stride, padding}, JSON-able."""
+    def pads(self, hw: tuple[int, int]) -> Pads:
+        """(top, bottom, left, right) padding the forward applies to an input of spatial size
+        `hw`; with ceil_mode it includes the extra bottom/right rows and columns that the last
+        windows reach past the padding."""
+        return self._plan(hw)[0]
+
+    def _plan(self, hw) -> tuple[Pads, tuple[int, int]]:
+        """The pads and (H_out, W_out), by torch's output-size rule (an H_out < 1: no window)."""
+        t, b, l, r = resolve_pads(self.padding, tuple(hw), self.span, self.stride)
+        outs, extra = [], []
+        for n, e, s, lo, hi in zip(hw, self.span, self.stride, (t, l), (b, r), strict=True):
+            out = pool_out_size(n, e, s, lo, hi, self.ceil_mode)
+            outs.append(out)
+            extra.append(max(0, (out - 1) * s + e - (n + lo + hi)))
+        return (t, b + extra[0], l, r + extra[1]), (outs[0], outs[1])
+
+    def _checked_plan(self, hw) -> tuple[Pads, tuple[int, int]]:
+        """`_plan`, ValueError when no window fits or a window covers only padding; remembered
+        for the last input size and options (a batch-1 step would spend ~20 us here)."""
+        key = (tuple(hw), self.kernel_size, self.stride, self.padding, self.dilation,
+               self.ceil_mode)
+        if getattr(self, "_plan_key", None) != key:
+            self._plan_value = self._validated_plan(key[0])
+            self._plan_key = key
+        return self._plan_value
+
+    def _validated_plan(self, hw) -> tuple[Pads, tuple[int, int]]:
+        h, w = hw
+        (t, b, l, r), (ho, wo) = self._plan(hw)
+        if ho < 1 or wo < 1:
+            raise ValueError(
+                f"{type(self).__name__} kernel_size={self.kernel_size} "
+                f"(dilation={self.dilation}) is larger than the padded input "
+                f"{(h + t + b, w + l + r)}. Received: input spatial size {(h, w)}"
+            )
+        for axis, n, k, d, s, lo, out in zip("HW", hw, self.kernel_size, self.dilation,
+                                             self.stride, (t, l), (ho, wo), strict=True):
+            if d == 1:  # contiguous windows that fit always hold a real pixel
+                continue
+            taps = (np.arange(out) * s - lo)[:, None] + np.arange(k) * d
+            empty = np.flatnonzero(~((taps >= 0) & (taps < n)).any(axis=1))
+            if empty.size:  # only possible with a dilation: torch would output -inf there
+                raise ValueError(
+                    f"{type(self).__name__} window {int(empty[0])} along {axis} covers only "
+                    f"padding (kernel_size={self.kernel_size}, dilation={self.dilation}, "
+                    f"padding={self.padding!r}). Received: input spatial size {(h, w)}"
+                )
+        return (t, b, l, r), (ho, wo)
+
+    def output_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """(C, H, W) -> (C, H_out, W_out), validating as `forward` does."""
+        c, h, w = input_shape
+        _, (ho, wo) = self._checked_plan((h, w))
+        return c, ho, wo
+
+    def _window_config(self) -> dict:
         return {
             "kernel_size": list(self.kernel_size),
             "stride": list(self.stride),
             "padding": padding_config(self.padding),
         }
 
-    def pads(self, hw: tuple[int, int]) -> Pads:
-        """(top, bottom, left, right) padding for an input of spatial size `hw`."""
-        return resolve_pads(self.padding, hw, self.kernel_size, self.stride)
 
-    def output_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-        """(C, H, W) -> (C, H_out, W_out), validating as `forward` does."""
-        c, h, w = input_shape
-        t, b, l, r = self.pads((h, w))
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        if h + t + b < kh or w + l + r < kw:
+class MaxPool2D(_Window2D):
+    """y[n, c, i, j] = max_{p, q} xpad[n, c, i*sh + p*dh, j*sw + q*dw], padding with -inf.
+
+    x: (N, C, H, W) -> y: (N, C, H_out, W_out), H_out = (H + pad_h - dh*(kh-1) - 1) // sh + 1
+    (ceil_mode: rounded up, as torch does, but a window never starts in the bottom/right
+    padding). stride defaults to kernel_size. padding: int, pair (each at most half the dilated
+    kernel, as torch requires), "valid" or "same" (TF's rule, on the dilated kernel).
+    ceil_mode needs int padding: TF's "same" has no such option and already rounds up.
+    """
+
+    kind = "maxpool2d"
+
+    def __init__(self, kernel_size=2, stride=None, padding=0, dilation=1,
+                 ceil_mode=False) -> None:
+        super().__init__()
+        self._setup(kernel_size, stride, padding, dilation)
+        self.ceil_mode = _bool(ceil_mode, "ceil_mode")
+        if self.ceil_mode and isinstance(self.padding, str):
             raise ValueError(
-                f"MaxPool2D kernel_size={self.kernel_size} is larger than the padded input "
-                f"{(h + t + b, w + l + r)}. Received: input spatial size {(h, w)}"
+                "MaxPool2D ceil_mode applies to int padding only (torch's); 'same' (TF's rule) "
+                "already rounds the output size up and 'valid' is padding=0. "
+                f"Received: ceil_mode=True with padding={self.padding!r}"
             )
-        return c, out_size(h + t + b, kh, sh), out_size(w + l + r, kw, sw)
+        self._cache = None
+
+    def __repr__(self) -> str:
+        return (
+            f"MaxPool2D(kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding!r}, dilation={self.dilation}, ceil_mode={self.ceil_mode})"
+        )
+
+    def config(self) -> dict:
+        """{kernel_size, stride, padding, dilation, ceil_mode}, JSON-able."""
+        return {**self._window_config(), "dilation": list(self.dilation),
+                "ceil_mode": self.ceil_mode}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, 4, "MaxPool2D", None)
-        _, ho, wo = self.output_shape(x.shape[1:])
-        pads = self.pads(x.shape[2:])
+        pads, (ho, wo) = self._checked_plan(x.shape[2:])
         xp = x
         if any(pads):
             t, b, l, r = pads
             xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=-np.inf)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         # Separable: the max over each window's columns (along W), then over its rows (along H).
         # The first maximum of each row, then the first row holding the overall maximum, IS the
-        # first maximum in row-major window order, so the tie rule survives the split.
-        row_max, col_arg = _first_max(xp, 3, kw, sw, wo)  # (N, C, Hp, Wo)
-        y, row_arg = _first_max(row_max, 2, kh, sh, ho)  # (N, C, Ho, Wo), C-contiguous
+        # first maximum in row-major window order, so the tie rule survives the split (a
+        # dilated window is a grid of taps too).
+        row_max, col_arg = _first_max(xp, 3, kw, sw, wo, dw)  # (N, C, Hp, Wo)
+        y, row_arg = _first_max(row_max, 2, kh, sh, ho, dh)  # (N, C, Ho, Wo), C-contiguous
         self._cache = PoolCache(col_arg, row_arg, row_max.shape, xp, pads)
         return y
 
@@ -95,32 +175,144 @@ class MaxPool2D(Layer):
         """dy: (N, C, H_out, W_out) -> dx: (N, C, H, W); one winner per window."""
         cache: PoolCache = self._need_cache(self._cache)
         dy = np.asarray(dy)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        d_row_max = _route(dy, cache.row_arg, 2, kh, sh, np.zeros(cache.row_max_shape, dy.dtype))
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        d_row_max = _route(dy, cache.row_arg, 2, kh, sh, dh,
+                           np.zeros(cache.row_max_shape, dy.dtype))
         # zeros_like keeps xp's memory layout (a Conv2D output is (C, N, H, W) in memory), so
         # the Conv2D before us gets its gradient in the layout it reshapes for free.
         xp = cache.padded
-        dxp = _route(d_row_max, cache.col_arg, 3, kw, sw, np.zeros_like(xp, dtype=dy.dtype))
-        t, b, l, r = cache.pads
-        h, w = xp.shape[2] - t - b, xp.shape[3] - l - r
-        return dxp[:, :, t : t + h, l : l + w]
+        dxp = _route(d_row_max, cache.col_arg, 3, kw, sw, dw, np.zeros_like(xp, dtype=dy.dtype))
+        return _unpad(dxp, cache.pads)
 
 
-def _taps(a: np.ndarray, axis: int, k: int, s: int, n: int) -> list[np.ndarray]:
-    """The k strided views a[..., i + j*s, ...] (j < n) along `axis`: tap i of every window."""
+class AvgPool2D(_Window2D):
+    """y[n, c, i, j] = sum_{p, q} xpad[n, c, i*sh + p, j*sw + q] / divisor, padding with 0.
+
+    x: (N, C, H, W) -> y: (N, C, H_out, W_out), H_out = (H + pad_h - kh) // sh + 1; stride
+    defaults to kernel_size. Int padding (each at most half the kernel, as torch requires)
+    follows torch's count_include_pad (default True): the divisor is kh*kw, or with False the
+    number of real (unpadded) cells in the window. "same" follows TF: it averages the real
+    cells only; "valid" has no padding. count_include_pad belongs to int padding only.
+    """
+
+    kind = "avgpool2d"
+
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad=None) -> None:
+        super().__init__()
+        self._setup(kernel_size, stride, padding)
+        if isinstance(self.padding, str):
+            if count_include_pad is not None:
+                raise ValueError(
+                    "AvgPool2D count_include_pad applies to int padding only (torch's); 'same' "
+                    "(TF's rule) averages the real cells only and 'valid' has no padding. "
+                    f"Received: count_include_pad={count_include_pad!r} with "
+                    f"padding={self.padding!r}"
+                )
+        else:
+            count_include_pad = True if count_include_pad is None else _bool(
+                count_include_pad, "count_include_pad")
+        self.count_include_pad = count_include_pad
+        self._cache = None
+
+    def __repr__(self) -> str:
+        return (
+            f"AvgPool2D(kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding!r}, count_include_pad={self.count_include_pad})"
+        )
+
+    def config(self) -> dict:
+        """{kernel_size, stride, padding, count_include_pad (None with a string padding)}."""
+        return {**self._window_config(), "count_include_pad": self.count_include_pad}
+
+    def divisor(self, hw: tuple[int, int]):
+        """What each window's sum is divided by: kh*kw, or an (H_out, W_out) array of the
+        real cells in each window ("same", or int padding with count_include_pad=False)."""
+        (t, _, l, _), (ho, wo) = self._checked_plan(hw)
+        if self.count_include_pad or self.padding == "valid":
+            return self.kernel_size[0] * self.kernel_size[1]
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        return np.outer(_real_cells(hw[0], kh, sh, t, ho), _real_cells(hw[1], kw, sw, l, wo))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = check_input(x, 4, "AvgPool2D", None)
+        pads, (ho, wo) = self._checked_plan(x.shape[2:])
+        t, b, l, r = pads
+        xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r))) if any(pads) else x
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        row_sum = _window_sum(xp, 3, kw, sw, wo)  # (N, C, Hp, Wo): each window row's sum
+        div = self.divisor(x.shape[2:])
+        y = _window_sum(row_sum, 2, kh, sh, ho) / np.asarray(div, x.dtype)
+        self._cache = (xp.shape, row_sum.shape, pads, div)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy: (N, C, H_out, W_out) -> dx: (N, C, H, W): each window's dy / divisor, spread
+        over its cells (`+=`: overlapping windows add up)."""
+        padded_shape, row_shape, pads, div = self._need_cache(self._cache)
+        dy = np.asarray(dy)
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        d_sum = dy / np.asarray(div, dy.dtype)
+        d_row = _spread(d_sum, 2, kh, sh, np.zeros(row_shape, dy.dtype))
+        return _unpad(_spread(d_row, 3, kw, sw, np.zeros(padded_shape, dy.dtype)), pads)
+
+
+class GlobalAvgPool2D(Layer):
+    """y[n, c] = mean_{h, w} x[n, c, h, w]: (N, C, H, W) -> (N, C), like torch's
+    nn.AdaptiveAvgPool2d(1) followed by a flatten, and Keras' GlobalAveragePooling2D."""
+
+    kind = "globalavgpool2d"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = None
+
+    def output_shape(self, input_shape: tuple[int, int, int]) -> tuple[int]:
+        """(C, H, W) -> (C,)."""
+        if len(input_shape) != 3:
+            raise ValueError(f"GlobalAvgPool2D needs a (C, H, W) input. "
+                             f"Received: input shape {tuple(input_shape)}")
+        return (input_shape[0],)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = check_input(x, 4, "GlobalAvgPool2D", None)
+        self._cache = x.shape
+        return x.mean(axis=(2, 3))
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy: (N, C) -> dx: (N, C, H, W), every pixel dy / (H*W)."""
+        shape = self._need_cache(self._cache)
+        dy = np.asarray(dy)
+        dx = np.empty(shape, dy.dtype)
+        dx[...] = (dy / dy.dtype.type(shape[2] * shape[3]))[:, :, None, None]
+        return dx
+
+
+def _unpad(a: np.ndarray, pads: Pads) -> np.ndarray:
+    t, b, l, r = pads
+    return a[:, :, t : a.shape[2] - b, l : a.shape[3] - r]
+
+
+def _real_cells(n: int, k: int, s: int, lo: int, out: int) -> np.ndarray:
+    """How many of the k cells of each of the `out` windows lie inside the n real pixels."""
+    start = np.arange(out) * s - lo
+    return np.minimum(start + k, n) - np.maximum(start, 0)
+
+
+def _taps(a: np.ndarray, axis: int, k: int, s: int, n: int, d: int = 1) -> list[np.ndarray]:
+    """The k strided views a[..., i*d + j*s, ...] (j < n) along `axis`: tap i of every window."""
     taps = []
     for i in range(k):
         index = [slice(None)] * a.ndim
-        index[axis] = slice(i, i + (n - 1) * s + 1, s)
+        index[axis] = slice(i * d, i * d + (n - 1) * s + 1, s)
         taps.append(a[tuple(index)])
     return taps
 
 
-def _first_max(a: np.ndarray, axis: int, k: int, s: int, n: int):
-    """Max over the n windows of size k, stride s along `axis`, and each window's tap index of
-    its FIRST maximum: a running max over the k taps, each a strided view (no window copy,
-    no argmax over a tiny last axis, no data-dependent branch)."""
-    taps = _taps(a, axis, k, s, n)
+def _first_max(a: np.ndarray, axis: int, k: int, s: int, n: int, d: int = 1):
+    """Max over the n windows of k taps (dilation d), stride s along `axis`, and each window's
+    tap index of its FIRST maximum: a running max over the k taps, each a strided view (no
+    window copy, no argmax over a tiny last axis, no data-dependent branch)."""
+    taps = _taps(a, axis, k, s, n, d)
     best = taps[0].copy()  # C-contiguous
     arg = np.zeros(best.shape, np.min_scalar_type(k - 1))
     for i, tap in enumerate(taps[1:], start=1):
@@ -136,12 +328,29 @@ def _first_max(a: np.ndarray, axis: int, k: int, s: int, n: int):
     return best, arg
 
 
-def _route(d: np.ndarray, arg: np.ndarray, axis: int, k: int, s: int, out: np.ndarray):
+def _route(d: np.ndarray, arg: np.ndarray, axis: int, k: int, s: int, dil: int,
+           out: np.ndarray):
     """Send d[..., j, ...] to tap arg[..., j, ...] of window j along `axis`, adding into `out`."""
-    for i, tap in enumerate(_taps(out, axis, k, s, d.shape[axis])):
+    for i, tap in enumerate(_taps(out, axis, k, s, d.shape[axis], dil)):
         # `+=`: with stride < kernel, windows overlap and one pixel can win twice.
         # A multiply by the 0/1 mask, not np.where (branchy, ~6x slower): the losers get
         # d * 0 = +-0, the same value (an inf or nan in d would leak to them, but the loss
         # refuses non-finite logits before any backward).
         tap += d * (arg == i)
+    return out
+
+
+def _window_sum(a: np.ndarray, axis: int, k: int, s: int, n: int) -> np.ndarray:
+    """The sum over the n windows of size k, stride s along `axis` (C-contiguous)."""
+    taps = _taps(a, axis, k, s, n)
+    total = taps[0].copy()
+    for tap in taps[1:]:
+        total += tap
+    return total
+
+
+def _spread(d: np.ndarray, axis: int, k: int, s: int, out: np.ndarray) -> np.ndarray:
+    """The transpose of `_window_sum`: add d[..., j, ...] to every tap of window j."""
+    for tap in _taps(out, axis, k, s, d.shape[axis]):
+        tap += d  # `+=`: overlapping windows share cells
     return out
