@@ -63,6 +63,10 @@ PLANTS = {
     "keras_bn_eps": _KERAS,
     # Keras LeakyReLU's default slope (0.3) instead of the model's (torch: 0.01)
     "keras_leaky_default": _KERAS,
+    # average pooling at padded borders divided by the other count (count_include_pad flipped)
+    "torch_avg_divisor": ("torch",),
+    # TF's "same" padding (odd pixel bottom/right) done as torch's symmetric padding
+    "torch_same_symmetric": ("torch",),
 }
 
 # absl's pre-initialisation INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are

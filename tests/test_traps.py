@@ -28,6 +28,18 @@ def leaky_net():
                          sk.Dense(3 * 6 * 6, 4, seed=2))
 
 
+def avgpool_net():
+    """An average pool whose windows overlap the zero padding (count_include_pad=True)."""
+    return sk.Sequential(sk.Conv2D(1, 2, 3, seed=1), sk.AvgPool2D(3, 2, padding=1),
+                         sk.Flatten(), sk.Dense(2 * 3 * 3, 4, seed=2))
+
+
+def same_net():
+    """A stride-2 "same" conv on an even size: TF pads 0 on top and 1 at the bottom."""
+    return sk.Sequential(sk.Conv2D(1, 2, 3, stride=2, padding="same", seed=1), sk.Flatten(),
+                         sk.Dense(2 * 4 * 4, 4, seed=2))
+
+
 def skylark_net():
     return sk.skylark_cnn((1, 8, 8))
 
@@ -48,6 +60,13 @@ TRAPS = [
     # LeakyReLU: Keras' default slope is 0.3, torch's 0.01 (same reasoning, one layer less)
     ("leaky_default", "keras_leaky_default", "keras", leaky_net, "random",
      ("out.1", "loss/d.out.3", "cot/d.3.weight")),
+    # AvgPool at padded borders: torch divides by the whole window (count_include_pad=True)
+    # by default, TF/Keras "same" by the real cells; the plant flips torch's divisor
+    ("avg_divisor", "torch_avg_divisor", "torch", avgpool_net, "random",
+     ("out.1", "loss/d.out.3", "cot/d.3.weight")),
+    # strided "same" padding: TF puts the odd pixel bottom/right, torch's padding= is symmetric
+    ("same_padding", "torch_same_symmetric", "torch", same_net, "random",
+     ("out.0", "loss/d.out.2", "cot/d.2.weight")),
     # flatten order: a Dense after Flatten needs its rows permuted CHW -> HWC
     ("flatten_order", "dense_hwc", "tf", skylark_net, "random",
      ("out.3", "loss/d.out.3", "cot/d.out.2")),

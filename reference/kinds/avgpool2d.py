@@ -74,7 +74,10 @@ class AvgPool2d(Kind):
             return AvgPool2dTF(k, st, pads=g.pads)
         if pad == "valid":
             return nn.AvgPool2d(k, st)
-        return nn.AvgPool2d(k, st, padding=pair(pad), count_include_pad=s["count_include_pad"])
+        count_pad = s["count_include_pad"]
+        if plant == "torch_avg_divisor":  # planted (tests only): the other border divisor
+            count_pad = not count_pad
+        return nn.AvgPool2d(k, st, padding=pair(pad), count_include_pad=count_pad)
 
     def tf(self, s, g, h, v, run):
         import tensorflow as tf
