@@ -172,3 +172,31 @@ class RealCellsAvgPool2D(_PaddedPool2D):
                 - max(j * self.strides[1] - l, 0) for j in range(out[1])]
         counts = [[[float(a * b)] for b in cols] for a in rows]  # (H_out, W_out, 1)
         return total / ops.convert_to_tensor(counts, dtype=x.dtype)
+
+
+class StridedDilatedConv2D(keras.layers.Conv2D):
+    """keras.layers.Conv2D with strides > 1 AND dilation_rate > 1, which Keras refuses ("`strides
+    > 1` not supported in conjunction with `dilation_rate > 1`"): the stride-1 dilated conv,
+    sampled every stride. Exact, not an approximation: output (i, j) of the strided conv is
+    output (i*sh, j*sw) of the stride-1 one on the same input. Padding must be "valid" (pad
+    explicitly in front: a stride-1 "same" pads differently from a strided one). The kernel
+    is Keras' own single variable, (kh, kw, C_in/groups, filters)."""
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", **kwargs) -> None:
+        if padding != "valid":
+            raise ValueError("StridedDilatedConv2D takes explicit padding only (a ZeroPadding2D "
+                             f"in front). Received: padding={padding!r}")
+        super().__init__(filters, kernel_size, strides=1, padding="valid", **kwargs)
+        self.subsample = tuple(int(s) for s in strides)
+
+    def call(self, inputs):
+        sh, sw = self.subsample
+        return super().call(inputs)[:, ::sh, ::sw, :]  # NHWC
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = super().compute_output_shape(input_shape)
+        sh, sw = self.subsample
+        return n, None if h is None else -(-h // sh), None if w is None else -(-w // sw), c
+
+    def get_config(self):
+        return {**super().get_config(), "strides": self.subsample}

@@ -14,38 +14,47 @@ def pad(x, pads, value=0.0):
     return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
 
 
-def conv_forward(x, w, b, stride, pads):
-    """x (N, C, H, W), w (O, C, kh, kw), b (O,) or None -> y (N, O, Ho, Wo)."""
+def conv_forward(x, w, b, stride, pads, dilation=(1, 1), groups=1):
+    """x (N, C, H, W), w (O, C/groups, kh, kw), b (O,) or None -> y (N, O, Ho, Wo).
+
+    Output channel f sees only its group's C/groups input channels; its tap (p, q) at output
+    pixel (r, s) reads the padded input at (r*sh + p*dh, s*sw + q*dw)."""
     xp = pad(x, pads)
     n, _, hp, wp = xp.shape
-    o, _, kh, kw = w.shape
-    sh, sw = stride
-    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    o, cg, kh, kw = w.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1  # the rows and columns a window spans
+    ho, wo = (hp - eh) // sh + 1, (wp - ew) // sw + 1
     y = np.zeros((n, o, ho, wo), dtype=x.dtype)
     for i in range(n):
         for f in range(o):
+            g = f // (o // groups)  # the group of output channel f
             for r in range(ho):
                 for s in range(wo):
-                    patch = xp[i, :, r * sh : r * sh + kh, s * sw : s * sw + kw]
+                    patch = xp[i, g * cg : (g + 1) * cg,
+                               r * sh : r * sh + eh : dh, s * sw : s * sw + ew : dw]
                     y[i, f, r, s] = np.sum(patch * w[f]) + (b[f] if b is not None else 0)
     return y
 
 
-def conv_backward(dy, x, w, stride, pads):
-    """-> dx (N, C, H, W), dw (O, C, kh, kw), db (O,)."""
+def conv_backward(dy, x, w, stride, pads, dilation=(1, 1), groups=1):
+    """-> dx (N, C, H, W), dw (O, C/groups, kh, kw), db (O,)."""
     xp = pad(x, pads)
     dxp = np.zeros_like(xp)
     dw = np.zeros_like(w)
     n, o, ho, wo = dy.shape
-    _, _, kh, kw = w.shape
-    sh, sw = stride
+    _, cg, kh, kw = w.shape
+    (sh, sw), (dh, dwl) = stride, dilation
+    eh, ew = dh * (kh - 1) + 1, dwl * (kw - 1) + 1
     for i in range(n):
         for f in range(o):
+            c0 = f // (o // groups) * cg  # the first input channel of f's group
             for r in range(ho):
                 for s in range(wo):
                     g = dy[i, f, r, s]
-                    dw[f] += g * xp[i, :, r * sh : r * sh + kh, s * sw : s * sw + kw]
-                    dxp[i, :, r * sh : r * sh + kh, s * sw : s * sw + kw] += g * w[f]
+                    rows, cols = slice(r * sh, r * sh + eh, dh), slice(s * sw, s * sw + ew, dwl)
+                    dw[f] += g * xp[i, c0 : c0 + cg, rows, cols]
+                    dxp[i, c0 : c0 + cg, rows, cols] += g * w[f]
     t, _, l, _ = pads
     h, wd = x.shape[2:]
     return dxp[:, :, t : t + h, l : l + wd], dw, dy.sum(axis=(0, 2, 3))

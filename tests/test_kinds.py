@@ -61,6 +61,8 @@ def test_framework_module_refuses_to_import_with_an_incomplete_kind(module, fram
 LAYERS = [
     sk.Conv2D(3, 4, (2, 3), stride=(2, 1), padding="same", bias=False),
     sk.Conv2D(3, 4, 3, padding=(1, 2)),
+    sk.Conv2D(4, 6, (3, 2), stride=(2, 1), padding="same", dilation=(2, 1), groups=2),
+    sk.Conv2D(4, 8, 3, dilation=2, groups=4, bias=False),
     sk.MaxPool2D((3, 2), stride=(1, 2), padding=(1, 1)),
     sk.MaxPool2D(2, padding="valid"),
     sk.MaxPool2D((2, 3), stride=1, padding=(1, 0), dilation=(2, 1), ceil_mode=True),

@@ -65,6 +65,8 @@ CONFIG_LAYERS = [
     sk.Conv2D(3, 4, (2, 3), stride=(2, 1), padding="same", bias=False, dtype="float64", seed=7),
     sk.Conv2D(1, 2, 3, padding=(1, 2), seed=7),
     sk.Conv2D(2, 2, 1, padding="valid", seed=7),
+    sk.Conv2D(4, 6, (3, 2), stride=(2, 1), padding="same", dilation=(2, 1), groups=2, seed=7),
+    sk.Conv2D(4, 8, 3, padding=1, dilation=2, groups=4, bias=False, dtype="float64", seed=7),
     sk.MaxPool2D((3, 2), stride=(1, 2), padding=(1, 1)),
     sk.MaxPool2D(2, padding="same"),
     sk.MaxPool2D(3),

@@ -1,4 +1,4 @@
-"""Conv2D: 2-D cross-correlation of NCHW batches, like `torch.nn.Conv2d` (groups=1, dilation=1)."""
+"""Conv2D: 2-D cross-correlation of NCHW batches, like `torch.nn.Conv2d` (with dilation, groups)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,26 @@ class ConvCache(NamedTuple):
     left: int  # columns of padding left of the input
 
 
-class Conv2D(Layer):
-    """y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, c, i*sh + p, j*sw + q].
+def _positive_int(value, name: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
+    return int(value)
 
-    x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out), H_out = (H + pad_h - kh) // sh + 1.
-    weight: (C_out, C_in, kh, kw) (torch's OIHW); bias: (C_out,) or None.
+
+def _grouped(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Group by group, a (G, m, k) @ b (G, k, n) -> (G*m, n): one batched matmul over the
+    groups, no Python loop. (groups=1 takes plain 2-D GEMMs instead.)"""
+    return np.matmul(a, b).reshape(-1, b.shape[2])
+
+
+class Conv2D(Layer):
+    """y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, g*Cg + c, i*sh + p*dh,
+    j*sw + q*dw], with g = o // (C_out/groups) the output channel's group, Cg = C_in/groups.
+
+    x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out), H_out = (H + pad_h - eh) // sh + 1, where
+    eh = dh*(kh - 1) + 1 is the effective (dilated) kernel height; "same" and "valid" follow TF
+    with the effective kernel. weight: (C_out, C_in/groups, kh, kw) (torch's OIHW); bias:
+    (C_out,) or None. groups == in_channels is a depthwise convolution.
     No kernel flip: like every framework this is cross-correlation; the flip (rot180) belongs
     only to the input gradient, where it appears as the scatter over taps in `backward`.
     """
@@ -40,25 +55,33 @@ class Conv2D(Layer):
         kernel_size: int | tuple[int, int],
         stride: int | tuple[int, int] = 1,
         padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
         *,
         bias: bool = True,
         dtype="float32",
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int. Received: {name}={v!r}")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.out_channels = _positive_int(out_channels, "out_channels")
         self.kernel_size = positive_pair(kernel_size, "kernel_size")
         self.stride = positive_pair(stride, "stride")
         self.padding = check_padding(padding)
+        self.dilation = positive_pair(dilation, "dilation")
+        self.groups = _positive_int(groups, "groups")
+        for name in ("in_channels", "out_channels"):
+            if getattr(self, name) % self.groups:
+                raise ValueError(f"groups must divide {name}. "
+                                 f"Received: groups={groups!r} with {name}={getattr(self, name)}")
         self.dtype = as_dtype(dtype)
-        kh, kw = self.kernel_size
-        # torch's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias.
-        bound = 1.0 / np.sqrt(self.in_channels * kh * kw)
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        # the dilated kernel's extent, d*(k - 1) + 1 per axis: what one window spans
+        self.effective_kernel = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+        # torch's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C_in/groups*kh*kw.
+        bound = 1.0 / np.sqrt(self.in_channels // self.groups * kh * kw)
         rng = np.random.default_rng(seed)
-        shape = (self.out_channels, self.in_channels, kh, kw)
+        shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
         self.weight = rng.uniform(-bound, bound, shape).astype(self.dtype)
         self.bias = (
             rng.uniform(-bound, bound, self.out_channels).astype(self.dtype) if bias else None
@@ -68,37 +91,45 @@ class Conv2D(Layer):
         self.zero_grad()
 
     def __repr__(self) -> str:
+        extra = "" if self.dilation == (1, 1) else f", dilation={self.dilation}"
+        extra += "" if self.groups == 1 else f", groups={self.groups}"
         return (
             f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding!r}, bias={self.bias is not None})"
+            f"stride={self.stride}, padding={self.padding!r}{extra}, "
+            f"bias={self.bias is not None})"
         )
 
     def config(self) -> dict:
-        """{in_channels, out_channels, kernel_size, stride, padding, bias}, JSON-able."""
+        """{in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias},
+        JSON-able."""
         return {
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
             "kernel_size": list(self.kernel_size),
             "stride": list(self.stride),
             "padding": padding_config(self.padding),
+            "dilation": list(self.dilation),
+            "groups": self.groups,
             "bias": self.bias is not None,
         }
 
     def pads(self, hw: tuple[int, int]) -> Pads:
         """(top, bottom, left, right) padding for an input of spatial size `hw`."""
-        return resolve_pads(self.padding, hw, self.kernel_size, self.stride)
+        return resolve_pads(self.padding, hw, self.effective_kernel, self.stride)
 
     def output_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """(C, H, W) -> (C_out, H_out, W_out), validating as `forward` does."""
         _, h, w = input_shape
         t, b, l, r = self.pads((h, w))
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        if h + t + b < kh or w + l + r < kw:
+        (eh, ew), (sh, sw) = self.effective_kernel, self.stride
+        if h + t + b < eh or w + l + r < ew:
+            dilated = "" if self.dilation == (1, 1) else (
+                f" with dilation={self.dilation} (effective kernel {(eh, ew)})")
             raise ValueError(
-                f"Conv2D kernel_size={self.kernel_size} is larger than the padded input "
+                f"Conv2D kernel_size={self.kernel_size}{dilated} is larger than the padded input "
                 f"{(h + t + b, w + l + r)}. Received: input spatial size {(h, w)}"
             )
-        return self.out_channels, out_size(h + t + b, kh, sh), out_size(w + l + r, kw, sw)
+        return self.out_channels, out_size(h + t + b, eh, sh), out_size(w + l + r, ew, sw)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, 4, "Conv2D", self.dtype)
@@ -110,9 +141,12 @@ class Conv2D(Layer):
         _, ho, wo = self.output_shape(x.shape[1:])
         t, b, l, r = self.pads(x.shape[2:])
         xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r))) if t + b + l + r else x
-        cols = self._im2col(xp, ho, wo)  # (C*kh*kw, N*Ho*Wo)
-        # The whole batch in ONE GEMM: (O, C*kh*kw) @ (C*kh*kw, N*Ho*Wo) -> (O, N*Ho*Wo).
-        y = self.weight.reshape(self.out_channels, -1) @ cols
+        cols = self._im2col(xp, ho, wo)  # (C*kh*kw, N*Ho*Wo); group g's rows are the g-th block
+        # The whole batch in ONE GEMM per group: (O/G, C/G*kh*kw) @ (C/G*kh*kw, N*Ho*Wo).
+        if self.groups == 1:
+            y = self.weight.reshape(self.out_channels, -1) @ cols
+        else:
+            y = _grouped(self._grouped_weight(), cols.reshape(self.groups, -1, cols.shape[1]))
         if self.bias is not None:
             y += self.bias[:, None]
         self._cache = ConvCache(cols, xp.shape, x.shape, top=t, left=l)
@@ -123,9 +157,10 @@ class Conv2D(Layer):
 
     def _im2col(self, xp: np.ndarray, ho: int, wo: int) -> np.ndarray:
         """xp (N, C, Hp, Wp) -> cols (C*kh*kw, N*Ho*Wo): row (c, p, q) is channel c shifted by
-        tap (p, q) and sampled every stride, for every output pixel of every sample."""
+        tap (p, q) (times the dilation) and sampled every stride, for every output pixel."""
         n, c = xp.shape[:2]
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        hs, ws = (ho - 1) * sh + 1, (wo - 1) * sw + 1  # the rows and columns one tap spans
         shape = (c * kh * kw, n * ho * wo)
         if self._cols is None or self._cols.shape != shape or self._cols.dtype != xp.dtype:
             self._cols = np.empty(shape, xp.dtype)  # a scratch buffer reused across steps
@@ -134,7 +169,7 @@ class Conv2D(Layer):
         # Python loop over pixels, and a contiguous 2-D result that BLAS takes as it is.
         for p in range(kh):
             for q in range(kw):
-                tap = xp[:, :, p : p + (ho - 1) * sh + 1 : sh, q : q + (wo - 1) * sw + 1 : sw]
+                tap = xp[:, :, p * dh : p * dh + hs : sh, q * dw : q * dw + ws : sw]
                 cols[:, p, q] = tap.transpose(1, 0, 2, 3)
         return self._cols
 
@@ -147,27 +182,48 @@ class Conv2D(Layer):
         """
         cache: ConvCache = self._need_cache(self._cache)
         dy = np.asarray(dy, dtype=self.dtype)
-        n, o, ho, wo = dy.shape
+        o, g = dy.shape[1], self.groups
         # (N, O, Ho, Wo) -> (O, N*Ho*Wo): a free reshape when dy has forward's (O, N, ...)
         # memory layout, a copy otherwise.
         dy2 = dy.transpose(1, 0, 2, 3).reshape(o, -1)
-        # dW[o, (c, p, q)] = sum over every output pixel of dy * the input under tap (p, q).
-        self._accumulate("weight", (dy2 @ cache.cols.T).reshape(self.weight.shape))
+        # dW[o, (c, p, q)] = sum over every output pixel of dy * the input under tap (p, q),
+        # within o's group.
+        if g == 1:  # one GEMM: (O, N*Ho*Wo) @ (N*Ho*Wo, C*kh*kw)
+            dw = dy2 @ cache.cols.T
+        else:  # per group: (O/G, N*Ho*Wo) @ (N*Ho*Wo, C/G*kh*kw)
+            cols_t = cache.cols.reshape(g, -1, dy2.shape[1]).transpose(0, 2, 1)
+            dw = _grouped(dy2.reshape(g, o // g, -1), cols_t)
+        self._accumulate("weight", dw.reshape(self.weight.shape))
         if self.bias is not None:
             self._accumulate("bias", dy2.sum(axis=1))
         if not input_grad:
             return None
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        c = self.in_channels
-        dcols = (self.weight.reshape(o, -1).T @ dy2).reshape(c, kh, kw, n, ho, wo)
-        # col2im: each tap (p, q) scatters its row back onto a strided grid. `+=`: neighbouring
-        # taps overlap. (This scatter over taps is where the kernel flip, rot180, hides.)
+        return self._input_grad(dy2, cache, dy.shape)
+
+    def _input_grad(self, dy2: np.ndarray, cache: ConvCache, dy_shape) -> np.ndarray:
+        """dy2 (O, N*Ho*Wo) -> dx (N, C, H, W): W^T dy per group, then col2im."""
+        n, o, ho, wo = dy_shape
+        (kh, kw), c, g = self.kernel_size, self.in_channels, self.groups
+        if g == 1:  # one GEMM: (C*kh*kw, O) @ (O, N*Ho*Wo)
+            dcols = self.weight.reshape(o, -1).T @ dy2
+        else:  # per group: (C/G*kh*kw, O/G) @ (O/G, N*Ho*Wo)
+            dcols = _grouped(self._grouped_weight().transpose(0, 2, 1), dy2.reshape(g, o // g, -1))
+        dcols = dcols.reshape(c, kh, kw, n, ho, wo)
+        # col2im: each tap (p, q) scatters its row back onto a strided grid, offset by the
+        # dilation. `+=`: neighbouring taps overlap. (This scatter over taps is where the
+        # kernel flip, rot180, hides.)
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        hs, ws = (ho - 1) * sh + 1, (wo - 1) * sw + 1  # the rows and columns one tap spans
         dxp = np.zeros(cache.padded_shape, dtype=self.dtype)
         for p in range(kh):
             for q in range(kw):
-                dxp[:, :, p : p + (ho - 1) * sh + 1 : sh, q : q + (wo - 1) * sw + 1 : sw] += (
+                dxp[:, :, p * dh : p * dh + hs : sh, q * dw : q * dw + ws : sw] += (
                     dcols[:, p, q].transpose(1, 0, 2, 3)
                 )
         h, w = cache.input_shape[2:]
         t, l = cache.top, cache.left
         return dxp[:, :, t : t + h, l : l + w]
+
+    def _grouped_weight(self) -> np.ndarray:
+        """weight (O, C/G, kh, kw) as (G, O/G, C/G*kh*kw): a free reshape."""
+        return self.weight.reshape(self.groups, self.out_channels // self.groups, -1)
