@@ -95,7 +95,11 @@ class Conv2d(Kind):
         kw = {"stride": pair(s["stride"]), "dilation": _dilation(s), "groups": _groups(s),
               "bias": s["bias"]}
         if isinstance(s["padding"], str):  # "valid"/"same": TF's rule, pads resolved for g
-            return Conv2dTF(*args, pads=g.pads, **kw)
+            pads = g.pads
+            if plant == "torch_same_symmetric":  # planted (tests only): torch-style symmetric
+                t, b, l, r = pads
+                pads = ((t + b) // 2 + (t + b) % 2,) * 2 + ((l + r) // 2 + (l + r) % 2,) * 2
+            return Conv2dTF(*args, pads=pads, **kw)
         return nn.Conv2d(*args, padding=pair(s["padding"]), **kw)
 
     def tf(self, s, g, h, v, run):
