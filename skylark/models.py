@@ -46,7 +46,7 @@ def from_config(config, *, dtype="float32", seed: int = 0) -> Sequential:
         extra = {"dtype": dtype, "seed": seed + i} if cls.param_names else {}
         try:
             out.append(cls(**args, **extra))
-        except TypeError as e:  # a missing or unknown argument
+        except (TypeError, ValueError) as e:  # a missing, unknown or bad argument
             raise ValueError(f"layer {i} ({kind}): {e}. Received: {entry!r}") from None
     return Sequential(*out)
 

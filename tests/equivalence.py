@@ -4,10 +4,14 @@
 
 builds the smallest net that ends in logits around the layer (the layer, then a Flatten if it
 outputs a map, then a Dense), and for float64 and float32, random and tie-heavy inputs, compares
-every tensor (each layer output, the loss, both backward passes: from the mean loss and from a
-random cotangent) of each framework against numpy within reference.budgets' bars. The failure
-message names the framework, the dtype, the input, the pass and the first diverging tensor.
-A framework that is not installed skips the test, saying why.
+every tensor (each layer output, the loss, in training the updated running statistics
+`stat.{i}.{buffer}`, both backward passes: from the loss and from a random cotangent) of each
+framework against numpy within reference.budgets' bars. `training=False` runs BatchNorm2d on its
+running statistics and Dropout as the identity; in training every dropout layer gets the
+harness's keep-masks (reference.inputs.dropout_masks). `loss=` passes softmax_cross_entropy's
+options (label_smoothing, reduction). The failure message names the framework, the dtype, the
+input, the mode, the pass and the first diverging tensor. A framework that is not installed
+skips the test, saying why.
 """
 
 from __future__ import annotations
@@ -47,8 +51,10 @@ def minimal_net(layer, input_shape, classes: int = 5) -> sk.Sequential:
     return sk.Sequential(*body, *tail, sk.Dense(int(np.prod(out)), classes, seed=99))
 
 
-def make_case(model, input_shape, dtype: str, kind: str, batch: int = 4, seed: int = 0) -> Case:
-    """numpy's tensors and budgets for one model, dtype and input.
+def make_case(model, input_shape, dtype: str, kind: str, batch: int = 4, seed: int = 0, *,
+              training: bool = True, loss: dict | None = None) -> Case:
+    """numpy's tensors and budgets for one model (its state: parameters and buffers), dtype,
+    input and mode (`training`, `loss`: as Case's).
 
     With the "ties" input each parameter tensor is rounded to 7 significant bits on its own
     power-of-two grid (reference.inputs.dyadic_params), which makes every value that reaches a
@@ -59,20 +65,24 @@ def make_case(model, input_shape, dtype: str, kind: str, batch: int = 4, seed: i
     other element. `skylark check` reports such a flip as a divergence at the pool's input
     gradient.
     """
-    spec, params = describe(model), model.params()
+    spec, state = describe(model), model.state()
     if kind != "random":
-        params = dyadic_params(params)
+        state = dyadic_params(state)
     k = shapes(spec, input_shape)[-1][0]
     x, labels, cot = make_batch(kind, batch, input_shape, k, seed=seed, dtype=dtype)
-    return Case(spec, params, dtype, input_shape, x, labels, cot)
+    return Case(spec, state, dtype, input_shape, x, labels, cot, training=training, loss=loss)
 
 
 def assert_equivalent(framework: str, case: Case, got, label: str = "") -> None:
     """Every tensor within budget; the message names framework, case, pass and tensor."""
-    where = f"{framework} ({case.dtype}{', ' + label if label else ''})"
+    mode = "train" if case.training else "eval"
+    where = f"{framework} ({case.dtype}, {mode}{', ' + label if label else ''})"
     if isinstance(got, Exception):
         raise AssertionError(f"{where}: raised {type(got).__name__}: {got}") from got
     report = case.compare(framework, got)
+    # every numpy tensor was compared (the running statistics too), and nothing else
+    compared = [r["tensor"] for r in report["rows"]]
+    assert sorted(compared) == sorted(case.ref), (where, compared, sorted(case.ref))
     bad = [r for r in report["rows"] if not r["ok"]]
     if bad:
         def part(t):
@@ -89,15 +99,18 @@ def assert_equivalent(framework: str, case: Case, got, label: str = "") -> None:
 
 
 def assert_layer_matches(layer, input_shape, frameworks, *, dtypes=DTYPES, inputs=INPUTS,
-                         batch: int = 4, seed: int = 0) -> None:
-    """Compare `layer` (a skylark layer, or a whole Sequential) in `frameworks` (a name or a
-    list) against numpy: every tensor, float64 and float32, random and tie-heavy inputs."""
+                         batch: int = 4, seed: int = 0, training: bool = True,
+                         loss: dict | None = None) -> None:
+    """Compare `layer` (a skylark layer, or a whole Sequential, with its state: parameters and
+    buffers) in `frameworks` (a name or a list) against numpy: every tensor, float64 and
+    float32, random and tie-heavy inputs; in `training` or eval mode, with `loss` options."""
     names = [frameworks] if isinstance(frameworks, str) else list(frameworks)
     model = minimal_net(layer, tuple(input_shape))
     runners = {f: runner(f) for f in names}
     for dtype in dtypes:
         for kind in inputs:
-            case = make_case(model, tuple(input_shape), dtype, kind, batch, seed)
+            case = make_case(model, tuple(input_shape), dtype, kind, batch, seed,
+                             training=training, loss=loss)
             # zeros match zeros and prove nothing (a too-coarse weight rounding once did that)
             assert all_zero(case.ref) == [], f"numpy's all-zero tensors ({dtype}, {kind})"
             got = trace_all(runners, case)

@@ -182,3 +182,63 @@ def global_avgpool_backward(dy, x):
                 for col in range(w):
                     dx[i, ch, row, col] = dy[i, ch] / (h * w)
     return dx
+
+
+def batchnorm_forward(x, weight, bias, running_mean, running_var, eps, momentum, training):
+    """BatchNorm2d channel by channel, torch's conventions -> (y, new running_mean, new
+    running_var). Training: this batch's mean and biased variance normalise, and the running
+    statistics move by `momentum` toward the mean and the UNBIASED variance; eval: the running
+    statistics normalise and stay as they are."""
+    n, c, h, w = x.shape
+    y = np.zeros_like(x)
+    new_mean, new_var = running_mean.copy(), running_var.copy()
+    for ch in range(c):
+        values = [x[i, ch, r, s] for i in range(n) for r in range(h) for s in range(w)]
+        count = len(values)
+        if training:
+            mean = sum(values) / count
+            var = sum((v - mean) ** 2 for v in values) / count
+            unbiased = sum((v - mean) ** 2 for v in values) / (count - 1)
+            new_mean[ch] = (1 - momentum) * running_mean[ch] + momentum * mean
+            new_var[ch] = (1 - momentum) * running_var[ch] + momentum * unbiased
+        else:
+            mean, var = running_mean[ch], running_var[ch]
+        for i in range(n):
+            for r in range(h):
+                for s in range(w):
+                    xhat = (x[i, ch, r, s] - mean) / np.sqrt(var + eps)
+                    y[i, ch, r, s] = weight[ch] * xhat + bias[ch]
+    return y, new_mean, new_var
+
+
+def batchnorm_backward(dy, x, weight, running_mean, running_var, eps, training):
+    """-> dx, dweight, dbias, channel by channel, by the staged chain rule (cs231n): in training
+    through xhat, the batch variance and the batch mean, each of which depends on every x of the
+    channel; in eval the running statistics are constants, so dx = dy * weight / sqrt(var + eps)."""
+    n, c, h, w = x.shape
+    dx = np.zeros_like(x)
+    dweight, dbias = np.zeros(c, x.dtype), np.zeros(c, x.dtype)
+    cells = [(i, r, s) for i in range(n) for r in range(h) for s in range(w)]
+    for ch in range(c):
+        v = np.array([x[i, ch, r, s] for i, r, s in cells])
+        g = np.array([dy[i, ch, r, s] for i, r, s in cells])
+        m = len(v)
+        if training:
+            mean = v.sum() / m
+            var = ((v - mean) ** 2).sum() / m
+        else:
+            mean, var = running_mean[ch], running_var[ch]
+        inv = 1 / np.sqrt(var + eps)
+        xhat = (v - mean) * inv
+        dxhat = g * weight[ch]
+        if training:
+            dvar = np.sum(dxhat * (v - mean)) * -0.5 * (var + eps) ** -1.5
+            dmean = np.sum(-dxhat * inv) + dvar * np.sum(-2 * (v - mean)) / m
+            dv = dxhat * inv + dvar * 2 * (v - mean) / m + dmean / m
+        else:
+            dv = dxhat * inv
+        dweight[ch] = np.sum(g * xhat)
+        dbias[ch] = np.sum(g)
+        for k, (i, r, s) in enumerate(cells):
+            dx[i, ch, r, s] = dv[k]
+    return dx, dweight, dbias

@@ -1,5 +1,7 @@
 """`skylark check` (reference.check) can fail, and says where: planted bugs name the first
-diverging tensor, exit codes, --json, --help, a framework that is not installed, numpy alone.
+diverging tensor, exit codes, --json, --help, a framework that is not installed, numpy alone;
+--model (docs/example_model.json through every framework; a bad one exits 2), --mode,
+--label-smoothing and --reduction.
 
 The workers behind the keras-* frameworks are tested in test_worker.py, the float32 budget in
 test_budgets.py, the harness under the command in test_harness.py.
@@ -7,15 +9,17 @@ test_budgets.py, the harness under the command in test_harness.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from conftest import framework_param
 
 from reference import check, harness
-from reference.frameworks import FRAMEWORKS
+from reference.frameworks import COMPARED, FRAMEWORKS
 from reference.runner import FrameworkUnavailable, require_installed
 from skylark.cli import main as cli_main
 
@@ -167,3 +171,84 @@ def test_missing_framework_fails_unless_allowed(tmp_path, monkeypatch, capsys):
     assert "MISSING" in capsys.readouterr().err
     code, report = run_json(tmp_path, "--frameworks", "keras-jax", "--allow-missing")
     assert code == 0 and not report["ok"]
+
+
+# --- --model, --mode and the loss options -----------------------------------------------------
+
+EXAMPLE_MODEL = str(Path(__file__).resolve().parents[1] / "docs" / "example_model.json")
+
+
+def session_runners(monkeypatch, reference_runner, frameworks):
+    """Make `skylark check` reuse the session's runners (no worker start-ups per test); only
+    the installed frameworks, the others stay MISSING as the command would report them."""
+    runners = {}
+    for f in frameworks:
+        fw = FRAMEWORKS[f]
+        try:
+            require_installed(fw.name, fw.modules, fw.install)
+        except FrameworkUnavailable:
+            continue
+        runners[f] = reference_runner(f)
+    monkeypatch.setattr(check, "run_check", functools.partial(harness.run_check,
+                                                              runners=runners))
+    return runners
+
+
+@pytest.mark.slow  # ~12 s: keras-jax compiles every op of a new model on first use
+def test_example_model_passes_every_framework_float64_ties(tmp_path, monkeypatch,
+                                                           reference_runner):
+    """docs/example_model.json holds every mirrored kind (conv "same" with stride 2, BatchNorm,
+    LeakyReLU, Tanh, Sigmoid, max-pools with padding, Dropout, Dense); in training mode its
+    every tensor, the running statistics among them, is within the float64 bar everywhere."""
+    runners = session_runners(monkeypatch, reference_runner, COMPARED)
+    if not runners:
+        pytest.skip("no reference framework installed")
+    code, report = run_json(tmp_path, "--model", EXAMPLE_MODEL, "--dtype", "float64",
+                            "--input", "ties", "--allow-missing")
+    assert code == 0, {f: (r["status"], r.get("first_forward"), r.get("first_backward"))
+                       for f, r in report["frameworks"].items()}
+    assert [s["kind"] for s in report["config"]["spec"]][:3] == ["conv2d", "batchnorm2d",
+                                                                "leaky_relu"]
+    for f in runners:
+        r = report["frameworks"][f]
+        assert r["status"] == "ok", f
+        assert {"stat.1.running_mean", "stat.1.running_var"} <= {row["tensor"] for row in r["rows"]}
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("argv, config", [
+    (["--mode", "eval"], {"mode": "eval"}),
+    (["--label-smoothing", "0.1", "--reduction", "sum"],
+     {"mode": "train", "loss": {"label_smoothing": 0.1, "reduction": "sum"}}),
+], ids=["eval", "smoothing_sum"])
+def test_mode_and_loss_options_are_accepted(argv, config, tmp_path, monkeypatch,
+                                            reference_runner):
+    needs("torch")
+    session_runners(monkeypatch, reference_runner, ["torch"])
+    code, report = run_json(tmp_path, "--frameworks", "torch", "--model", EXAMPLE_MODEL,
+                            "--dtype", "float64", *argv)
+    assert code == 0 and report["frameworks"]["torch"]["status"] == "ok"
+    assert {k: report["config"][k] for k in config} == config
+    stats = [row["tensor"] for row in report["frameworks"]["torch"]["rows"]
+             if row["tensor"].startswith("stat.")]
+    assert bool(stats) == (config["mode"] == "train")  # eval updates no running statistics
+
+
+@pytest.mark.parametrize("model, message", [
+    ("resnet", "Received: 'resnet'"),
+    ("nowhere.json", "cannot read the model file 'nowhere.json'"),
+    ("no_such_module_xyz:net", "cannot import the model function 'no_such_module_xyz:net'"),
+])
+def test_bad_model_exits_2_naming_it(model, message, capsys):
+    t0 = time.perf_counter()
+    assert check.main(["--frameworks", "torch", "--model", model]) == 2
+    assert time.perf_counter() - t0 < 5  # refused before any framework starts
+    err = capsys.readouterr().err
+    assert "skylark check: error:" in err and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["--mode", "test"], ["--reduction", "none"],
+                                  ["--label-smoothing", "1.5"]])
+def test_bad_mode_and_loss_options_exit_2(argv, capsys):
+    assert check.main(argv) == 2
+    assert "error" in capsys.readouterr().err

@@ -70,11 +70,13 @@ LAYERS = [
     sk.AvgPool2D(2, padding="same"),
     sk.GlobalAvgPool2D(),
     sk.BatchNorm2d(3),
+    sk.BatchNorm2d(3, eps=1e-3, momentum=0.2),
     sk.ReLU(),
     sk.LeakyReLU(0.2),
     sk.Sigmoid(),
     sk.Tanh(),
     sk.Dropout(0.3),
+    sk.Dropout(0.25),
     sk.Flatten(),
     sk.Dense(7, 5, bias=False),
 ]
@@ -87,8 +89,9 @@ def test_describe_then_build_is_the_same_layer(layer):
     (again,) = build([entry])
     assert type(again) is type(layer)
     assert again.config() == layer.config()
-    assert {k: v.shape for k, v in again.params().items()} == \
-        {k: v.shape for k, v in layer.params().items()}
+    for state in ("params", "buffers"):
+        assert {k: v.shape for k, v in getattr(again, state)().items()} == \
+            {k: v.shape for k, v in getattr(layer, state)().items()}, state
 
 
 def test_every_kind_has_a_layer_in_this_grid():

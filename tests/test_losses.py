@@ -1,14 +1,17 @@
 """softmax_cross_entropy: a stable mean loss from logits, its gradient, and the errors it
-raises (labels out of range or of the wrong shape or dtype, non-finite logits)."""
+raises (labels out of range or of the wrong shape or dtype, non-finite logits); label smoothing
+and the sum reduction against torch, by finite differences, and through every framework."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import FRAMEWORK_PARAMS
 
 import skylark as sk
+from reference.harness import run_check
 
-from gradcheck import FD_RTOL, check_gradients
+from gradcheck import FD_RTOL, check_gradients, rel_error
 
 
 def test_softmax_cross_entropy_stable_and_correct():
@@ -52,3 +55,116 @@ def test_non_finite_logits_raise(bad):
     z[1, 2] = bad
     with pytest.raises(FloatingPointError, match=r"non-finite logits.*first at row 1"):
         sk.softmax_cross_entropy(z, np.array([0, 1, 2]))
+
+
+# --- label smoothing and the reduction --------------------------------------------------------
+# Against torch's F.cross_entropy (label_smoothing=, reduction=) in float64: a logsumexp and a
+# K-term mean per row; both sides agree to ~1e-16 (measured), so 1e-13 relative to max(1, |b|)
+# leaves three orders of magnitude and still catches any real difference (a smoothing that
+# spreads eps over K - 1 classes is ~eps/K off; a sum/mean mix-up is N times off).
+TORCH_RTOL = 1e-13
+SMOOTHING = [0.0, 0.1, 0.5, 1.0]
+
+
+def logits_labels(n=5, k=7, seed=0):
+    r = np.random.default_rng(seed)
+    return r.standard_normal((n, k)) * 3, r.integers(0, k, n)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("eps", SMOOTHING)
+def test_label_smoothing_and_reduction_match_torch(eps, reduction):
+    torch = pytest.importorskip("torch")
+    z, y = logits_labels()
+    zt = torch.tensor(z, requires_grad=True)
+    loss_t = torch.nn.functional.cross_entropy(zt, torch.tensor(y), label_smoothing=eps,
+                                               reduction=reduction)
+    (dz_t,) = torch.autograd.grad(loss_t, zt)
+    loss, dz = sk.softmax_cross_entropy(z, y, label_smoothing=eps, reduction=reduction)
+    assert np.asarray(loss).dtype == dz.dtype == np.float64
+    for what, a, b in (("loss", loss, loss_t.detach().numpy()), ("dlogits", dz, dz_t.numpy())):
+        err = float(np.abs(a - b).max())
+        assert err <= TORCH_RTOL * max(1.0, float(np.abs(b).max())), \
+            f"{what} (eps={eps}, {reduction}): max|a-b|={err}"
+
+
+def test_smoothed_target_is_one_minus_eps_onehot_plus_eps_over_k():
+    """The definition (torch's and Keras'): q = (1 - eps) onehot + eps / K, loss = -sum q log p,
+    so the gradient of the per-sample loss is p - q; eps = 1 is the uniform target."""
+    z, y = logits_labels(4, 6, seed=1)
+    p = sk.softmax(z, axis=1)
+    for eps in SMOOTHING:
+        q = (1 - eps) * np.eye(6)[y] + eps / 6
+        loss, dz = sk.softmax_cross_entropy(z, y, label_smoothing=eps, reduction="sum")
+        assert rel_error(np.array([loss]), np.array([-(q * np.log(p)).sum()])) <= 1e-14, eps
+        assert rel_error(dz, p - q) <= 1e-14, eps
+
+
+def test_sum_is_n_times_the_mean():
+    z, y = logits_labels(6, 4, seed=2)
+    mean, dmean = sk.softmax_cross_entropy(z, y, label_smoothing=0.2)
+    total, dtotal = sk.softmax_cross_entropy(z, y, label_smoothing=0.2, reduction="sum")
+    assert rel_error(np.array([total]), np.array([6 * mean])) <= 1e-15
+    assert rel_error(dtotal, 6 * dmean) <= 1e-15
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("eps", [0.1, 1.0])
+def test_smoothed_loss_gradient_fd(eps, reduction):
+    z, y = logits_labels(5, 7, seed=3)
+    errors = check_gradients(lambda z_: (*sk.softmax_cross_entropy(
+        z_, y, label_smoothing=eps, reduction=reduction), {}), z, {}, h=1e-5)
+    assert errors["input"] <= FD_RTOL, errors
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_smoothed_loss_keeps_the_dtype(dtype):
+    z, y = logits_labels()
+    loss, dz = sk.softmax_cross_entropy(z.astype(dtype), y, label_smoothing=0.3,
+                                        reduction="sum")
+    assert np.asarray(loss).dtype == dz.dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(label_smoothing=-0.1), r"label_smoothing must be a number in \[0, 1\]. "
+                                 r"Received: label_smoothing=-0.1"),
+    (dict(label_smoothing=1.5), "Received: label_smoothing=1.5"),
+    (dict(label_smoothing=True), "Received: label_smoothing=True"),
+    (dict(label_smoothing="0.1"), "Received: label_smoothing='0.1'"),
+    (dict(reduction="none"), r"reduction must be one of \('mean', 'sum'\). "
+                             "Received: reduction='none'"),
+    (dict(reduction="MEAN"), "Received: reduction='MEAN'"),
+])
+def test_bad_loss_options_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sk.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 1]), **kwargs)
+
+
+def test_runner_loss_options_are_checked():
+    from reference.runner import loss_options
+
+    assert loss_options(None) == {"label_smoothing": 0.0, "reduction": "mean"}
+    assert loss_options({"label_smoothing": 1}) == {"label_smoothing": 1.0, "reduction": "mean"}
+    with pytest.raises(ValueError, match=r"loss options are label_smoothing and reduction. "
+                                         r"Received: \['reductoin'\]"):
+        loss_options({"reductoin": "sum"})
+    with pytest.raises(ValueError, match="Received: reduction='avg'"):
+        loss_options({"reduction": "avg"})
+
+
+# --- through every framework's runner ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
+def test_smoothed_summed_loss_matches_every_framework(framework, dtype, reference_runner):
+    """The Skylark net through run_check with label smoothing 0.1 and a summed loss: every
+    tensor (the loss pass carries both options) within the bars; the report records them."""
+    options = {"label_smoothing": 0.1, "reduction": "sum"}
+    report = run_check([framework], dtype, "random", runners={framework: reference_runner(
+        framework)}, loss=options, log=lambda m: None)
+    r = report["frameworks"][framework]
+    assert report["config"]["loss"] == options
+    assert r["status"] == "ok", (framework, dtype, r.get("reason"), r.get("first_forward"),
+                                 r.get("first_backward"))

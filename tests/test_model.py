@@ -1,6 +1,9 @@
 """Sequential and the Skylark CNN: shapes, names and init, dtypes end to end, load_params and
 checkpoints, gradient accumulation, whole-net finite differences, the net on tied pool windows,
-every layer's config() as JSON, and a core that imports no framework."""
+every layer's config() as JSON, and a core that imports no framework. Modes and state:
+train()/eval(), buffers (BatchNorm's running statistics) in state() and checkpoints, evaluate in
+eval mode, a bit-identical resume with BatchNorm and Dropout. skylark.models: configs of every
+layer kind, build_model's sources (built-in, .json, module:function) and its errors."""
 
 from __future__ import annotations
 
@@ -82,7 +85,15 @@ CONFIG_LAYERS = [
     sk.Tanh(),
     sk.Dense(7, 5, bias=False, seed=7),
     sk.Dense(3, 2, dtype="float64", seed=7),
+    sk.BatchNorm2d(4, eps=1e-3, momentum=0.25, dtype="float64", seed=7),
+    sk.BatchNorm2d(2),
     sk.ReLU(),
+    sk.LeakyReLU(0.2),
+    sk.LeakyReLU(),
+    sk.Sigmoid(),
+    sk.Tanh(),
+    sk.Dropout(0.3),
+    sk.Dropout(),
     sk.Softmax(),
     sk.Flatten(),
 ]
@@ -97,9 +108,11 @@ def test_config_survives_json_and_rebuilds_the_same_layer(layer):
     assert type(again) is type(layer)
     assert again.config() == layer.config() and repr(again) == repr(layer)
     assert list(again.params()) == list(layer.params())
-    for name, p in layer.params().items():
-        assert again.params()[name].dtype == p.dtype, name
-        np.testing.assert_array_equal(again.params()[name], p)
+    assert list(again.buffers()) == list(layer.buffers())
+    for name, p in {**layer.params(), **layer.buffers()}.items():
+        got = {**again.params(), **again.buffers()}[name]
+        assert got.dtype == p.dtype, name
+        np.testing.assert_array_equal(got, p)
 
 
 def test_every_layer_class_has_a_config_case():
@@ -289,3 +302,326 @@ def test_skylark_net_on_flat_background_filter_gradient():
     conv.zero_grad()
     conv.backward(dfmap_all)
     assert np.abs(conv.grads["weight"]).sum() > 2 * first  # the every-tie rule inflates it
+
+
+# --- modes, buffers and state -----------------------------------------------------------------
+
+
+def bn_net(dtype="float64", seed=0, input_shape=(1, 8, 8)) -> sk.Sequential:
+    """conv -> BatchNorm -> ReLU -> pool -> flatten -> dropout -> dense: every mode-dependent
+    layer, small enough to train on digits in a moment."""
+    c, h, w = input_shape
+    return sk.Sequential(
+        sk.Conv2D(c, 4, 3, padding=1, dtype=dtype, seed=seed), sk.BatchNorm2d(4, dtype=dtype),
+        sk.ReLU(), sk.MaxPool2D(2), sk.Flatten(), sk.Dropout(0.3, seed=seed),
+        sk.Dense(4 * (h // 2) * (w // 2), 10, dtype=dtype, seed=seed + 1))
+
+
+def test_train_and_eval_reach_every_layer():
+    model = bn_net()
+    assert model.training and all(layer.training for layer in model)
+    assert model.eval() is model
+    assert not model.training and not any(layer.training for layer in model)
+    assert model.train() is model and all(layer.training for layer in model)
+    model.train(False)
+    assert not any(layer.training for layer in model)
+    model[1].training = True  # one layer in training: the model is not "training"
+    assert not model.training
+
+
+def test_state_is_parameters_and_buffers_layer_by_layer():
+    model = bn_net()
+    assert list(model.params()) == ["0.weight", "0.bias", "1.weight", "1.bias", "6.weight",
+                                    "6.bias"]
+    assert list(model.buffers()) == ["1.running_mean", "1.running_var"]
+    assert list(model.state()) == ["0.weight", "0.bias", "1.weight", "1.bias",
+                                   "1.running_mean", "1.running_var", "6.weight", "6.bias"]
+    assert list(model.grads()) == list(model.params())  # buffers are not trained
+    assert all(np.shares_memory(a, getattr(model[int(k.split(".")[0])], k.split(".")[1]))
+               for k, a in model.state().items())  # the live arrays
+
+
+def test_load_state_is_all_or_nothing():
+    model, other = bn_net(seed=0), bn_net(seed=5)
+    other[1].running_mean[...] = 0.5
+    other[1].running_var[...] = 2.0
+    good = {k: v.copy() for k, v in other.state().items()}
+    before = {k: v.copy() for k, v in model.state().items()}
+    bad = [
+        ({k: v for k, v in good.items() if k != "1.running_var"},
+         r"Missing: \['1.running_var'\]"),
+        ({**good, "1.running_mean": np.zeros(5)},
+         r"'1.running_mean' has the wrong shape. Expected: \(4,\). Received: shape \(5,\)"),
+        ({**good, "1.running_var": np.full(4, np.nan)}, "'1.running_var' holds nan or inf"),
+        ({**good, "2.running_mean": np.zeros(4)}, r"unexpected: \['2.running_mean'\]"),
+    ]
+    for mapping, match in bad:
+        with pytest.raises(ValueError, match=match):
+            model.load_state(mapping)
+        for k, v in before.items():  # nothing copied, parameters included
+            np.testing.assert_array_equal(model.state()[k], v, err_msg=f"{match}: {k}")
+    model.load_state(good)
+    for k, v in good.items():
+        np.testing.assert_array_equal(model.state()[k], v, err_msg=k)
+
+
+def test_load_params_leaves_the_buffers_alone():
+    model = bn_net()
+    model[1].running_var[...] = 3.0
+    model.load_params({k: v + 1 for k, v in model.params().items()})
+    np.testing.assert_array_equal(model[1].running_var, 3.0)
+    with pytest.raises(ValueError, match=r"unexpected: \['1.running_mean', '1.running_var'\]"):
+        model.load_params(model.state())
+
+
+def test_checkpoint_round_trips_the_buffers(tmp_path):
+    a, b = bn_net(seed=1), bn_net(seed=2)
+    a.forward(np.random.default_rng(0).uniform(-0.5, 0.5, (5, 1, 8, 8)))  # moves the stats
+    assert not np.array_equal(a[1].running_var, b[1].running_var)
+    path = a.save(tmp_path / "bn.npz", metadata={"epoch": 1})
+    assert b.load(path) == {"epoch": 1}
+    for k, v in a.state().items():
+        np.testing.assert_array_equal(b.state()[k], v, err_msg=k)
+    # a parameters-only checkpoint (as written before buffers existed) does not fit a BN model
+    old = tmp_path / "params_only.npz"
+    np.savez(old, **a.params())
+    with pytest.raises(sk.CheckpointError, match=r"does not fit.*Missing: \['1.running_mean', "
+                                                  r"'1.running_var'\]"):
+        b.load(old)
+
+
+def tiny_data(n_train=10, n_test=4, shape=(1, 8, 8), classes=10, seed=0):
+    from skylark.data import Dataset
+
+    r = np.random.default_rng(seed)
+    return Dataset("tiny", r.uniform(-0.5, 0.5, (n_train, *shape)),
+                   r.integers(0, classes, n_train), r.uniform(-0.5, 0.5, (n_test, *shape)),
+                   r.integers(0, classes, n_test), classes)
+
+
+@pytest.mark.parametrize("mode", [True, False], ids=["from_train", "from_eval"])
+def test_evaluate_runs_in_eval_mode_and_restores_the_mode(mode):
+    from skylark.train import evaluate
+
+    model, data = bn_net(), tiny_data(n_test=30)
+    model[1].running_mean[...] = 0.1
+    model.train(mode)
+    stats = {k: v.copy() for k, v in model.buffers().items()}
+    first = evaluate(model, data.x_test, data.y_test, batch_size=7)
+    assert evaluate(model, data.x_test, data.y_test) == first  # no dropout, no batch stats
+    assert model.training == mode
+    for k, v in stats.items():
+        np.testing.assert_array_equal(model.buffers()[k], v, err_msg=k)
+    model.eval()
+    want = (model.forward(data.x_test).argmax(axis=1) == data.y_test).mean()
+    assert first == want
+
+
+def test_fit_passes_the_loss_options():
+    from skylark.data import batches
+    from skylark.train import fit
+
+    model, data = sk.skylark_cnn((1, 8, 8), dtype="float64"), tiny_data()
+    start = sk.skylark_cnn((1, 8, 8), dtype="float64")
+    options = {"label_smoothing": 0.2, "reduction": "sum"}
+    hist = fit(model, data, epochs=1, batch_size=4, lr=0.01, seed=3, progress=False,
+               log=lambda m: None, loss=options)
+    idx = batches(10, 4, 3, 0)[0]
+    want, _ = sk.softmax_cross_entropy(start.forward(data.x_train[idx]), data.y_train[idx],
+                                       **options)
+    assert hist.loss[0] == float(want)
+
+
+def test_resume_is_bit_identical_with_batchnorm_and_dropout(tmp_path):
+    """3 epochs at once == 2 epochs, a checkpoint, then 1 more from it: the checkpoint carries
+    the running statistics, fit reseeds dropout per global step, so a resumed run sees the same
+    batches, masks and statistics."""
+    from skylark.data import load_dataset
+    from skylark.train import fit
+
+    data = load_dataset("digits", "float64")
+    kw = dict(batch_size=128, lr=0.2, momentum=0.9, seed=4, progress=False, log=lambda m: None)
+    once = bn_net()
+    h_once = fit(once, data, epochs=3, **kw)
+    ckpt = tmp_path / "ckpt.npz"
+    first = bn_net()
+    fit(first, data, epochs=2, save=ckpt, **kw)
+    resumed = bn_net(seed=9)  # other weights: everything must come from the checkpoint
+    h_resumed = fit(resumed, data, epochs=3, save=ckpt, resume=ckpt, **kw)
+    assert h_resumed.loss == h_once.loss and h_resumed.test_accuracy == h_once.test_accuracy
+    for k, v in once.state().items():
+        np.testing.assert_array_equal(resumed.state()[k], v, err_msg=k)
+    assert not np.array_equal(once[1].running_var, np.ones(4))  # the statistics did move
+
+
+# --- skylark.models ---------------------------------------------------------------------------
+
+EVERY_KIND = [
+    sk.Conv2D(2, 4, (3, 2), stride=(1, 2), padding="same", bias=False, seed=1),
+    sk.BatchNorm2d(4, eps=1e-4, momentum=0.3), sk.LeakyReLU(0.2), sk.MaxPool2D(2, padding=1),
+    sk.Tanh(), sk.ReLU(), sk.Sigmoid(), sk.Flatten(), sk.Dropout(0.1), sk.Dense(48, 5, seed=2),
+    sk.Softmax(),
+]
+
+
+def test_every_layer_kind_round_trips_through_a_config():
+    from skylark.models import LAYERS, from_config, to_config
+
+    model = sk.Sequential(*EVERY_KIND)
+    config = to_config(model)
+    assert {entry["kind"] for entry in config} == set(LAYERS)  # every kind there is
+    assert json.loads(json.dumps(config)) == config
+    again = from_config(config, dtype="float64", seed=3)
+    assert to_config(again) == config
+    assert [type(layer) for layer in again] == [type(layer) for layer in model]
+    assert {k: v.shape for k, v in again.state().items()} == \
+        {k: v.shape for k, v in model.state().items()}
+    assert all(v.dtype == np.float64 for v in again.state().values())
+    assert again.forward(np.zeros((2, 2, 6, 8))).shape == (2, 5)
+    # seeded: layer i from seed + i
+    same, other = from_config(config, dtype="float64", seed=3), from_config(config, seed=4)
+    np.testing.assert_array_equal(same[0].weight, again[0].weight)
+    assert not np.array_equal(other[0].weight, again[0].weight.astype(np.float32))
+    assert not np.array_equal(from_config(config[-2:-1], seed=2)[0].weight, again[9].weight)
+
+
+@pytest.mark.parametrize("config, match", [
+    ([], r"a model config is a non-empty list of layers. Received: \[\]"),
+    ({"kind": "relu"}, r"non-empty list of layers. Received: \{'kind': 'relu'\}"),
+    ([{"kind": "relu"}, {"kind": "gelu"}], r"layer 1: kind must be one of \[.*'batchnorm2d'.*\]."
+                                           r" Received: \{'kind': 'gelu'\}"),
+    ([["relu"]], r"layer 0: kind must be one of .*Received: \['relu'\]"),
+    ([{"kind": "dense", "in_features": 3, "units": 2}],
+     r"layer 0 \(dense\): .*'units'. Received: \{'kind': 'dense'"),
+    ([{"kind": "relu"}, {"kind": "dropout", "p": 2.0}],
+     r"layer 1 \(dropout\): p must be a probability in \[0, 1\]. Received: p=2.0. "
+     r"Received: \{'kind': 'dropout', 'p': 2.0\}"),
+    ([{"kind": "batchnorm2d", "num_features": 0}], r"layer 0 \(batchnorm2d\): num_features"),
+])
+def test_from_config_errors_name_the_layer(config, match):
+    from skylark.models import from_config
+
+    with pytest.raises(ValueError, match=match):
+        from_config(config)
+
+
+MODULE = '''
+import skylark as sk
+
+def small():
+    net = sk.Sequential(sk.Conv2D(1, 2, 3, seed=1), sk.BatchNorm2d(2), sk.Tanh(), sk.Flatten(),
+                        sk.Dense(2 * 6 * 6, 10, seed=2))
+    net[1].running_var[...] = 4.0
+    return net
+
+def not_a_model():
+    return [sk.ReLU()]
+'''
+
+
+@pytest.fixture
+def model_module(tmp_path, monkeypatch):
+    (tmp_path / "skylark_test_models.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "skylark_test_models"
+
+
+def write_json(tmp_path, data, name="m.json"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return str(path)
+
+
+def test_build_model_from_a_function_keeps_its_weights_in_the_dtype(model_module):
+    import importlib
+
+    from skylark.models import build_model
+
+    net = build_model(f"{model_module}:small", (1, 8, 8), dtype="float64")
+    want = importlib.import_module(model_module).small()
+    assert list(net.state()) == list(want.state())
+    for k, v in want.state().items():
+        assert net.state()[k].dtype == np.float64, k
+        np.testing.assert_array_equal(net.state()[k], v.astype(np.float64), err_msg=k)
+    assert net.training  # the fit check ran in eval mode and left it training
+
+
+def test_build_model_from_a_json_file_list_or_layers(tmp_path):
+    from skylark.models import build_model, to_config
+
+    layers = [{"kind": "flatten"}, {"kind": "dense", "in_features": 64, "out_features": 10}]
+    for data in (layers, {"layers": layers, "comment": "dict form"}):
+        net = build_model(write_json(tmp_path, data), (1, 8, 8), seed=1, dtype="float64")
+        assert to_config(net) == [layers[0], {**layers[1], "bias": True}]
+        assert net[1].weight.dtype == np.float64
+
+
+@pytest.mark.parametrize("what, match", [
+    ("unknown_name", r"--model is one of \['lenet5', 'skylark', 'vgg-bn'\], a .json file or "
+                     r"module:function. Received: 'resnet'"),
+    ("missing_file", r"cannot read the model file '.*nowhere.json'"),
+    ("bad_json", r"the model file '.*m.json' is not valid JSON"),
+    ("json_without_layers", r"a model config is a non-empty list of layers. Received: None"),
+    ("wrong_channels", r"model '.*m.json' does not fit inputs of shape \(1, 8, 8\): "
+                       r"Conv2D expects 3 input channels"),
+    ("wrong_features", r"does not fit inputs of shape \(1, 8, 8\): .*Dense"),
+    ("wrong_classes", r"model '.*m.json' must end in 10 logits for this data. "
+                      r"Received: output shape \(5,\)"),
+    ("ends_in_a_map", r"must end in 10 logits for this data. Received: output shape \(1, 8, 8\)"),
+    ("not_a_model", r"skylark_test_models:not_a_model must return a skylark Sequential. "
+                    r"Received: <class 'list'>"),
+    ("missing_function", r"cannot import the model function 'skylark_test_models:nope'"),
+    ("missing_module", r"cannot import the model function 'no_such_module_xyz:net'"),
+])
+def test_build_model_errors_name_what_was_received(what, match, tmp_path, model_module):
+    from skylark.models import build_model
+
+    sources = {
+        "unknown_name": "resnet",
+        "missing_file": str(tmp_path / "nowhere.json"),
+        "bad_json": lambda: write_json(tmp_path, "{not json"),
+        "json_without_layers": lambda: write_json(tmp_path, {"model": []}),
+        "wrong_channels": lambda: write_json(tmp_path, [
+            {"kind": "conv2d", "in_channels": 3, "out_channels": 2, "kernel_size": 3}]),
+        "wrong_features": lambda: write_json(tmp_path, [
+            {"kind": "flatten"}, {"kind": "dense", "in_features": 60, "out_features": 10}]),
+        "wrong_classes": lambda: write_json(tmp_path, [
+            {"kind": "flatten"}, {"kind": "dense", "in_features": 64, "out_features": 5}]),
+        "ends_in_a_map": lambda: write_json(tmp_path, [{"kind": "relu"}]),
+        "not_a_model": f"{model_module}:not_a_model",
+        "missing_function": f"{model_module}:nope",
+        "missing_module": "no_such_module_xyz:net",
+    }
+    source = sources[what]
+    with pytest.raises(ValueError, match=match):
+        build_model(source() if callable(source) else source, (1, 8, 8), num_classes=10)
+
+
+def test_built_in_skylark_model():
+    from skylark.models import build_model
+
+    net = build_model("skylark", (1, 8, 8), num_classes=4, seed=2, dtype="float64")
+    want = sk.skylark_cnn((1, 8, 8), num_classes=4, seed=2, dtype="float64")
+    for k, v in want.params().items():
+        np.testing.assert_array_equal(net.params()[k], v, err_msg=k)
+
+
+def test_example_model_file_builds_and_trains_a_step():
+    """docs/example_model.json (every mirrored kind) builds for 28x28 inputs and 10 classes,
+    runs forward and backward in training and forward in eval, and its config is the file's."""
+    from pathlib import Path
+
+    from skylark.models import build_model, to_config
+    from skylark.optim import SGD
+    from skylark.train import train_step
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "example_model.json"
+    net = build_model(str(path), (1, 28, 28), num_classes=10, seed=0, dtype="float64")
+    assert to_config(net) == json.loads(path.read_text())["layers"]
+    x, y = rng().uniform(-0.5, 0.5, (3, 1, 28, 28)), np.array([1, 5, 9])
+    before = {k: v.copy() for k, v in net.state().items()}
+    loss, _ = train_step(net, SGD(net, lr=0.1), x, y)
+    assert np.isfinite(loss)
+    assert all(not np.array_equal(net.state()[k], v) for k, v in before.items()), \
+        "every parameter and running statistic moves in one training step"
+    assert net.eval().forward(x).shape == (3, 10)
