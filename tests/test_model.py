@@ -459,17 +459,20 @@ def test_resume_is_bit_identical_with_batchnorm_and_dropout(tmp_path):
 EVERY_KIND = [
     sk.Conv2D(2, 4, (3, 2), stride=(1, 2), padding="same", bias=False, seed=1),
     sk.BatchNorm2d(4, eps=1e-4, momentum=0.3), sk.LeakyReLU(0.2), sk.MaxPool2D(2, padding=1),
-    sk.Tanh(), sk.ReLU(), sk.Sigmoid(), sk.Flatten(), sk.Dropout(0.1), sk.Dense(48, 5, seed=2),
-    sk.Softmax(),
+    sk.Tanh(), sk.ReLU(), sk.Sigmoid(), sk.AvgPool2D(3, stride=1, padding="same"), sk.Flatten(),
+    sk.Dropout(0.1), sk.Dense(48, 5, seed=2), sk.Softmax(),
 ]
+# a global pool ends the map, so it round-trips in a model of its own
+GLOBAL = [sk.GlobalAvgPool2D()]
 
 
 def test_every_layer_kind_round_trips_through_a_config():
     from skylark.models import LAYERS, from_config, to_config
 
     model = sk.Sequential(*EVERY_KIND)
-    config = to_config(model)
-    assert {entry["kind"] for entry in config} == set(LAYERS)  # every kind there is
+    config, config_global = to_config(model), to_config(sk.Sequential(*GLOBAL))
+    assert {entry["kind"] for entry in config + config_global} == set(LAYERS)  # every kind
+    assert to_config(from_config(config_global)) == config_global
     assert json.loads(json.dumps(config)) == config
     again = from_config(config, dtype="float64", seed=3)
     assert to_config(again) == config
@@ -482,7 +485,7 @@ def test_every_layer_kind_round_trips_through_a_config():
     same, other = from_config(config, dtype="float64", seed=3), from_config(config, seed=4)
     np.testing.assert_array_equal(same[0].weight, again[0].weight)
     assert not np.array_equal(other[0].weight, again[0].weight.astype(np.float32))
-    assert not np.array_equal(from_config(config[-2:-1], seed=2)[0].weight, again[9].weight)
+    assert not np.array_equal(from_config(config[-2:-1], seed=2)[0].weight, again[10].weight)
 
 
 @pytest.mark.parametrize("config, match", [
