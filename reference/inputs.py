@@ -99,11 +99,12 @@ def dropout_masks(spec: list[dict], input_shape, batch: int, seed: int,
     """The keep-mask of every dropout layer (layer index -> bool array of its input's shape,
     NCHW or flat in skylark's order) for one batch: the same masks go to every framework, so a
     training pass compares exactly. Drawn from `np.random.default_rng((seed, step, i))`."""
+    from .kinds import KINDS
     from .spec import geometry
 
     out = {}
     for s, g in zip(spec, geometry(spec, input_shape), strict=True):
-        if s["kind"] == "dropout":
+        if KINDS[s["kind"]].uses_mask:
             rng = np.random.default_rng((seed, step, g.index))
             out[g.index] = rng.random((batch, *g.in_shape)) >= s["p"]
     return out
