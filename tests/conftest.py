@@ -7,6 +7,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from reference.frameworks import COMPARED, FRAMEWORKS
+from reference.runner import FrameworkUnavailable, require_installed
 
 
 def pytest_configure(config):
@@ -15,6 +16,15 @@ def pytest_configure(config):
         if fw.marker:
             config.addinivalue_line("markers", f"{fw.marker}: needs {fw.name} "
                                                f"({', '.join(fw.modules)})")
+
+
+def needs(framework):
+    """Skip the test, saying why, when `framework` is not installed here."""
+    fw = FRAMEWORKS[framework]
+    try:
+        require_installed(fw.name, fw.modules, fw.install)
+    except FrameworkUnavailable as e:
+        pytest.skip(f"{framework} is not installed: {e.reason}")
 
 
 def framework_param(name, *values, id=None):

@@ -98,6 +98,34 @@ def assert_equivalent(framework: str, case: Case, got, label: str = "") -> None:
         )
 
 
+def equivalence_tests(cases):
+    """The two tests every layer family runs on its `cases` (pytest params of (factory, input
+    shape (C, H, W), batch)), for float64/float32 x random/ties: numpy's tensors are nonzero
+    (zeros match zeros and prove nothing), and every framework matches them. A family file
+    binds them to its own names:
+
+        test_conv_case_reference_tensors_are_nonzero, test_conv_matches_every_framework = \
+            equivalence_tests(CONV_CASES)
+    """
+    from conftest import FRAMEWORK_PARAMS
+
+    variants = [(d, k) for d in DTYPES for k in INPUTS]
+
+    @pytest.mark.parametrize("dtype, kind", variants)
+    @pytest.mark.parametrize("make, shape, batch", cases)
+    def nonzero(make, shape, batch, dtype, kind):
+        assert all_zero(make_case(minimal_net(make(), shape), shape, dtype, kind, batch).ref) == []
+
+    @pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
+    @pytest.mark.parametrize("dtype, kind", variants)
+    @pytest.mark.parametrize("make, shape, batch", cases)
+    def matches(make, shape, batch, dtype, kind, framework):
+        assert_layer_matches(make(), shape, framework, dtypes=(dtype,), inputs=(kind,),
+                             batch=batch)
+
+    return nonzero, matches
+
+
 def assert_layer_matches(layer, input_shape, frameworks, *, dtypes=DTYPES, inputs=INPUTS,
                          batch: int = 4, seed: int = 0, training: bool = True,
                          loss: dict | None = None) -> None:

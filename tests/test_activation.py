@@ -5,15 +5,15 @@ and Keras' float32 LeakyReLU slope on the TensorFlow backend."""
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
-from conftest import FRAMEWORK_PARAMS
-from equivalence import DTYPES, INPUTS, assert_layer_matches, make_case, minimal_net
+from equivalence import (
+    equivalence_tests,
+    make_case,
+    minimal_net,
+)
 
 import skylark as sk
-from reference.inputs import all_zero
 
 from gradcheck import FD_RTOL, check_gradients, layer_fb
 
@@ -129,21 +129,10 @@ def test_backward_before_forward(layer):
 RELU_CASES = [
     pytest.param(lambda: sk.ReLU(), (2, 5, 6), 4, id="relu_on_map"),
 ]
-VARIANTS = list(itertools.product(DTYPES, INPUTS))
 
 
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", RELU_CASES)
-def test_relu_case_reference_tensors_are_nonzero(make, shape, batch, dtype, kind):
-    """Zeros match zeros and prove nothing: every numpy tensor of a case is nonzero somewhere."""
-    assert all_zero(make_case(minimal_net(make(), shape), shape, dtype, kind, batch).ref) == []
-
-
-@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", RELU_CASES)
-def test_relu_matches_every_framework(make, shape, batch, dtype, kind, framework):
-    assert_layer_matches(make(), shape, framework, dtypes=(dtype,), inputs=(kind,), batch=batch)
+test_relu_case_reference_tensors_are_nonzero, test_relu_matches_every_framework = \
+    equivalence_tests(RELU_CASES)
 
 
 # LeakyReLU, Sigmoid and Tanh: on the input itself (no reduction before them, so their float32
@@ -157,17 +146,8 @@ ACT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", ACT_CASES)
-def test_activation_case_reference_tensors_are_nonzero(make, shape, batch, dtype, kind):
-    assert all_zero(make_case(minimal_net(make(), shape), shape, dtype, kind, batch).ref) == []
-
-
-@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", ACT_CASES)
-def test_activation_matches_every_framework(make, shape, batch, dtype, kind, framework):
-    assert_layer_matches(make(), shape, framework, dtypes=(dtype,), inputs=(kind,), batch=batch)
+test_activation_case_reference_tensors_are_nonzero, test_activation_matches_every_framework = \
+    equivalence_tests(ACT_CASES)
 
 
 @pytest.mark.parametrize("make, own, grad_own", [

@@ -13,11 +13,12 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import FRAMEWORK_PARAMS, framework_param
-from equivalence import DTYPES, INPUTS, assert_layer_matches, make_case, minimal_net
+from conftest import framework_param
+from equivalence import (
+    equivalence_tests,
+)
 
 import skylark as sk
-from reference.inputs import all_zero
 from skylark.models import build_model
 
 from gradcheck import FD_RTOL, check_gradients, layer_fb, rel_error
@@ -189,20 +190,10 @@ AVG_CASES = [
                                        A((2, 1), 1, "valid")), (1, 12, 11), 4,
                  id="same_asym_k3_s2_then_valid"),
 ]
-VARIANTS = list(itertools.product(DTYPES, INPUTS))
 
 
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", AVG_CASES)
-def test_avgpool_case_reference_tensors_are_nonzero(make, shape, batch, dtype, kind):
-    assert all_zero(make_case(minimal_net(make(), shape), shape, dtype, kind, batch).ref) == []
-
-
-@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", AVG_CASES)
-def test_avgpool_matches_every_framework(make, shape, batch, dtype, kind, framework):
-    assert_layer_matches(make(), shape, framework, dtypes=(dtype,), inputs=(kind,), batch=batch)
+test_avgpool_case_reference_tensors_are_nonzero, test_avgpool_matches_every_framework = \
+    equivalence_tests(AVG_CASES)
 
 
 STOCK_SAME = """

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import needs
 
 from reference import harness
 from reference.budgets import EPS32, F64_RTOL, K_SAFETY, budgets, float32_budgets, float64_budgets
@@ -15,15 +16,6 @@ from reference.frameworks import COMPARED, FRAMEWORKS
 from reference.inputs import INPUTS
 from reference.runner import FrameworkUnavailable, require_installed
 from reference.spec import build
-
-
-def needs(framework):
-    """Skip the test, saying why, when `framework` is not installed here."""
-    fw = FRAMEWORKS[framework]
-    try:
-        require_installed(fw.name, fw.modules, fw.install)
-    except FrameworkUnavailable as e:
-        pytest.skip(f"{framework} is not installed: {e.reason}")
 
 
 def default_case(kind: str, dtype: str = "float32") -> harness.Case:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import framework_param
+from conftest import framework_param, needs
 
 from reference import check, harness
 from reference.frameworks import COMPARED, FRAMEWORKS
@@ -28,15 +28,6 @@ def run_json(tmp_path, *argv):
     path = tmp_path / "check.json"
     code = check.main([*argv, "--json", str(path), "--quiet"])
     return code, json.loads(path.read_text())
-
-
-def needs(framework):
-    """Skip the test, saying why, when `framework` is not installed here."""
-    fw = FRAMEWORKS[framework]
-    try:
-        require_installed(fw.name, fw.modules, fw.install)
-    except FrameworkUnavailable as e:
-        pytest.skip(f"{framework} is not installed: {e.reason}")
 
 
 # planted bug, framework, dtype, input -> first diverging: forward, loss pass, cotangent pass.

@@ -7,11 +7,11 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import FRAMEWORK_PARAMS
-from equivalence import DTYPES, INPUTS, assert_layer_matches, make_case, minimal_net
+from equivalence import (
+    equivalence_tests,
+)
 
 import skylark as sk
-from reference.inputs import all_zero
 
 from gradcheck import FD_RTOL, check_gradients, layer_fb, rel_error
 from oracle import conv_backward, conv_forward
@@ -220,18 +220,7 @@ CONV_CASES = [
         sk.Conv2D(3, 6, 3, padding="same", dilation=(1, 2), groups=3, seed=25), sk.ReLU(),
         sk.MaxPool2D(2)), (3, 8, 7), 4, id="depthwise_x2_d1x2_same_relu_pool"),
 ]
-VARIANTS = list(itertools.product(DTYPES, INPUTS))
 
 
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", CONV_CASES)
-def test_conv_case_reference_tensors_are_nonzero(make, shape, batch, dtype, kind):
-    """Zeros match zeros and prove nothing: every numpy tensor of a case is nonzero somewhere."""
-    assert all_zero(make_case(minimal_net(make(), shape), shape, dtype, kind, batch).ref) == []
-
-
-@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", CONV_CASES)
-def test_conv_matches_every_framework(make, shape, batch, dtype, kind, framework):
-    assert_layer_matches(make(), shape, framework, dtypes=(dtype,), inputs=(kind,), batch=batch)
+test_conv_case_reference_tensors_are_nonzero, test_conv_matches_every_framework = \
+    equivalence_tests(CONV_CASES)

@@ -3,15 +3,13 @@ with every framework (Keras/TF flatten H, W, C: the reference must permute)."""
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
-from conftest import FRAMEWORK_PARAMS
-from equivalence import DTYPES, INPUTS, assert_layer_matches, make_case, minimal_net
+from equivalence import (
+    equivalence_tests,
+)
 
 import skylark as sk
-from reference.inputs import all_zero
 
 from gradcheck import FD_RTOL, check_gradients, layer_fb
 
@@ -47,18 +45,7 @@ def test_backward_before_forward():
 FLATTEN_CASES = [
     pytest.param(lambda: sk.Flatten(), (3, 4, 5), 4, id="flatten_c3_4x5"),
 ]
-VARIANTS = list(itertools.product(DTYPES, INPUTS))
 
 
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", FLATTEN_CASES)
-def test_flatten_case_reference_tensors_are_nonzero(make, shape, batch, dtype, kind):
-    """Zeros match zeros and prove nothing: every numpy tensor of a case is nonzero somewhere."""
-    assert all_zero(make_case(minimal_net(make(), shape), shape, dtype, kind, batch).ref) == []
-
-
-@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", FLATTEN_CASES)
-def test_flatten_matches_every_framework(make, shape, batch, dtype, kind, framework):
-    assert_layer_matches(make(), shape, framework, dtypes=(dtype,), inputs=(kind,), batch=batch)
+test_flatten_case_reference_tensors_are_nonzero, test_flatten_matches_every_framework = \
+    equivalence_tests(FLATTEN_CASES)

@@ -5,14 +5,12 @@ layer's own file (test_conv, test_pool, test_dense, test_activation, test_flatte
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
-from conftest import FRAMEWORK_PARAMS
-from equivalence import DTYPES, INPUTS, assert_layer_matches, make_case, minimal_net
+from equivalence import (
+    equivalence_tests,
+)
 
 import skylark as sk
-from reference.inputs import all_zero
 
 C, P, R, F, D = sk.Conv2D, sk.MaxPool2D, sk.ReLU, sk.Flatten, sk.Dense
 
@@ -32,19 +30,7 @@ NETS = [
     pytest.param(lambda: sk.Sequential(P(2, 1), C(1, 2, 3, 1, (1, 2), seed=13)), (1, 7, 6), 4,
                  id="pool_first_int_pad_k2"),
 ]
-VARIANTS = list(itertools.product(DTYPES, INPUTS))
 
 
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", NETS)
-def test_net_case_reference_tensors_are_nonzero(make, shape, batch, dtype, kind):
-    """Every tensor numpy reports for a case is nonzero somewhere (zeros match zeros and prove
-    nothing; a global 1/64 grid once rounded whole weight tensors to 0)."""
-    assert all_zero(make_case(minimal_net(make(), shape), shape, dtype, kind, batch).ref) == []
-
-
-@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", NETS)
-def test_net_matches_every_framework(make, shape, batch, dtype, kind, framework):
-    assert_layer_matches(make(), shape, framework, dtypes=(dtype,), inputs=(kind,), batch=batch)
+test_net_case_reference_tensors_are_nonzero, test_net_matches_every_framework = \
+    equivalence_tests(NETS)

@@ -9,11 +9,11 @@ import math
 
 import numpy as np
 import pytest
-from conftest import FRAMEWORK_PARAMS
-from equivalence import DTYPES, INPUTS, assert_layer_matches, make_case, minimal_net
+from equivalence import (
+    equivalence_tests,
+)
 
 import skylark as sk
-from reference.inputs import all_zero
 
 from gradcheck import FD_RTOL, check_gradients, layer_fb, rel_error
 from oracle import maxpool_backward, maxpool_forward
@@ -255,18 +255,7 @@ POOL_CASES = [
     pytest.param(lambda: sk.Sequential(C(1, 2, 3, seed=9), P(3, 2, "same", dilation=2)),
                  (1, 9, 10), 4, id="dilated2_same_k3_s2"),
 ]
-VARIANTS = list(itertools.product(DTYPES, INPUTS))
 
 
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", POOL_CASES)
-def test_pool_case_reference_tensors_are_nonzero(make, shape, batch, dtype, kind):
-    """Zeros match zeros and prove nothing: every numpy tensor of a case is nonzero somewhere."""
-    assert all_zero(make_case(minimal_net(make(), shape), shape, dtype, kind, batch).ref) == []
-
-
-@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
-@pytest.mark.parametrize("dtype, kind", VARIANTS)
-@pytest.mark.parametrize("make, shape, batch", POOL_CASES)
-def test_pool_matches_every_framework(make, shape, batch, dtype, kind, framework):
-    assert_layer_matches(make(), shape, framework, dtypes=(dtype,), inputs=(kind,), batch=batch)
+test_pool_case_reference_tensors_are_nonzero, test_pool_matches_every_framework = \
+    equivalence_tests(POOL_CASES)

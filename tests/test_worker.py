@@ -13,19 +13,10 @@ import time
 from dataclasses import replace
 
 import pytest
+from conftest import needs
 
 from reference import harness, worker
 from reference.frameworks import FRAMEWORKS
-from reference.runner import FrameworkUnavailable, require_installed
-
-
-def needs(framework):
-    """Skip the test, saying why, when `framework` is not installed here."""
-    fw = FRAMEWORKS[framework]
-    try:
-        require_installed(fw.name, fw.modules, fw.install)
-    except FrameworkUnavailable as e:
-        pytest.skip(f"{framework} is not installed: {e.reason}")
 
 
 @pytest.fixture
