@@ -26,6 +26,7 @@ class Kind:
     name: str = "?"
     layer: type = type(None)  # the skylark Layer class
     input_rank: int | None = None  # 3: a (C, H, W) map; 1: a flat vector; None: any
+    in_field: str | None = None  # the spec field the input's channels (features) must equal
     uses_mask = False  # training needs a keep-mask from the harness (dropout)
     # Keras/TF names of the layer's state where they differ from torch's ("weight" -> "kernel")
     keras_names: ClassVar[dict] = {"weight": "kernel"}
@@ -52,6 +53,10 @@ class Kind:
             raise ValueError(f"{self.name} needs a (C, H, W) input. Received: {in_shape}")
         if self.input_rank == 1 and len(in_shape) != 1:
             raise ValueError(f"{self.name} needs a flat input: put a flatten before it. "
+                             f"Received: input shape {in_shape}")
+        if self.in_field and in_shape[0] != s[self.in_field]:
+            unit = "features" if len(in_shape) == 1 else "channels"
+            raise ValueError(f"{self.name} expects {s[self.in_field]} {unit}. "
                              f"Received: input shape {in_shape}")
 
     def flat_source(self, in_shape, out_shape, in_source):

@@ -32,14 +32,10 @@ class BatchNorm2d(Kind):
     name = "batchnorm2d"
     layer = sk.BatchNorm2d
     input_rank = 3
-    keras_names: ClassVar[dict] = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-                   "running_var": "moving_variance"}
+    in_field = "num_features"
+    keras_names: ClassVar[dict] = {"weight": "gamma", "bias": "beta",
+                                   "running_mean": "moving_mean", "running_var": "moving_variance"}
 
-    def validate(self, s, in_shape):
-        super().validate(s, in_shape)
-        if in_shape[0] != s["num_features"]:
-            raise ValueError(f"batchnorm2d expects {s['num_features']} channels. "
-                             f"Received: input shape {in_shape}")
 
     # float32 budget: the mean and variance are sums over N*H*W; an input error passes scaled
     # by |weight| * invstd (twice: through x and through the mean), and the variance's own

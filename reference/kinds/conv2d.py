@@ -65,12 +65,8 @@ class Conv2d(Kind):
     name = "conv2d"
     layer = sk.Conv2D
     input_rank = 3
+    in_field = "in_channels"
 
-    def validate(self, s, in_shape):
-        super().validate(s, in_shape)
-        if in_shape[0] != s["in_channels"]:
-            raise ValueError(f"conv2d expects {s['in_channels']} channels. "
-                             f"Received: input shape {in_shape}")
 
     def f32_forward(self, s, g, batch):
         # each output sums its group's C_in/groups channels over the kh*kw taps

@@ -14,12 +14,8 @@ class Dense(Kind):
     name = "dense"
     layer = sk.Dense
     input_rank = 1
+    in_field = "in_features"
 
-    def validate(self, s, in_shape):
-        super().validate(s, in_shape)
-        if in_shape[0] != s["in_features"]:
-            raise ValueError(f"dense expects {s['in_features']} features. "
-                             f"Received: input shape {in_shape}")
 
     def flat_source(self, in_shape, out_shape, in_source):
         return None  # its outputs are its own features: no map order survives a dense
