@@ -32,7 +32,14 @@ import skylark as sk
 
 from .budgets import F64_RTOL, K_SAFETY, budgets
 from .frameworks import COMPARED, NAMES
-from .inputs import DYADIC_BITS, all_zero, dropout_masks, dyadic_params, make_batch
+from .inputs import (
+    DYADIC_BITS,
+    all_zero,
+    dropout_masks,
+    dyadic_params,
+    informative_state,
+    make_batch,
+)
 from .numpy_ref import NumpyRunner
 from .registry import get_runner
 from .runner import FrameworkUnavailable, loss_options
@@ -135,12 +142,16 @@ class Case:
 
     @classmethod
     def from_model(cls, model: sk.Sequential, input_kind="random", batch=4, seed=0,
-                   dtype="float32", input_shape=(1, 28, 28), dyadic: bool = False, **mode):
-        """`mode`: training, masks, loss (as the constructor's)."""
+                   dtype="float32", input_shape=(1, 28, 28), dyadic: bool = False,
+                   informative: bool = True, **mode):
+        """`informative`: replace initial states that would hide bugs (BatchNorm's 1, 0, 0, 1)
+        by random ones (reference.inputs.informative_state); `mode`: training, masks, loss (as
+        the constructor's)."""
         spec = describe(model)
         k = shapes(spec, input_shape)[-1][0]
         x, labels, cot = make_batch(input_kind, batch, input_shape, k, seed, dtype)
-        state = dyadic_params(model.state()) if dyadic else model.state()
+        state = informative_state(spec, model.state(), seed) if informative else model.state()
+        state = dyadic_params(state) if dyadic else state
         if mode.get("training", True) and mode.get("masks") is None:
             mode["masks"] = dropout_masks(spec, input_shape, batch, seed)
         return cls(spec, state, dtype, input_shape, x, labels, cot, **mode)

@@ -108,3 +108,19 @@ def dropout_masks(spec: list[dict], input_shape, batch: int, seed: int,
             rng = np.random.default_rng((seed, step, g.index))
             out[g.index] = rng.random((batch, *g.in_shape)) >= s["p"]
     return out
+
+
+def informative_state(spec: list[dict], state: dict, seed: int) -> dict:
+    """`state` with every layer's uninformative initial state replaced by a random one
+    (Kind.informative_state: e.g. BatchNorm's 1, 0, 0, 1, under which a swapped weight and bias
+    or a missing copy of the running statistics would compare equal), from
+    np.random.default_rng((seed, layer index))."""
+    from .kinds import KINDS
+
+    out = dict(state)
+    for i, s in enumerate(spec):
+        own = {k.split(".", 1)[1]: v for k, v in state.items() if k.split(".")[0] == str(i)}
+        if own:
+            new = KINDS[s["kind"]].informative_state(s, own, np.random.default_rng((seed, i)))
+            out.update({f"{i}.{k}": v for k, v in new.items()})
+    return out

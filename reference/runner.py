@@ -61,6 +61,9 @@ PLANTS = {
     "keras_bn_momentum": _KERAS,
     # Keras BatchNormalization's default epsilon (1e-3) instead of the model's (torch: 1e-5)
     "keras_bn_eps": _KERAS,
+    # BatchNorm's running statistics not copied into Keras (its moving_mean 0, moving_variance 1
+    # stay)
+    "keras_bn_unloaded": _KERAS,
     # Keras LeakyReLU's default slope (0.3) instead of the model's (torch: 0.01)
     "keras_leaky_default": _KERAS,
     # average pooling at padded borders divided by the other count (count_include_pad flipped)

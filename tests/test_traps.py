@@ -101,6 +101,19 @@ def test_planted_trap_fails_and_names_its_first_tensor(plant, framework, make, k
     assert _firsts(planted, framework) == first
 
 
+@pytest.mark.keras
+def test_running_statistics_not_copied_are_caught_in_eval_mode():
+    """check replaces BatchNorm's initial state (1, 0, 0, 1) by a random one: with Keras' own
+    initial running statistics left in place (0 and 1, the same as torch's), the eval-mode
+    BatchNorm output is the first wrong tensor."""
+    kw = {"model": bn_net(), "input_shape": (1, 8, 8), "training": False, "log": lambda m: None}
+    assert harness.run_check(["keras"], "float64", "random", **kw)["ok"]
+    kw["model"] = bn_net()
+    planted = harness.run_check(["keras"], "float64", "random",
+                                plants={"keras": "keras_bn_unloaded"}, **kw)
+    assert _firsts(planted, "keras") == ("out.1", "loss/d.out.4", "cot/d.4.weight")
+
+
 @pytest.mark.keras_torch
 @pytest.mark.slow
 def test_stock_keras_float64_on_torch_is_float32_at_the_first_dense(monkeypatch):
@@ -123,5 +136,5 @@ def test_stock_keras_float64_on_torch_is_float32_at_the_first_dense(monkeypatch)
 def test_every_plant_is_a_row_or_tested_elsewhere():
     from reference.runner import PLANTS
 
-    assert {row[1] for row in TRAPS} == set(PLANTS)
+    assert {row[1] for row in TRAPS} | {"keras_bn_unloaded"} == set(PLANTS)
     assert all(fw in FRAMEWORKS for row in TRAPS for fw in [row[2]])

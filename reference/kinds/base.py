@@ -65,6 +65,12 @@ class Kind:
         Element-wise kinds keep their input's order; a kind with a map output has none."""
         return None if len(out_shape) == 3 else in_source
 
+    def informative_state(self, s: dict, state: dict, rng) -> dict:
+        """The layer's state (name -> array) for a check: where the framework's initial state
+        would hide a bug (BatchNorm's weight 1, bias 0, mean 0, var 1 make a swapped weight and
+        bias, or a variance used as a standard deviation, invisible), a random one instead."""
+        return state
+
     # --- the float32 budget rule (reference.budgets, docs/design.md) --------------------------
 
     def f32_forward(self, s: dict, g, batch: int) -> int:

@@ -37,6 +37,12 @@ class BatchNorm2d(Kind):
                                    "running_mean": "moving_mean", "running_var": "moving_variance"}
 
 
+    def informative_state(self, s, state, rng):
+        c = s["num_features"]
+        draw = {"weight": (0.5, 1.5), "bias": (-0.5, 0.5), "running_mean": (-0.5, 0.5),
+                "running_var": (0.5, 2.0)}
+        return {k: rng.uniform(*draw[k], c).astype(v.dtype) for k, v in state.items()}
+
     # float32 budget: the mean and variance are sums over N*H*W; an input error passes scaled
     # by |weight| * invstd (twice: through x and through the mean), and the variance's own
     # error moves invstd, which the cubic term bounds.
