@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import threading
 import time
@@ -32,8 +33,9 @@ from .runner import FrameworkUnavailable
 from .spec import describe
 
 HELP = "train every framework in lockstep and plot the curves"
-DESCRIPTION = ("Every framework trains the Skylark net from the same initial weights on the same "
-               "batches with the same SGD; writes curves.png, curves.csv and summary.json.")
+DESCRIPTION = ("Every framework trains the model (--model) from the same initial weights on the "
+               "same batches with the same SGD and the same dropout masks; writes curves.png, "
+               "curves.csv and summary.json.")
 
 # float64 lockstep bar: every step's loss within 1e-9 of numpy's. Both sides run the same math
 # in float64; after hundreds of SGD steps the observed gap is ~1e-14, so 1e-9 leaves five orders
@@ -115,7 +117,7 @@ def train_one(name, spec, params0, data, plan, args, starting=None):
                 rec["losses"].append(loss)
                 rec["accuracies"].append(acc)
                 pbar.update(1)
-                if i % 10 == 0:
+                if i % 10 == 0 or i == len(plan) - 1:
                     pbar.set_postfix_str(f"loss {loss:.4f}")
         rec["seconds"] = time.perf_counter() - start
         rec["test_accuracy"] = _accuracy(runner, data.x_test, data.y_test)
@@ -226,6 +228,19 @@ def _style_gap_axis(bottom, dtype: str, floor: float, alone: bool) -> None:
     bottom.grid(alpha=0.3, which="both")
 
 
+def _check_out(out: Path) -> None:
+    """ValueError naming --out when its results cannot be written there; creates the folder."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a folder. Received: --out={str(out)!r} (a file)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create the --out folder: {e.strerror or e}. "
+                         f"Received: --out={str(out)!r}") from None
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"the --out folder is not writable. Received: --out={str(out)!r}")
+
+
 def write_results(out: Path, records, summary) -> None:
     """curves.csv, summary.json and curves.png in `out`; the table on stdout."""
     out.mkdir(parents=True, exist_ok=True)
@@ -263,6 +278,7 @@ def print_table(summary, file=None) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         names = ["numpy", *parse_frameworks(args.frameworks)]
+        _check_out(Path(args.out))  # before any training, not after it
         data = load_dataset(args.dataset, dtype=args.dtype)
     except (ValueError, argparse.ArgumentTypeError, FileNotFoundError, ImportError) as e:
         print(f"skylark compare: error: {e}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from . import __version__
 
@@ -130,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_save(path) -> None:
+    """ValueError naming --save when no checkpoint can be written there."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.suffix != ".npz" or p.is_dir():
+        raise ValueError(f"--save is a checkpoint file ending in .npz. Received: --save={path!r}")
+    if not p.parent.is_dir():
+        raise ValueError(f"the folder of --save does not exist. Received: --save={path!r}")
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .models import build_model
@@ -138,6 +150,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     limit_threads(args.threads)
     try:
+        _check_save(args.save)  # before any training, not after the first epoch
         data = load_dataset(args.dataset, dtype=args.dtype)
         model = build_model(args.model, data.input_shape, num_classes=data.num_classes,
                             seed=args.seed, dtype=args.dtype)

@@ -46,8 +46,10 @@ def from_config(config, *, dtype="float32", seed: int = 0) -> Sequential:
         extra = {"dtype": dtype, "seed": seed + i} if cls.param_names else {}
         try:
             out.append(cls(**args, **extra))
-        except (TypeError, ValueError) as e:  # a missing, unknown or bad argument
+        except TypeError as e:  # a missing or unknown argument
             raise ValueError(f"layer {i} ({kind}): {e}. Received: {entry!r}") from None
+        except ValueError as e:  # a bad value: the layer's own message names it
+            raise ValueError(f"layer {i} ({kind}): {e}") from None
     return Sequential(*out)
 
 
@@ -119,7 +121,12 @@ def _read_json(path: str) -> list:
         raise ValueError(f"cannot read the model file {path!r}: {e.strerror or e}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"the model file {path!r} is not valid JSON: {e}") from None
-    return data.get("layers") if isinstance(data, dict) else data
+    if isinstance(data, dict):
+        if "layers" not in data:
+            raise ValueError(f'the model file {path!r} needs a "layers" list. '
+                             f"Received: keys {sorted(data)}")
+        return data["layers"]
+    return data
 
 
 def _from_function(text: str, dtype) -> Sequential:

@@ -497,8 +497,7 @@ def test_every_layer_kind_round_trips_through_a_config():
     ([{"kind": "dense", "in_features": 3, "units": 2}],
      r"layer 0 \(dense\): .*'units'. Received: \{'kind': 'dense'"),
     ([{"kind": "relu"}, {"kind": "dropout", "p": 2.0}],
-     r"layer 1 \(dropout\): p must be a probability in \[0, 1\]. Received: p=2.0. "
-     r"Received: \{'kind': 'dropout', 'p': 2.0\}"),
+     r"layer 1 \(dropout\): p must be a probability in \[0, 1\]. Received: p=2.0$"),
     ([{"kind": "batchnorm2d", "num_features": 0}], r"layer 0 \(batchnorm2d\): num_features"),
 ])
 def test_from_config_errors_name_the_layer(config, match):
@@ -564,7 +563,7 @@ def test_build_model_from_a_json_file_list_or_layers(tmp_path):
                      r"module:function. Received: 'resnet'"),
     ("missing_file", r"cannot read the model file '.*nowhere.json'"),
     ("bad_json", r"the model file '.*m.json' is not valid JSON"),
-    ("json_without_layers", r"a model config is a non-empty list of layers. Received: None"),
+    ("json_without_layers", r"needs a \"layers\" list. Received: keys \['model'\]"),
     ("wrong_channels", r"model '.*m.json' does not fit inputs of shape \(1, 8, 8\): "
                        r"Conv2D expects 3 input channels"),
     ("wrong_features", r"does not fit inputs of shape \(1, 8, 8\): .*Dense"),
