@@ -30,7 +30,7 @@ from .frameworks import COMPARED, FRAMEWORKS, parse_frameworks, pin_threads
 from .inputs import dropout_masks
 from .registry import get_runner
 from .runner import FrameworkUnavailable
-from .spec import describe
+from .spec import describe, geometry
 
 HELP = "train every framework in lockstep and plot the curves"
 DESCRIPTION = ("Every framework trains the model (--model) from the same initial weights on the "
@@ -104,13 +104,14 @@ def train_one(name, spec, params0, data, plan, args, starting=None):
                       loss={"label_smoothing": args.label_smoothing})
         runner.train_setup(args.lr, args.momentum)
         rec["versions"] = runner.versions()
+        geo = geometry(spec, data.input_shape)
         start = time.perf_counter()
         with bar(len(plan), f"{name:>16}", disable=args.quiet) as pbar:
             for i, (_, idx) in enumerate(plan):
                 xb, yb = data.x_train[idx], data.y_train[idx]
                 acc = float((runner.predict(xb).argmax(1) == yb).mean())  # before the update
                 # dropout: every framework drops what skylark's own training would at step i
-                masks = dropout_masks(spec, data.input_shape, len(idx), args.seed, i)
+                masks = dropout_masks(spec, data.input_shape, len(idx), args.seed, i, geo)
                 loss = runner.train_step(xb, yb, masks=masks)
                 if not np.isfinite(loss):
                     raise FloatingPointError(f"loss became non-finite at step {i + 1}")

@@ -94,20 +94,23 @@ def all_zero(tensors: dict[str, np.ndarray]) -> list[str]:
     return [k for k, v in tensors.items() if not np.any(v)]
 
 
-def dropout_masks(spec: list[dict], input_shape, batch: int, seed: int,
-                  step: int = 0) -> dict[int, np.ndarray]:
+def dropout_masks(spec: list[dict], input_shape, batch: int, seed: int, step: int = 0,
+                  geometry=None) -> dict[int, np.ndarray]:
     """The keep-mask of every dropout layer (layer index -> bool array of its input's shape,
     NCHW or flat in skylark's order) for one batch: the same masks go to every framework, so a
-    training pass compares exactly. Drawn from `np.random.default_rng((seed, step, i))`."""
+    training pass compares exactly. Drawn from `np.random.default_rng((seed, step, i))`.
+    `geometry` (reference.spec.geometry of the spec) saves rebuilding it on every step."""
     from .kinds import KINDS
-    from .spec import geometry
 
-    out = {}
-    for s, g in zip(spec, geometry(spec, input_shape), strict=True):
-        if KINDS[s["kind"]].uses_mask:
-            rng = np.random.default_rng((seed, step, g.index))
-            out[g.index] = rng.random((batch, *g.in_shape)) >= s["p"]
-    return out
+    masked = [i for i, s in enumerate(spec) if KINDS[s["kind"]].uses_mask]
+    if not masked:
+        return {}
+    if geometry is None:
+        from .spec import geometry as spec_geometry
+
+        geometry = spec_geometry(spec, input_shape)
+    return {i: np.random.default_rng((seed, step, i)).random((batch, *geometry[i].in_shape))
+            >= spec[i]["p"] for i in masked}
 
 
 def informative_state(spec: list[dict], state: dict, seed: int) -> dict:

@@ -98,11 +98,11 @@ def assert_equivalent(framework: str, case: Case, got, label: str = "") -> None:
         )
 
 
-def equivalence_tests(cases):
+def equivalence_tests(cases, modes: bool = False):
     """The two tests every layer family runs on its `cases` (pytest params of (factory, input
-    shape (C, H, W), batch)), for float64/float32 x random/ties: numpy's tensors are nonzero
-    (zeros match zeros and prove nothing), and every framework matches them. A family file
-    binds them to its own names:
+    shape (C, H, W), batch)), for float64/float32 x random/ties (and, with `modes`, training and
+    evaluation mode): numpy's tensors are nonzero (zeros match zeros and prove nothing), and
+    every framework matches them. A family file binds them to its own names:
 
         test_conv_case_reference_tensors_are_nonzero, test_conv_matches_every_framework = \
             equivalence_tests(CONV_CASES)
@@ -111,17 +111,24 @@ def equivalence_tests(cases):
 
     variants = [(d, k) for d in DTYPES for k in INPUTS]
 
+    trainings = [pytest.param(True, id="train")]  # the mode every layer is checked in
+    if modes:  # layers whose forward differs by mode (BatchNorm2d, Dropout) are checked in both
+        trainings.append(pytest.param(False, id="eval"))
+
+    @pytest.mark.parametrize("training", trainings)
     @pytest.mark.parametrize("dtype, kind", variants)
     @pytest.mark.parametrize("make, shape, batch", cases)
-    def nonzero(make, shape, batch, dtype, kind):
-        assert all_zero(make_case(minimal_net(make(), shape), shape, dtype, kind, batch).ref) == []
+    def nonzero(make, shape, batch, dtype, kind, training):
+        case = make_case(minimal_net(make(), shape), shape, dtype, kind, batch, training=training)
+        assert all_zero(case.ref) == []
 
     @pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
+    @pytest.mark.parametrize("training", trainings)
     @pytest.mark.parametrize("dtype, kind", variants)
     @pytest.mark.parametrize("make, shape, batch", cases)
-    def matches(make, shape, batch, dtype, kind, framework):
+    def matches(make, shape, batch, dtype, kind, training, framework):
         assert_layer_matches(make(), shape, framework, dtypes=(dtype,), inputs=(kind,),
-                             batch=batch)
+                             batch=batch, training=training)
 
     return nonzero, matches
 
