@@ -156,10 +156,6 @@ class Case:
             mode["masks"] = dropout_masks(spec, input_shape, batch, seed)
         return cls(spec, state, dtype, input_shape, x, labels, cot, **mode)
 
-    @property
-    def params(self):  # the name before buffers existed
-        return self.state
-
     def setup_args(self):
         return self.spec, self.state, self.dtype, self.input_shape
 

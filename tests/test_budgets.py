@@ -43,7 +43,7 @@ def test_float32_budget_reduction_lengths_of_the_skylark_net():
     max(M(logits), 1) / N. M is each tensor computed on |x| and |W| in float64."""
     case = default_case("random")
     absm = build(case.spec, "float64")
-    absm.load_params({k: np.abs(v.astype(np.float64)) for k, v in case.params.items()})
+    absm.load_params({k: np.abs(v.astype(np.float64)) for k, v in case.state.items()})
     a, mags = np.abs(case.x.astype(np.float64)), []
     for layer in absm:
         a = layer.forward(a)
@@ -70,7 +70,7 @@ def test_float64_budget_is_relative_to_max_one():
 def test_budgets_picks_the_rule_by_dtype(dtype):
     """float32: the derived budget, which needs no labels; float64: the relative bar."""
     case = default_case("ties", dtype)
-    args = (case.spec, case.params, case.input_shape, case.x, case.cotangent)
+    args = (case.spec, case.state, case.input_shape, case.x, case.cotangent)
     assert case.budget == budgets(*args, case.ref, dtype)
     want = float32_budgets(*args) if dtype == "float32" else float64_budgets(case.ref)
     assert case.budget == want
@@ -127,7 +127,7 @@ def test_float32_budget_catches_a_perturbed_dense_weight(kind, rel, status, firs
                                                          reference_runner):
     needs("torch")
     case = default_case(kind)
-    params = {**case.params, "3.weight": (case.params["3.weight"] * (1 + rel)).astype("float32")}
+    params = {**case.state, "3.weight": (case.state["3.weight"] * (1 + rel)).astype("float32")}
     r = _torch_with(case, reference_runner, params)
     assert r["status"] == status, (rel, r["first_forward"], r["first_backward"])
     assert r["first_forward"] == first_forward
@@ -143,7 +143,7 @@ def test_float32_budget_lets_a_small_dense_bias_error_pass(kind, reference_runne
     needs("torch")
     case = default_case(kind)
     shift = 1e-3 * float(np.abs(case.ref["out.3"]).max())
-    params = {**case.params, "3.bias": (case.params["3.bias"] + shift).astype("float32")}
+    params = {**case.state, "3.bias": (case.state["3.bias"] + shift).astype("float32")}
     r = _torch_with(case, reference_runner, params)
     assert r["status"] == "ok", (r["first_forward"], r["first_backward"])
     out3 = next(row for row in r["rows"] if row["tensor"] == "out.3")

@@ -105,9 +105,9 @@ def test_first_divergence_is_the_first_in_order_not_the_worst():
 def test_case_setup_args_and_batch_drive_a_runner():
     model, input_shape = harness.default_model("ties", "float64")
     case = harness.Case.from_model(model, "ties", 3, 1, "float64", input_shape, dyadic=True)
-    assert case.setup_args() == (case.spec, case.params, "float64", input_shape)
+    assert case.setup_args() == (case.spec, case.state, "float64", input_shape)
     assert case.batch() == (case.x, case.labels, case.cotangent) and case.x.shape[0] == 3
-    assert all(np.array_equal(case.params[k], v) for k, v in dyadic_params(model.params()).items())
+    assert all(np.array_equal(case.state[k], v) for k, v in dyadic_params(model.params()).items())
     runner = NumpyRunner()
     runner.setup(*case.setup_args())
     r = case.compare("numpy", runner.trace(*case.batch()))
