@@ -13,6 +13,18 @@ from __future__ import annotations
 
 import numpy as np
 
+import skylark as sk
+
+SMALL_INPUT = (1, 5, 7)  # (C, H, W) of small_net's input: non-square
+
+
+def small_net(dtype: str) -> sk.Sequential:
+    """A net with every kind of step in a few tensors: a non-square conv, a ReLU, a pool, a
+    flatten and a dense layer (5 -> 6 rows, 7 -> 3 columns, pooled to 3 x 3, 18 features)."""
+    return sk.Sequential(
+        sk.Conv2D(1, 2, (2, 3), stride=(1, 2), padding=(1, 0), dtype=dtype, seed=1), sk.ReLU(),
+        sk.MaxPool2D((2, 1)), sk.Flatten(), sk.Dense(18, 3, dtype=dtype, seed=2))
+
 
 def planted(got: dict, tensor: str, delta: float, ref: dict) -> dict:
     """A copy of `got` whose `tensor` differs from numpy's `ref[tensor]` by `delta` at one

@@ -16,7 +16,8 @@ import json
 import numpy as np
 import pytest
 from conftest import needs
-from planting import Planted, planted
+from planting import SMALL_INPUT as INPUT_SHAPE
+from planting import Planted, planted, small_net
 
 import skylark as sk
 from reference import compare as cmp
@@ -30,16 +31,7 @@ LOCKSTEP_BAR = 1e-9  # relative to max(1, |numpy's loss|)
 EPS32 = 2.0**-23
 SAFETY = 2  # the budget's documented factor for the roundings that are not reductions
 EDGES = [(0.99, "ok"), (1.01, "FAIL")]  # a planted error as a multiple of the bar
-INPUT_SHAPE = (1, 5, 7)
 ONE_TENSOR = {"forward": ["t"], "loss": [], "cot": []}  # a tensor order of one tensor
-
-
-def small_net(dtype):
-    """Every kind of bar-relevant step in a few tensors: a non-square conv, a ReLU, a pool,
-    a flatten and a dense layer."""
-    return sk.Sequential(
-        sk.Conv2D(1, 2, (2, 3), stride=(1, 2), padding=(1, 0), dtype=dtype, seed=1), sk.ReLU(),
-        sk.MaxPool2D((2, 1)), sk.Flatten(), sk.Dense(18, 3, dtype=dtype, seed=2))
 
 
 def small_case(dtype) -> Case:
