@@ -105,8 +105,10 @@ def test_conv_against_torch_and_oracle_from_the_asked_arguments(case, kind):
     assert y.shape == (2, 3, *asked_size(pads, k, s, d))
     cot = np.random.default_rng(3).standard_normal(y.shape)
     dx = conv.backward(cot)
-    want, (tdx, tdw, tdb) = torch_run(
-        lambda xt, wt, bt: F.conv2d(torch_pad(xt, pads), wt, bt, stride=s, dilation=d), x, cot, w, b)
+    def fn(xt, wt, bt):
+        return F.conv2d(torch_pad(xt, pads), wt, bt, stride=s, dilation=d)
+
+    want, (tdx, tdw, tdb) = torch_run(fn, x, cot, w, b)
     for got, ref in ((y, want), (dx, tdx), (conv.grads["weight"], tdw), (conv.grads["bias"], tdb)):
         assert rel_error(got, ref) <= RTOL
     assert rel_error(y, conv_forward(x, w, b, s, pads, d)) <= RTOL
