@@ -82,7 +82,8 @@ class UnbiasedBatchNormalization(keras.layers.BatchNormalization):
 class ExactLeakyReLU(keras.layers.Layer):
     """LeakyReLU with the slope in the input's dtype. keras.layers.LeakyReLU on the TensorFlow
     backend calls tf.nn.leaky_relu, whose slope is a float32 attribute: a float64 slope of 0.1
-    becomes 0.10000000149 there."""
+    becomes 0.10000000149 there. On the JAX backend it calls jax.nn.leaky_relu, which takes
+    x >= 0: its gradient at exactly 0 is 1, where torch and TF (and skylark) give the slope."""
 
     def __init__(self, negative_slope: float, **kwargs) -> None:
         super().__init__(**kwargs)

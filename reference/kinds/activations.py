@@ -37,8 +37,10 @@ class LeakyReLU(Kind):
 
         if plant == "keras_leaky_default":  # planted (tests only): Keras' default slope, 0.3
             return [keras.layers.LeakyReLU(name=f"l{g.index}", dtype=dtype)]
-        if dtype == "float64" and keras.backend.backend() == "tensorflow":
-            # keras.layers.LeakyReLU calls tf.nn.leaky_relu there: the float32 slope above
+        backend = keras.backend.backend()
+        # tensorflow: keras.layers.LeakyReLU calls tf.nn.leaky_relu, the float32 slope above;
+        # jax: jax.nn.leaky_relu takes x >= 0, so its gradient at exactly 0 is 1, not the slope
+        if backend == "jax" or (dtype == "float64" and backend == "tensorflow"):
             return [ExactLeakyReLU(s["negative_slope"], name=f"l{g.index}", dtype=dtype)]
         return [keras.layers.LeakyReLU(negative_slope=s["negative_slope"], name=f"l{g.index}",
                                        dtype=dtype)]
