@@ -31,6 +31,7 @@ LOCKSTEP_BAR = 1e-9  # relative to max(1, |numpy's loss|)
 EPS32 = 2.0**-23
 SAFETY = 2  # the budget's documented factor for the roundings that are not reductions
 EDGES = [(0.99, "ok"), (1.01, "FAIL")]  # a planted error as a multiple of the bar
+SIGNED_EDGES = [*EDGES, (-1.01, "FAIL")]  # an error below numpy's counts the same
 ONE_TENSOR = {"forward": ["t"], "loss": [], "cot": []}  # a tensor order of one tensor
 
 
@@ -47,7 +48,7 @@ def tensors(dtype):
 
 
 @pytest.mark.parametrize("scale", [0.25, 300.0], ids=["max_below_1", "max_above_1"])
-@pytest.mark.parametrize("factor, status", EDGES)
+@pytest.mark.parametrize("factor, status", SIGNED_EDGES)
 def test_float64_bar_at_the_compare_function(scale, factor, status):
     """compare_tensors with the float64 budgets: the bar is relative to max(1, max|b|)."""
     b = np.random.default_rng(0).uniform(-1, 1, (3, 4)) * scale
@@ -113,7 +114,7 @@ def independent_float32_bars(case: Case) -> dict[str, float]:
             "loss/d.out.1": SAFETY * EPS32 * 10 * max(m, 1.0) / len(case.x)}
 
 
-@pytest.mark.parametrize("factor, status", EDGES)
+@pytest.mark.parametrize("factor, status", SIGNED_EDGES)
 @pytest.mark.parametrize("tensor", ["out.1", "loss", "loss/d.out.1"])
 def test_float32_budget_at_the_compare_function(tensor, factor, status):
     """The budget equals the hand-derived one, and numpy's own tensors with one element

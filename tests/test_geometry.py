@@ -193,3 +193,13 @@ def test_global_avgpool_against_torch_and_oracle(hw):
     assert rel_error(y, want) <= RTOL and rel_error(dx, tdx) <= RTOL
     assert rel_error(y, global_avgpool_forward(x)) <= RTOL
     assert rel_error(dx, global_avgpool_backward(cot, x)) <= RTOL
+
+
+@pytest.mark.parametrize("layer, fn", [
+    (sk.MaxPool2D, F.max_pool2d), (sk.AvgPool2D, F.avg_pool2d)], ids=["max", "avg"])
+def test_pool_stride_defaults_to_the_asked_kernel(layer, fn):
+    """No stride given: torch's default, the kernel itself (non-overlapping windows)."""
+    x = inputs((2, 3, H, W))["random"]
+    y = layer((2, 3)).forward(x)
+    assert y.shape == (2, 3, H // 2, W // 3)
+    np.testing.assert_allclose(y, fn(torch.tensor(x), (2, 3)).numpy(), rtol=RTOL, atol=0)

@@ -4,6 +4,8 @@ CHW <-> HWC dense permutation, misshaped and missing weights named, and lockstep
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from conftest import FRAMEWORK_PARAMS
@@ -119,3 +121,17 @@ def test_train_steps_lockstep_with_numpy(framework, reference_runner):
         np.testing.assert_allclose(got[n], want[n], rtol=0, atol=1e-12, err_msg=f"{framework} {n}")
     np.testing.assert_allclose(runners[1].predict(xs[0]), runners[0].predict(xs[0]),
                                rtol=0, atol=1e-12, err_msg=framework)
+
+
+def test_flat_activations_follow_the_feature_order_element_by_element():
+    """A flat Keras activation of a (C, H, W) = (2, 3, 4) map holds feature (h, w, c) at
+    (h*W + w)*C + c; skylark's at (c*H + h)*W + w. Written out pixel by pixel here, both ways."""
+    from reference.transfer import activation_from_keras, activation_to_keras
+
+    c, h, w = 2, 3, 4
+    ours = np.random.default_rng(0).standard_normal((2, c * h * w))
+    keras_flat = np.zeros_like(ours)
+    for ch, row, col in itertools.product(range(c), range(h), range(w)):
+        keras_flat[:, (row * w + col) * c + ch] = ours[:, (ch * h + row) * w + col]
+    np.testing.assert_array_equal(activation_from_keras(keras_flat, (c, h, w)), ours)
+    np.testing.assert_array_equal(activation_to_keras(ours, (c, h, w)), keras_flat)
