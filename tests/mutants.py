@@ -26,9 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from tests.mutant_list import MUTANTS, Mutant
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # as pytest does: tests/ modules import by plain name
+
+from mutant_list import MUTANTS, Mutant  # noqa: E402
+
 TIMEOUT_S = 900  # a mutant that hangs the tests counts as killed, after this long
 
 

@@ -4,9 +4,8 @@ copy of the tree, is killed by its tests. The whole list: `python -m tests.mutan
 from __future__ import annotations
 
 import pytest
-
-from tests.mutant_list import FAST, MUTANTS
-from tests.mutants import apply, run_mutant, tree_files
+from mutant_list import FAST, MUTANTS
+from mutants import apply, run_mutant, tree_files
 
 BY_NAME = {m.name: m for m in MUTANTS}
 
