@@ -78,7 +78,10 @@ def run_tests(tree: Path, tests: tuple[str, ...]) -> tuple[int, str]:
     except subprocess.TimeoutExpired:
         return -1, f"timed out after {TIMEOUT_S} s"
     lines = (done.stdout + done.stderr).strip().splitlines()
-    return done.returncode, lines[-1] if lines else ""
+    # -ra's summary names the killing test: "FAILED tests/x.py::test_y[id] - message"
+    killer = next((ln.split(" - ")[0] for ln in lines if ln.startswith(("FAILED ", "ERROR "))),
+                  "")
+    return done.returncode, f"{lines[-1] if lines else ''} {killer}".strip()
 
 
 def run_mutant(mutant: Mutant, files: list[str], clean: bool = False) -> Outcome:
