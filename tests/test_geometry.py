@@ -203,3 +203,18 @@ def test_pool_stride_defaults_to_the_asked_kernel(layer, fn):
     y = layer((2, 3)).forward(x)
     assert y.shape == (2, 3, H // 2, W // 3)
     np.testing.assert_allclose(y, fn(torch.tensor(x), (2, 3)).numpy(), rtol=RTOL, atol=0)
+
+
+def test_maxpool_ceil_mode_drops_a_window_that_starts_in_the_padding():
+    """torch's rule: rows 5, kernel 2, stride 2, padding 1 would give ceil(5 / 2) + 1 = 4 windows,
+    but the 4th would start at padded row 6 = 5 + 1, in the bottom padding: dropped, 3 rows.
+    Columns 6, kernel 3: ceil(5 / 2) + 1 = 4 windows, the 4th starts at 6 < 7: kept."""
+    x = inputs((2, 3, 5, 6))["random"]
+    pool = sk.MaxPool2D((2, 3), stride=2, padding=1, ceil_mode=True)
+    y = pool.forward(x)
+    assert y.shape == (2, 3, 3, 4)
+    cot = np.random.default_rng(3).standard_normal(y.shape)
+    dx = pool.backward(cot)
+    fn = lambda xt: F.max_pool2d(xt, (2, 3), 2, padding=1, ceil_mode=True)  # noqa: E731
+    want, (tdx,) = torch_run(fn, x, cot)
+    assert rel_error(y, want) <= RTOL and rel_error(dx, tdx) <= RTOL
