@@ -108,3 +108,30 @@ class MaxPool2d(Kind):
             pair(s["kernel_size"]), strides=pair(s["stride"]), padding=pad,
             data_format="channels_last", name=f"l{g.index}", dtype=dtype,
         )]
+
+    def jax(self, s, g, h, p, run):
+        import jax.numpy as jnp
+        import numpy as np
+        from jax import lax
+
+        t, b, l, r = g.pads  # ceil_mode's extra bottom/right rows and columns included
+        k, st, d = pair(s["kernel_size"]), pair(s["stride"]), _dilation(s)
+        if d == (1, 1):
+            # reduce_window pads with its init value, -inf. Its VJP is XLA's select-and-scatter
+            # with `>=`, which keeps the FIRST maximum of a window (row-major), as torch does
+            # (tests/test_pool.py checks it on tie-heavy inputs); a jnp.max over stacked taps
+            # would split a tie's gradient instead.
+            return lax.reduce_window(h, np.array(-np.inf, h.dtype), lax.max, (1, 1, *k),
+                                     (1, 1, *st), ((0, 0), (0, 0), (t, b), (l, r)))
+        # jax has no VJP for a dilated max window ("VJP not implemented for select_and_gather
+        # (MaxPool) with window dilation"): a running maximum over the window's strided taps in
+        # row-major order, with a strict `>` so the FIRST maximum keeps the gradient, as raw TF.
+        h = jnp.pad(h, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=-np.inf)
+        (kh, kw), (sh, sw), (dh, dw), (ho, wo) = k, st, d, g.out_shape[1:]
+        best = None
+        for i in range(kh):
+            for j in range(kw):
+                tap = h[:, :, i * dh : i * dh + (ho - 1) * sh + 1 : sh,
+                        j * dw : j * dw + (wo - 1) * sw + 1 : sw]
+                best = tap if best is None else jnp.where(tap > best, tap, best)
+        return best
