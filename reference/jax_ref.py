@@ -88,24 +88,24 @@ class JaxRunner(Runner):
     def _masks(self, masks, n: int, training: bool) -> dict:
         return {i: jnp.asarray(m) for i, m in self._check_masks(masks, n, training).items()}
 
-    def _stats(self, run: JaxRun) -> dict:
+    def _stats(self, training: bool, new_state: dict) -> dict:
         """Every buffer after the update, by skylark name (none outside training)."""
-        if not run.training:
+        if not training:
             return {}
-        return {k: np.asarray(v) for k, v in {**self.buffers, **run.new_state}.items()}
+        return {k: np.asarray(v) for k, v in {**self.buffers, **new_state}.items()}
 
     def trace(self, x, labels, cotangent, *, training=True, masks=None):
         x, labels, cot = self._check_batch(x, labels, cotangent)
         masks, labels = self._masks(masks, len(x), training), jnp.asarray(labels)
-        run = JaxRun(training, masks)
         deltas = [jnp.zeros((len(x), *shape), self.dtype) for shape in self.out_shapes]
 
         def f(xj, params, deltas):
+            run = JaxRun(training, masks)
             outs = self._forward(xj, params, self.buffers, run, deltas)
-            return (self._loss(outs[-1], labels), outs[-1]), outs
+            return (self._loss(outs[-1], labels), outs[-1]), (outs, run.new_state)
 
-        (loss, logits), pull, outs = jax.vjp(f, jnp.asarray(x), self.params, deltas,
-                                             has_aux=True)
+        (loss, logits), pull, (outs, new_state) = jax.vjp(
+            f, jnp.asarray(x), self.params, deltas, has_aux=True)
         passes = {}
         for tag, seed in (("loss", (jnp.ones_like(loss), jnp.zeros_like(logits))),
                           ("cot", (jnp.zeros_like(loss), jnp.asarray(cot)))):
@@ -113,7 +113,7 @@ class JaxRunner(Runner):
             grads = from_jax({k: np.asarray(v) for k, v in dp.items()}, self.spec, grads=True)
             passes[tag] = PassGrads(np.asarray(dx), [np.asarray(d) for d in dd], grads)
         return name_tensors([np.asarray(o) for o in outs], np.asarray(loss), passes,
-                            self._stats(run))
+                            self._stats(training, new_state))
 
     def _train_loss(self, params, buffers, x, labels, masks):
         run = JaxRun(True, masks)
