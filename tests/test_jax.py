@@ -43,7 +43,7 @@ def test_max_pool_tie_goes_to_the_first_maximum(kernel, stride, dilation, expect
     assert np.all(d_pool != 0)  # every window has a gradient to route
     # each window's own gradient differs, so weight the expected pattern window by window
     windows = np.zeros((4, 4), dtype)
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    sh, sw = stride
     for i in range(d_pool.shape[2]):
         for j in range(d_pool.shape[3]):
             windows[i * sh, j * sw] += d_pool[0, 0, i, j]  # the window's top-left tap
