@@ -42,3 +42,14 @@ def test_training_on_digits_needs_no_scikit_learn(tmp_path):
                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert "test acc" in out.stdout + out.stderr
+
+
+def test_readme_outputs_are_ignored_and_the_bundle_is_not():
+    """.gitignore covers what the README's examples write (checkpoints, check reports), never
+    the bundled digits (a bare *.npz rule would drop them from the repository)."""
+    def ignored(path):
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
+
+    for path in ("fm.npz", "ckpt.npz", "check.json", "compare-out/curves.png"):
+        assert ignored(path), path
+    assert not ignored("skylark/data/digits.npz")
