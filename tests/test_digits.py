@@ -42,6 +42,7 @@ def test_training_on_digits_needs_no_scikit_learn(tmp_path):
                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert "test acc" in out.stdout + out.stderr
+    assert " train acc " in out.stderr  # the bar's accuracy is the training batches'
 
 
 def test_readme_outputs_are_ignored_and_the_bundle_is_not():
