@@ -168,9 +168,10 @@ class Case:
         return compare_tensors(framework, self.ref, got, self.budget, self.order)
 
 
-def trace_all(runners: dict, case: Case) -> dict[str, dict | Exception]:
-    """Every runner's `trace` for `case`; subprocess workers run while in-process ones do."""
-    results, remote = {}, []
+def trace_all(runners: dict, case: Case, done=None) -> dict[str, dict | Exception]:
+    """Every runner's `trace` for `case`; subprocess workers run while in-process ones do.
+    `done(name, result)`, if given, is called as each result arrives."""
+    results, remote = _Results(done), []
     for name, r in runners.items():
         if hasattr(r, "submit"):
             try:
@@ -191,7 +192,20 @@ def trace_all(runners: dict, case: Case) -> dict[str, dict | Exception]:
             results[name] = runners[name].result()
         except Exception as e:
             results[name] = e
-    return results
+    return dict(results)
+
+
+class _Results(dict):
+    """trace_all's results, passing each one to `done` as it is stored."""
+
+    def __init__(self, done) -> None:
+        super().__init__()
+        self.done = done
+
+    def __setitem__(self, name, result) -> None:
+        super().__setitem__(name, result)
+        if self.done:
+            self.done(name, result)
 
 
 def fingerprint(runners: dict, dtype: str) -> dict:
@@ -283,6 +297,21 @@ def start_runners(names, runners, plants, report, log) -> tuple[dict, dict]:
     return active, own
 
 
+def _said(r: dict) -> str:
+    """The rest of run_check's one line per framework: its worst tensor, or what went wrong."""
+    if r["status"] == "ERROR":
+        return f": {r['reason']}"
+
+    def num(v):
+        return f"{v:.2e}" if isinstance(v, (int, float)) else str(v)
+
+    fb, w = r.get("first_backward") or {}, r.get("worst")
+    first = ("" if r["status"] == "ok" else f", first diverging: forward {r['first_forward']}, "
+             f"loss pass {fb.get('loss')}, cotangent pass {fb.get('cot')}")
+    return first + (f", worst {w['tensor']} {num(w['max_abs'])} of budget {num(w['budget'])}"
+                    if w else "")
+
+
 def run_check(frameworks=None, dtype="float32", input_kind="random", batch=4, seed=0,
               model=None, input_shape=None, runners=None, plants=None, log=None,
               dyadic: bool | None = None, training: bool = True, loss=None) -> dict:
@@ -315,10 +344,13 @@ def run_check(frameworks=None, dtype="float32", input_kind="random", batch=4, se
         if active:
             log(f"skylark check: running {', '.join(active)} ({case.dtype}, {input_kind}, "
                 f"batch {batch})")
-        for f, got in trace_all(active, case).items():
-            report["frameworks"][f] = (
+        def done(f, got):  # compared, and said, as soon as each framework's tensors arrive
+            r = report["frameworks"][f] = (
                 {"framework": f, "status": "ERROR", "reason": f"{type(got).__name__}: {got}"}
                 if isinstance(got, Exception) else case.compare(f, got))
+            log(f"skylark check: {f} {r['status']}" + _said(r))
+
+        trace_all(active, case, done)
         report["fingerprint"] = fingerprint(active, case.dtype)
     finally:
         for r in own.values():

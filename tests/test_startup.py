@@ -136,3 +136,14 @@ def test_compare_with_a_hanging_import_reports_it_failed(tmp_path):
     assert out.returncode == 1, out.stderr
     assert "skylark: torch FAILED to start: its import did not finish within 3 s" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.torch
+def test_check_says_each_framework_as_soon_as_it_is_compared(reference_runner):
+    lines = []
+    report = harness.run_check(["torch"], input_kind="digits", log=lines.append,
+                               runners={"torch": reference_runner("torch")})
+    said = [line for line in lines if line.startswith("skylark check: torch ")]
+    w = report["frameworks"]["torch"]["worst"]
+    assert said == [f"skylark check: torch ok, worst {w['tensor']} {w['max_abs']:.2e} of "
+                    f"budget {w['budget']:.2e}"]
