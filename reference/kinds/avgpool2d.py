@@ -20,6 +20,8 @@ How each framework says each option:
   by keras PR #23233). On that backend only, and only for asymmetric "same" pads, the
   reference uses RealCellsAvgPool2D; tests/test_avgpool.py keeps the stock layer's error in
   view, so an upgrade that fixes it shows.
+- raw JAX: lax.reduce_window(add) with zero padding, divided by kh*kw, or by the real cells of
+  each window counted by the same window sum over a map of ones.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ How each framework says each option:
 - Keras: MaxPooling2D for dilation 1 (after NegInfPadding2D for int padding, ceil_mode's extra
   rows included); with a dilation, which MaxPooling2D lacks, keras_layers.DilatedMaxPool2D: the
   same running maximum as raw TF, in keras.ops (ops.where), on every backend.
+- raw JAX: lax.reduce_window(max) with -inf padding (ceil_mode's rows included), whose VJP is
+  select-and-scatter (the first maximum); with a dilation, which that VJP lacks, the same running
+  maximum over the strided taps as raw TF (jnp.where with a strict `>`).
 
 Not expressed anywhere, and refused by skylark itself with a ValueError naming the option:
 ceil_mode with string padding (TF's "same" already rounds up), and a window that covers only
