@@ -11,14 +11,14 @@ after another in one background thread: libraries that import each other (keras 
 tensorflow, tensorflow imports jax) imported from two threads at once can deadlock on Python's
 import locks. Each gets START_TIMEOUT_S (SKYLARK_START_TIMEOUT, seconds) from the moment its
 import begins. A Python import cannot be interrupted, so a watchdog abandons a hung one in its
-daemon thread: that framework fails with StartTimeout ("did not start within 120 s") and one
-FAILED line on stderr, the frameworks queued behind it continue in a fresh thread, and the
-process still exits normally (a daemon thread does not hold it). A TensorFlow import runs with
-fd 2 pointed at a temporary file (reference.runner.quiet_native_logs: its native start-up lines
-are dropped, the rest replayed after); when such an import hangs, the watchdog points fd 2 back
-at the real stderr, or everything after it would vanish into that file. A framework whose
-import waits on the hung one's module (keras behind tensorflow) times out in turn, after its
-own deadline.
+daemon thread: that framework fails with StartTimeout ("its import did not finish within
+120 s") and one FAILED line on stderr, the frameworks queued behind it continue in a fresh
+thread, and the process still exits normally (a daemon thread does not hold it). A TensorFlow
+import runs with fd 2 pointed at a temporary file (reference.runner.quiet_native_logs: its
+native start-up lines are dropped, the rest replayed after); when such an import hangs, the
+watchdog points fd 2 back at the real stderr, or everything after it would vanish into that
+file. A framework whose import waits on the hung one's module (keras behind tensorflow) times
+out in turn, after its own deadline.
 
 While anything is starting, a line says which frameworks are still starting every
 HEARTBEAT_S, so start-up is never silent for a minute.
