@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import needs
 
 from reference.runner import gpu_device_present, native_noise
 
@@ -29,6 +30,7 @@ def test_the_cuinit_line_is_noise_only_without_a_gpu():
 @pytest.mark.slow  # ~10 s: TensorFlow's import in a subprocess
 @pytest.mark.tf
 def test_check_prints_no_cuda_error_on_this_cpu_machine(tmp_path):
+    needs("tf")
     if gpu_device_present():
         pytest.skip("this machine has a GPU device: a cuInit error would be real, not noise")
     out = subprocess.run([sys.executable, "-m", "skylark.cli", "check", "--frameworks", "tf",

@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from conftest import needs
 
 from reference import harness, startup
 from reference.runner import FrameworkUnavailable
@@ -118,6 +119,7 @@ def _cli(tmp_path, *argv, timeout=90):
 @pytest.mark.slow  # ~10 s: two 3 s deadlines, then jax
 @pytest.mark.jax
 def test_check_with_hanging_imports_fails_them_and_checks_the_rest(tmp_path):
+    needs("jax")
     out, seconds = _cli(tmp_path, "check", "--frameworks", "torch,tf,jax")
     assert out.returncode == 1, out.stderr
     for name in ("torch", "tf"):  # tf's import runs with fd 2 redirected: still said
