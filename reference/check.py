@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="the dtype every framework computes in")
     parser.add_argument("--input", choices=INPUTS, default="random",
                         help="random: U[-0.5, 0.5]; ties: flat background (pool windows tie); "
-                             "digits: scikit-learn 8x8 digits")
+                             "digits: the bundled 8x8 digits")
     parser.add_argument("--batch", type=positive_int, default=4, help="batch size")
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the model and the batch")
     parser.add_argument("--json", metavar="PATH", help="also write the full report here")

@@ -14,9 +14,7 @@ import csv
 import json
 import os
 import sys
-import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from .inputs import dropout_masks
 from .registry import get_runner
 from .runner import FrameworkUnavailable
 from .spec import describe, geometry
+from .startup import Startup
 
 HELP = "train every framework in lockstep and plot the curves"
 DESCRIPTION = ("Every framework trains the model (--model) from the same initial weights on the "
@@ -79,29 +78,15 @@ def _accuracy(runner, x, y, chunk=1000) -> float:
     return hits / len(x)
 
 
-def _start(name: str) -> Future:
-    """get_runner(name) in a daemon thread: a Ctrl-C need not wait for a worker's start-up
-    (a worker still starting then exits on its own when it finds its stdin closed)."""
-    fut: Future = Future()
-
-    def work():
-        try:
-            fut.set_result(get_runner(name))
-        except BaseException as e:
-            fut.set_exception(e)
-
-    threading.Thread(target=work, name=f"start-{name}", daemon=True).start()
-    return fut
-
-
 def train_one(name, spec, params0, data, plan, args, starting=None):
     """Train framework `name` over `plan`; returns its record (losses, accuracies, timings).
 
-    `starting` is a future of an already-starting runner (the Keras workers start in parallel).
+    `starting`: the reference.startup.Startup starting it (the Keras workers start in
+    parallel, in-process frameworks when their turn comes), or None for get_runner(name).
     """
     rec = {"framework": name, "status": "ok", "losses": [], "accuracies": []}
     try:
-        runner = starting.result() if starting is not None else get_runner(name)
+        runner = starting.result(name) if starting is not None else get_runner(name)
     except FrameworkUnavailable as e:
         return {**rec, "status": "missing", "reason": e.reason}
     except Exception as e:  # a worker that failed to start: report it, run the others
@@ -306,14 +291,18 @@ def run(args: argparse.Namespace) -> int:
           f"{', '.join(names)}", file=sys.stderr)
     # Keras workers are subprocesses that take seconds to import their backend: start them all
     # now, in parallel, while the in-process frameworks train.
-    starting = {n: _start(n) for n in names if not FRAMEWORKS[n].in_process}
+    # (reference.startup: a line per framework while it starts, a deadline for each.)
+    workers = Startup([n for n in names if not FRAMEWORKS[n].in_process], get=get_runner)
+
+    def starting(n):  # in-process: started when its turn comes (numpy needs no start-up)
+        if n in workers.futures or n == "numpy":
+            return workers if n != "numpy" else None
+        return Startup([n], get=get_runner)
+
     try:
-        records = [train_one(n, spec, params0, data, plan, args, starting.get(n))
-                   for n in names]
+        records = [train_one(n, spec, params0, data, plan, args, starting(n)) for n in names]
     except BaseException:  # Ctrl-C: close the workers that are up; don't wait for the rest
-        for f in starting.values():
-            if f.done() and f.exception() is None:
-                f.result().close()
+        workers.close_started()
         raise
     if records[0]["status"] != "ok":
         print(f"skylark compare: numpy failed: {records[0]['reason']}", file=sys.stderr)

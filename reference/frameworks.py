@@ -43,6 +43,8 @@ FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
     Framework("tf", ("tensorflow",), "pip install 'skylark[tensorflow]'", "tf",
               "reference.tf_ref:TFRunner", native_logs=True,
               threads_env=("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")),
+    Framework("jax", ("jax",), "pip install 'skylark[jax]'", "jax",
+              "reference.jax_ref:JaxRunner"),
     Framework("keras", ("keras",), "pip install 'skylark[keras]'", "keras",
               "reference.keras_ref:KerasRunner", native_logs=True),
     Framework("keras-tensorflow", ("keras", "tensorflow"), "pip install 'skylark[keras]'",

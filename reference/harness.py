@@ -24,7 +24,6 @@ import math
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 
@@ -41,9 +40,9 @@ from .inputs import (
     make_batch,
 )
 from .numpy_ref import NumpyRunner
-from .registry import get_runner
 from .runner import FrameworkUnavailable, loss_options
 from .spec import buffer_names, describe, param_shapes, shapes
+from .startup import StartTimeout, Startup
 
 # --- which tensors, in which order --------------------------------------------------------------
 
@@ -169,9 +168,10 @@ class Case:
         return compare_tensors(framework, self.ref, got, self.budget, self.order)
 
 
-def trace_all(runners: dict, case: Case) -> dict[str, dict | Exception]:
-    """Every runner's `trace` for `case`; subprocess workers run while in-process ones do."""
-    results, remote = {}, []
+def trace_all(runners: dict, case: Case, done=None) -> dict[str, dict | Exception]:
+    """Every runner's `trace` for `case`; subprocess workers run while in-process ones do.
+    `done(name, result)`, if given, is called as each result arrives."""
+    results, remote = _Results(done), []
     for name, r in runners.items():
         if hasattr(r, "submit"):
             try:
@@ -192,7 +192,20 @@ def trace_all(runners: dict, case: Case) -> dict[str, dict | Exception]:
             results[name] = runners[name].result()
         except Exception as e:
             results[name] = e
-    return results
+    return dict(results)
+
+
+class _Results(dict):
+    """trace_all's results, passing each one to `done` as it is stored."""
+
+    def __init__(self, done) -> None:
+        super().__init__()
+        self.done = done
+
+    def __setitem__(self, name, result) -> None:
+        super().__setitem__(name, result)
+        if self.done:
+            self.done(name, result)
 
 
 def fingerprint(runners: dict, dtype: str) -> dict:
@@ -207,10 +220,11 @@ def fingerprint(runners: dict, dtype: str) -> dict:
         ) if k in os.environ},
         "frameworks": {},
     }
-    if "torch" in sys.modules:
-        fp["torch_threads"] = sys.modules["torch"].get_num_threads()
-    if "tensorflow" in sys.modules:
-        tf = sys.modules["tensorflow"]
+    # hasattr: a framework whose import hung (reference.startup) is in sys.modules half-built
+    torch, tf = sys.modules.get("torch"), sys.modules.get("tensorflow")
+    if hasattr(torch, "get_num_threads"):
+        fp["torch_threads"] = torch.get_num_threads()
+    if hasattr(tf, "config"):
         fp["tf_threads"] = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                             "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
     for name, r in runners.items():
@@ -228,7 +242,8 @@ def default_model(input_kind: str, dtype: str, seed: int = 0):
 
 
 def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    sys.stderr.write(msg + "\n")  # one write: start-up threads log too, lines stay whole
+    sys.stderr.flush()
 
 
 def _checked_names(frameworks) -> list[str]:
@@ -256,28 +271,45 @@ def _config(case: Case, names, input_kind, batch, seed, dyadic) -> dict:
 
 
 def start_runners(names, runners, plants, report, log) -> tuple[dict, dict]:
-    """(active, own): the runners to use, reusing `runners` and starting the others; a
+    """(active, own): the runners to use, reusing `runners` and starting the others, all at
+    once in the background (reference.startup: a line per framework, a deadline each); a
     framework that cannot start is recorded in report["frameworks"] as MISSING or ERROR."""
     own, active = {}, {}
+    new = [f for f in names if not (runners and f in runners)]
+    starting = Startup(new, plants, log=log) if new else None
     for f in names:
-        if runners and f in runners:
+        if f not in new:
             active[f] = runners[f]
             continue
-        t0 = time.perf_counter()
         try:
-            active[f] = own[f] = get_runner(f, plant=(plants or {}).get(f))
+            active[f] = own[f] = starting.result(f)
         except FrameworkUnavailable as e:
             report[f] = {"framework": f, "status": "MISSING", "reason": e.reason}
             log(f"skylark check: {f} is MISSING: {e.reason}")
-            continue
         except Exception as e:  # installed but failed to start: ERROR, the others still run
             reason = f"{type(e).__name__}: {e}"
             report[f] = {"framework": f, "status": "ERROR", "reason": reason}
-            log(f"skylark check: {f} failed to start: {reason}")
-            continue
-        if time.perf_counter() - t0 > 1:
-            log(f"skylark check: {f} ready ({time.perf_counter() - t0:.1f} s)")
+            if not isinstance(e, StartTimeout):  # that one was said when it happened
+                log(f"skylark check: {f} failed to start: {reason}")
+        except BaseException:  # Ctrl-C: close the workers that are up
+            starting.close_started()
+            raise
     return active, own
+
+
+def _said(r: dict) -> str:
+    """The rest of run_check's one line per framework: its worst tensor, or what went wrong."""
+    if r["status"] == "ERROR":
+        return f": {r['reason']}"
+
+    def num(v):
+        return f"{v:.2e}" if isinstance(v, (int, float)) else str(v)
+
+    fb, w = r.get("first_backward") or {}, r.get("worst")
+    first = ("" if r["status"] == "ok" else f", first diverging: forward {r['first_forward']}, "
+             f"loss pass {fb.get('loss')}, cotangent pass {fb.get('cot')}")
+    return first + (f", worst {w['tensor']} {num(w['max_abs'])} of budget {num(w['budget'])}"
+                    if w else "")
 
 
 def run_check(frameworks=None, dtype="float32", input_kind="random", batch=4, seed=0,
@@ -312,10 +344,13 @@ def run_check(frameworks=None, dtype="float32", input_kind="random", batch=4, se
         if active:
             log(f"skylark check: running {', '.join(active)} ({case.dtype}, {input_kind}, "
                 f"batch {batch})")
-        for f, got in trace_all(active, case).items():
-            report["frameworks"][f] = (
+        def done(f, got):  # compared, and said, as soon as each framework's tensors arrive
+            r = report["frameworks"][f] = (
                 {"framework": f, "status": "ERROR", "reason": f"{type(got).__name__}: {got}"}
                 if isinstance(got, Exception) else case.compare(f, got))
+            log(f"skylark check: {f} {r['status']}" + _said(r))
+
+        trace_all(active, case, done)
         report["fingerprint"] = fingerprint(active, case.dtype)
     finally:
         for r in own.values():

@@ -18,7 +18,7 @@ def make_batch(kind: str, batch: int, input_shape, num_classes: int, seed: int, 
 
     random: uniform [-0.5, 0.5]. ties: a constant -0.5 background with a few +0.5 strokes, so
     most pool windows tie (with a bias-free conv the whole conv output is constant there).
-    digits: scikit-learn's 8x8 digits scaled x/16 - 0.5 (needs input_shape (1, 8, 8)).
+    digits: the bundled 8x8 digits scaled x/16 - 0.5 (needs input_shape (1, 8, 8)).
     """
     rng = np.random.default_rng(seed)
     shape = (batch, *input_shape)
@@ -47,7 +47,7 @@ def make_batch(kind: str, batch: int, input_shape, num_classes: int, seed: int, 
 
 
 def _digits():
-    """scikit-learn's digits (the train split) as (N, 1, 8, 8) float64 x/16 - 0.5, int labels."""
+    """The bundled digits (the train split) as (N, 1, 8, 8) float64 x/16 - 0.5, int labels."""
     from skylark.data import load_dataset
 
     data = load_dataset("digits", "float64")

@@ -31,6 +31,7 @@ tensor. PLANTS maps each to the frameworks it exists for; never use it for anyth
 from __future__ import annotations
 
 import contextlib
+import glob
 import importlib.util
 import os
 import re
@@ -78,6 +79,26 @@ NATIVE_INFO = re.compile(r"^(I\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] |WARNING: All l
                          r"before absl::InitializeLog\(\) is called)")
 
 
+# TensorFlow's CUDA probe where there is no GPU: "E0000 00:00:... cuda_platform.cc:52] failed
+# call to cuInit: INTERNAL: CUDA error: ... UNKNOWN ERROR (303)", once per process, at its first
+# device use. Dropped only on a machine with no GPU device (gpu_device_present); where a GPU
+# exists the same line is a real problem and is shown.
+CUDA_NOISE = re.compile(r"^E\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] failed call to cuInit")
+
+
+def gpu_device_present() -> bool:
+    """Whether this machine has a GPU device node: NVIDIA's /dev/nvidia*, WSL's /dev/dxg, or
+    ROCm's /dev/kfd."""
+    return bool(glob.glob("/dev/nvidia*")) or any(os.path.exists(p) for p in ("/dev/dxg",
+                                                                               "/dev/kfd"))
+
+
+def native_noise(line: str, gpu: bool) -> bool:
+    """Whether a line a framework wrote to fd 2 is start-up noise to drop: absl's INFO lines
+    always; the failed cuInit only when `gpu` is False (no GPU device here)."""
+    return bool(NATIVE_INFO.match(line) or (not gpu and CUDA_NOISE.match(line)))
+
+
 @contextlib.contextmanager
 def quiet_native_logs():
     """Drop the native INFO lines TensorFlow writes to fd 2 while it is imported.
@@ -87,6 +108,10 @@ def quiet_native_logs():
     (measured: `TF_CPP_MIN_LOG_LEVEL=3 python -c "import tensorflow"` still prints four "I0000"
     lines). So fd 2 goes to a temporary file for the import and everything else written there
     (warnings, errors, a traceback's cause) is copied back to stderr afterwards.
+
+    TensorFlow probes for CUDA at its first device use, after the import, and on a machine
+    without a GPU logs a failed cuInit as an ERROR (CUDA_NOISE). So the devices are listed here,
+    inside the capture, and that one line is dropped when no GPU device exists.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
@@ -95,13 +120,17 @@ def quiet_native_logs():
         os.dup2(tmp.fileno(), 2)
         try:
             yield
+            tf = sys.modules.get("tensorflow")
+            if hasattr(tf, "config"):
+                tf.config.list_physical_devices()  # the CUDA probe, while fd 2 is captured
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
+            gpu = gpu_device_present()
             kept = [line for line in tmp.read().decode(errors="replace").splitlines(True)
-                    if not NATIVE_INFO.match(line)]
+                    if not native_noise(line, gpu)]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
@@ -280,6 +309,7 @@ class Runner:
 
 
 __all__ = [
-    "NATIVE_INFO", "PLANTS", "FrameworkUnavailable", "PassGrads", "Runner", "loss_options",
-    "name_tensors", "quiet_native_logs", "require_installed",
+    "CUDA_NOISE", "NATIVE_INFO", "PLANTS", "FrameworkUnavailable", "PassGrads", "Runner",
+    "gpu_device_present", "loss_options", "name_tensors", "native_noise", "quiet_native_logs",
+    "require_installed",
 ]

@@ -223,6 +223,22 @@ def from_keras(kparams, spec: list[dict], input_shape, grads: bool = False):
     return out
 
 
+# --- raw JAX: skylark's own layouts, nothing to convert -------------------------------------
+# The jax reference runs lax.conv_general_dilated with NCHW/OIHW dimension numbers, keeps the
+# Dense weight (out, in) and flattens NCHW maps (C, H, W order), so no array is transposed on
+# the way in or out: these two only check names and shapes, and copy.
+
+
+def to_jax(params, spec: list[dict]) -> dict[str, np.ndarray]:
+    """skylark state -> the jax reference's arrays (identical layout: NCHW, OIHW, (out, in))."""
+    return {k: np.array(v) for k, v in check_params(params, spec).items()}
+
+
+def from_jax(state, spec: list[dict], grads: bool = False) -> dict[str, np.ndarray]:
+    """The jax reference's arrays (or, `grads`, their gradients) -> skylark's: a checked copy."""
+    return {k: np.array(v) for k, v in check_params(state, spec, "jax", grads).items()}
+
+
 # --- activations ------------------------------------------------------------------------------
 
 
@@ -275,6 +291,6 @@ def activation_to_keras(a: np.ndarray, flat_source=None) -> np.ndarray:
 __all__ = [
     "KERAS_LAYOUTS", "TRANSFER_PLANTS", "activation_from_keras", "activation_to_keras",
     "check_layout_rules", "check_names_shapes", "check_params", "expected_shapes",
-    "from_keras", "from_torch", "keras_param_shapes", "nchw_to_nhwc", "nhwc_to_nchw",
-    "to_keras", "to_torch",
+    "from_jax", "from_keras", "from_torch", "keras_param_shapes", "nchw_to_nhwc", "nhwc_to_nchw",
+    "to_jax", "to_keras", "to_torch",
 ]

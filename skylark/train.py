@@ -135,7 +135,7 @@ def _train_epoch(model: Sequential, opt: SGD, data: Dataset, order: list[np.ndar
         hist.accuracy.append(acc)
         pbar.update(1)
         if i % 10 == 0 or i == len(order) - 1:
-            pbar.set_postfix_str(f"loss {loss:.4g} acc {np.mean(hist.accuracy[-50:]):.3f}")
+            pbar.set_postfix_str(f"loss {loss:.4g} train acc {np.mean(hist.accuracy[-50:]):.3f}")
 
 
 def _divergence_message(epoch: int, step: int, global_step: int, lr: float,

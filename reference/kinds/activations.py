@@ -45,6 +45,12 @@ class LeakyReLU(Kind):
         return [keras.layers.LeakyReLU(negative_slope=s["negative_slope"], name=f"l{g.index}",
                                        dtype=dtype)]
 
+    def jax(self, s, g, h, p, run):
+        import jax.numpy as jnp
+
+        # the slope a weakly typed Python float: it takes h's dtype, so float64 stays exact
+        return jnp.where(h > 0, h, h * s["negative_slope"])
+
 
 class _Smooth(Kind):
     """An activation f with |f'| <= lipschitz: input errors shrink by it, and the backward's
@@ -105,6 +111,11 @@ class Sigmoid(_Smooth):
 
         return [keras.layers.Activation("sigmoid", name=f"l{g.index}", dtype=dtype)]
 
+    def jax(self, s, g, h, p, run):
+        import jax
+
+        return jax.nn.sigmoid(h)
+
 
 class Tanh(_Smooth):
     """Spec: no fields."""
@@ -126,3 +137,8 @@ class Tanh(_Smooth):
         import keras
 
         return [keras.layers.Activation("tanh", name=f"l{g.index}", dtype=dtype)]
+
+    def jax(self, s, g, h, p, run):
+        import jax.numpy as jnp
+
+        return jnp.tanh(h)

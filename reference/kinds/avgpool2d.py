@@ -20,6 +20,8 @@ How each framework says each option:
   by keras PR #23233). On that backend only, and only for asymmetric "same" pads, the
   reference uses RealCellsAvgPool2D; tests/test_avgpool.py keeps the stock layer's error in
   view, so an upgrade that fixes it shows.
+- raw JAX: lax.reduce_window(add) with zero padding, divided by kh*kw, or by the real cells of
+  each window counted by the same window sum over a map of ones.
 """
 
 from __future__ import annotations
@@ -115,3 +117,19 @@ class AvgPool2d(Kind):
             pad = "valid"
         return [*pre, keras.layers.AveragePooling2D(k, strides=st, padding=pad, name=name,
                                                     data_format="channels_last", dtype=dtype)]
+
+    def jax(self, s, g, h, p, run):
+        import jax.numpy as jnp
+        import numpy as np
+        from jax import lax
+
+        (kh, kw), st, (t, b, l, r) = pair(s["kernel_size"]), pair(s["stride"]), g.pads
+        window, strides, pads = (1, 1, kh, kw), (1, 1, *st), ((0, 0), (0, 0), (t, b), (l, r))
+        zero = np.array(0, h.dtype)
+        total = lax.reduce_window(h, zero, lax.add, window, strides, pads)  # zero padding
+        if s["padding"] == "valid" or (s["padding"] != "same" and s["count_include_pad"]):
+            return total / (kh * kw)
+        # "same" (TF's) or count_include_pad=False: the real cells of each window, counted by
+        # the same window sum over a map of ones
+        ones = jnp.ones((1, 1, *h.shape[2:]), h.dtype)
+        return total / lax.reduce_window(ones, zero, lax.add, window, strides, pads)

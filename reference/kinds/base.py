@@ -2,7 +2,8 @@
 
 A kind ties together its spec entry (the layer's `config()` plus `"kind"`), its skylark layer,
 its float32 budget rule (reference.budgets), and one small builder per framework: `torch`
-(an nn.Module), `tf` (the raw tf.nn ops on an NHWC tensor) and `keras` (the Keras layers). The
+(an nn.Module), `tf` (the raw tf.nn ops on an NHWC tensor), `keras` (the Keras layers) and `jax`
+(jax.lax / jax.numpy ops on an NCHW array: skylark's own layout, so no conversion). The
 builders import their framework inside, so importing a kind imports no framework. Each framework
 module calls `require_builders` at import, so a kind that lacks a builder fails loudly there
 (tests/test_kinds.py) instead of being dropped from one framework's model.
@@ -17,7 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
-FRAMEWORK_BUILDERS = ("torch", "tf", "keras")
+FRAMEWORK_BUILDERS = ("torch", "tf", "keras", "jax")
 
 
 class Kind:
@@ -123,6 +124,13 @@ class Kind:
     def keras(self, s: dict, g, dtype: str, plant: str | None = None) -> list:
         """The Keras layers (channels_last) mirroring this layer; the last one holds the
         weights. Name it f"l{g.index}" (helper layers f"l{g.index}_pad")."""
+        raise NotImplementedError
+
+    def jax(self, s: dict, g, h, p: dict, run):
+        """Raw JAX: the layer applied to the NCHW array `h` (skylark's layout: conv dimension
+        numbers NCHW/OIHW, CHW flatten order); `p`: this layer's state by skylark name
+        ("weight", "bias", "running_mean", ...); `run`: the pass's `JaxRun` (training mode,
+        dropout masks, and where a layer puts its updated running statistics)."""
         raise NotImplementedError
 
 

@@ -112,3 +112,19 @@ class BatchNorm2d(Kind):
         momentum = s["momentum"] if plant == "keras_bn_momentum" else 1 - s["momentum"]
         eps = {} if plant == "keras_bn_eps" else {"epsilon": s["eps"]}  # planted: Keras' 1e-3
         return [cls(momentum=momentum, name=f"l{g.index}", dtype=dtype, **eps)]
+
+    def jax(self, s, g, h, p, run):
+        import jax.numpy as jnp
+
+        c = (None, slice(None), None, None)  # a (C,) vector against NCHW
+        if run.training:
+            mean = h.mean(axis=_AXES)
+            var = ((h - mean[c]) ** 2).mean(axis=_AXES)  # biased: what normalises the batch
+            n = h.shape[0] * h.shape[2] * h.shape[3]
+            m = s["momentum"]  # torch's convention: the weight of the batch value
+            run.new_state[f"{g.index}.running_mean"] = (1 - m) * p["running_mean"] + m * mean
+            run.new_state[f"{g.index}.running_var"] = (
+                (1 - m) * p["running_var"] + m * var * (n / (n - 1)))  # torch: unbiased
+        else:
+            mean, var = p["running_mean"], p["running_var"]
+        return (h - mean[c]) / jnp.sqrt(var[c] + s["eps"]) * p["weight"][c] + p["bias"][c]

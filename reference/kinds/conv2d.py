@@ -130,3 +130,15 @@ class Conv2d(Kind):
             dilation_rate=_dilation(s), groups=_groups(s), use_bias=s["bias"],
             data_format="channels_last", name=f"l{g.index}", dtype=dtype,
         )]
+
+    def jax(self, s, g, h, p, run):
+        from jax import lax
+
+        t, b, l, r = g.pads  # "valid"/"same" (TF's rule) or int padding, resolved for g
+        # NCHW/OIHW dimension numbers: skylark's layouts, nothing to transpose. HIGHEST: no
+        # TF32/bfloat16 passes on accelerators (on CPU it is the default anyway).
+        h = lax.conv_general_dilated(
+            h, p["weight"], pair(s["stride"]), [(t, b), (l, r)], rhs_dilation=_dilation(s),
+            feature_group_count=_groups(s), dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            precision=lax.Precision.HIGHEST)
+        return h + p["bias"][None, :, None, None] if s["bias"] else h

@@ -45,3 +45,10 @@ class Dense(Kind):
 
         return [keras.layers.Dense(s["out_features"], use_bias=s["bias"], name=f"l{g.index}",
                                    dtype=dtype)]
+
+    def jax(self, s, g, h, p, run):
+        import jax.numpy as jnp
+        from jax import lax
+
+        h = jnp.matmul(h, p["weight"].T, precision=lax.Precision.HIGHEST)  # weight (out, in)
+        return h + p["bias"] if s["bias"] else h

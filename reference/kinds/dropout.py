@@ -42,3 +42,10 @@ class Dropout(Kind):
         from ..keras_layers import MaskedDropout
 
         return [MaskedDropout(s["p"], name=f"l{g.index}", dtype=dtype)]
+
+    def jax(self, s, g, h, p, run):
+        if not run.training:
+            return h
+        keep = 1 - s["p"]
+        mask = run.masks[g.index].astype(h.dtype)  # skylark's layout already (NCHW or CHW flat)
+        return h * (mask / keep if keep else mask * 0)  # torch's order: scale the mask

@@ -32,3 +32,6 @@ class Flatten(Kind):
 
         return [keras.layers.Flatten(data_format="channels_last", name=f"l{g.index}",
                                      dtype=dtype)]
+
+    def jax(self, s, g, h, p, run):
+        return h.reshape(h.shape[0], -1)  # NCHW row-major: skylark's C, H, W order

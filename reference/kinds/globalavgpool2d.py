@@ -44,3 +44,6 @@ class GlobalAvgPool2d(Kind):
 
         return [keras.layers.GlobalAveragePooling2D(data_format="channels_last",
                                                     name=f"l{g.index}", dtype=dtype)]
+
+    def jax(self, s, g, h, p, run):
+        return h.mean(axis=(2, 3))

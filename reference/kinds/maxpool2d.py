@@ -15,6 +15,9 @@ How each framework says each option:
 - Keras: MaxPooling2D for dilation 1 (after NegInfPadding2D for int padding, ceil_mode's extra
   rows included); with a dilation, which MaxPooling2D lacks, keras_layers.DilatedMaxPool2D: the
   same running maximum as raw TF, in keras.ops (ops.where), on every backend.
+- raw JAX: lax.reduce_window(max) with -inf padding (ceil_mode's rows included), whose VJP is
+  select-and-scatter (the first maximum); with a dilation, which that VJP lacks, the same running
+  maximum over the strided taps as raw TF (jnp.where with a strict `>`).
 
 Not expressed anywhere, and refused by skylark itself with a ValueError naming the option:
 ceil_mode with string padding (TF's "same" already rounds up), and a window that covers only
@@ -108,3 +111,30 @@ class MaxPool2d(Kind):
             pair(s["kernel_size"]), strides=pair(s["stride"]), padding=pad,
             data_format="channels_last", name=f"l{g.index}", dtype=dtype,
         )]
+
+    def jax(self, s, g, h, p, run):
+        import jax.numpy as jnp
+        import numpy as np
+        from jax import lax
+
+        t, b, l, r = g.pads  # ceil_mode's extra bottom/right rows and columns included
+        k, st, d = pair(s["kernel_size"]), pair(s["stride"]), _dilation(s)
+        if d == (1, 1):
+            # reduce_window pads with its init value, -inf. Its VJP is XLA's select-and-scatter
+            # with `>=`, which keeps the FIRST maximum of a window (row-major), as torch does
+            # (tests/test_pool.py checks it on tie-heavy inputs); a jnp.max over stacked taps
+            # would split a tie's gradient instead.
+            return lax.reduce_window(h, np.array(-np.inf, h.dtype), lax.max, (1, 1, *k),
+                                     (1, 1, *st), ((0, 0), (0, 0), (t, b), (l, r)))
+        # jax has no VJP for a dilated max window ("VJP not implemented for select_and_gather
+        # (MaxPool) with window dilation"): a running maximum over the window's strided taps in
+        # row-major order, with a strict `>` so the FIRST maximum keeps the gradient, as raw TF.
+        h = jnp.pad(h, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=-np.inf)
+        (kh, kw), (sh, sw), (dh, dw), (ho, wo) = k, st, d, g.out_shape[1:]
+        best = None
+        for i in range(kh):
+            for j in range(kw):
+                tap = h[:, :, i * dh : i * dh + (ho - 1) * sh + 1 : sh,
+                        j * dw : j * dw + (wo - 1) * sw + 1 : sw]
+                best = tap if best is None else jnp.where(tap > best, tap, best)
+        return best

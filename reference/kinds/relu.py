@@ -27,3 +27,10 @@ class ReLU(Kind):
         import keras
 
         return [keras.layers.ReLU(name=f"l{g.index}", dtype=dtype)]
+
+    def jax(self, s, g, h, p, run):
+        import jax.numpy as jnp
+
+        # Not jnp.maximum(h, 0): its gradient splits a tie, so at exactly 0 it would pass half
+        # of dy. The strict `>` gives 0 there, as torch and TF do.
+        return jnp.where(h > 0, h, jnp.zeros_like(h))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .digits import load_digits_arrays
 from .idx import read_idx
 
 __all__ = ["DATASETS", "FASHION_MNIST_DIR", "Dataset", "batches", "load_dataset"]
@@ -50,7 +51,7 @@ class Dataset:
 
 
 def load_dataset(name_or_dir: str | os.PathLike, dtype: str | np.dtype = "float32") -> Dataset:
-    """Load ``"digits"`` (8x8, scikit-learn), ``"fashion-mnist"`` (Debian's folder), ``"mnist"``
+    """Load ``"digits"`` (8x8, bundled), ``"fashion-mnist"`` (Debian's folder), ``"mnist"``
     (the folder in $SKYLARK_MNIST_DIR) or any folder holding the four MNIST-format IDX files.
 
     Names win over a folder of the same name; pass ``./digits`` to mean the folder.
@@ -93,13 +94,8 @@ def load_dataset(name_or_dir: str | os.PathLike, dtype: str | np.dtype = "float3
 
 
 def _digits(dt: np.dtype) -> Dataset:
-    try:
-        from sklearn.datasets import load_digits  # lazy: scikit-learn is an optional extra
-    except ImportError as e:
-        raise ImportError("dataset 'digits' needs scikit-learn: pip install 'skylark[data]'") from e
-    d = load_digits()
-    x = (d.images[:, None] / 16 - 0.5).astype(dt)  # exact: values are k/16 - 1/2
-    y = d.target.astype(np.int64)
+    images, y = load_digits_arrays()  # bundled: scikit-learn's arrays, no scikit-learn needed
+    x = (images[:, None] / 16 - 0.5).astype(dt)  # exact: values are k/16 - 1/2
     n = len(y) - DIGITS_TEST
     return Dataset("digits", x[:n], y[:n], x[n:], y[n:], 10)
 
