@@ -1,7 +1,7 @@
 """The 8x8 digits bundled with skylark: 1,797 images, no download and no scikit-learn needed.
 
 `digits.npz` holds scikit-learn's `load_digits()` arrays as uint8 (written by
-tools/bundle_digits.py); DIGITS_LICENSE.md beside it gives the source (the UCI optdigits test
+skylark/data/bundle_digits.py); DIGITS_LICENSE.md beside it gives the source (the UCI optdigits test
 set) and its licence.
 """
 

@@ -1,6 +1,6 @@
 """Write skylark/data/digits.npz, the 8x8 digits bundled with skylark, from scikit-learn's copy.
 
-    python tools/bundle_digits.py          # needs scikit-learn; run once, commit the .npz
+    python -m skylark.data.bundle_digits   # needs scikit-learn; run once, commit the .npz
 
 The arrays are scikit-learn's `load_digits()` (1,797 images of 8x8 pixels, each an integer
 0..16, and their labels 0..9) stored as uint8, which holds them exactly, in a compressed .npz
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).resolve().parents[1] / "skylark" / "data" / "digits.npz"
+OUT = Path(__file__).resolve().parent / "digits.npz"
 
 
 def main() -> int:
