@@ -31,12 +31,12 @@ def replace_results(out: Path, writers: dict) -> list[str]:
     try:
         for name in names:
             staged[name] = write_temp(out / name, writers[name])
-    except BaseException:
+        for name in reversed(RESULT_FILES):  # the old set goes, its summary.json first
+            (out / name).unlink(missing_ok=True)
+        for name in names:
+            os.replace(staged[name], out / name)
+    except BaseException:  # Ctrl-C, SIGTERM, a full disk: no temporary stays behind
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
         raise
-    for name in reversed(RESULT_FILES):  # the old set goes, its summary.json first
-        (out / name).unlink(missing_ok=True)
-    for name in names:
-        os.replace(staged[name], out / name)
     return names
