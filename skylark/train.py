@@ -91,15 +91,9 @@ def fit(
     same batches and masks as an uninterrupted one. `loss`: softmax_cross_entropy's options.
     With `save`, a checkpoint is written atomically after every epoch; if the loss turns
     non-finite, training stops with DivergedError and the last good checkpoint stays as it was
-    (SaveError when a write fails). `resume` refuses a checkpoint of another configuration
-    (skylark.resume) unless `allow_changed`. ValueError, before any work, for data without
-    images and for an lr or momentum that the model's dtype rounds to 0, 1 or inf.
-    """
-    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive int. Received: {name}={v!r}")
-    check_dataset(data)
-    check_hyperparameters(model_dtype(model), lr=lr, momentum=momentum)
+    (SaveError when a write fails). `resume` refuses another run's checkpoint (skylark.resume)
+    unless `allow_changed`. Bad arguments: ValueError before any work (_check_arguments)."""
+    _check_arguments(model, data, epochs, batch_size, lr, momentum)
     opt = SGD(model, lr=lr, momentum=momentum)
     config = run_config(model, data, lr=lr, batch_size=batch_size, momentum=momentum,
                         seed=seed, loss=loss)
@@ -123,6 +117,16 @@ def fit(
         if save is not None:
             _save(model, opt, save, {**config, "epoch": epoch + 1, "history": vars(hist)})
     return hist
+
+
+def _check_arguments(model: Sequential, data: Dataset, epochs, batch_size, lr,
+                     momentum) -> None:
+    """Everything `fit` can check before any work (ValueError naming the value)."""
+    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive int. Received: {name}={v!r}")
+    check_dataset(data)
+    check_hyperparameters(model_dtype(model), lr=lr, momentum=momentum)
 
 
 def check_hyperparameters(dtype, **values: float) -> None:
