@@ -8,7 +8,8 @@ diverging tensor per framework in forward order and then in each backward pass's
 environment fingerprint. Exit status: 0 when every tensor of every framework is within budget;
 1 when any is not, when a framework errors (fails to start, crashes, times out), or when a
 framework is MISSING (not installed) — unless --allow-missing, which reports MISSING loudly but
-does not fail on it; 2 on bad usage (including an unwritable --json path).
+does not fail on it (yet still exits 1 when nothing at all was compared); 2 on bad usage
+(including an unwritable --json path).
 
 Registered as the `skylark check` command (pyproject.toml, entry-point group
 "skylark.commands"): HELP, DESCRIPTION, `add_arguments` and `run` are what skylark.cli uses.
@@ -34,8 +35,8 @@ HELP = "compare every tensor of one batch across frameworks"
 DESCRIPTION = ("Forward outputs, loss and every gradient of one batch, each framework against "
                "numpy, within a derived budget.")
 EXIT_CODES = ("exit status: 0 every tensor of every framework within budget; 1 a tensor out of "
-              "budget, a framework ERROR, or a framework MISSING (unless --allow-missing); "
-              "2 bad usage.")
+              "budget, a framework ERROR, a framework MISSING (unless --allow-missing), or "
+              "nothing compared at all; 2 bad usage.")
 
 
 def _plant(text: str) -> tuple[str, str]:
@@ -196,6 +197,10 @@ def run(args: argparse.Namespace) -> int:
                 json.dump(_jsonable(report), fh, indent=1, allow_nan=False)
         except OSError as e:
             return _usage_error(f"cannot write --json {args.json!r}: {e.strerror or e}")
+    if len(missing) == len(report["frameworks"]):  # --allow-missing must not pass on nothing
+        print(f"\nskylark check FAILED: nothing compared: every framework is MISSING "
+              f"({', '.join(missing) or 'none requested'})")
+        return 1
     if failed or (missing and not args.allow_missing):
         print(f"\nskylark check FAILED: {', '.join(failed + missing)}")
         return 1

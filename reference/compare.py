@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,13 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from skylark.cli import add_sgd_arguments, positive_int
-from skylark.data import batches, load_dataset
+from skylark.data import batches, check_dataset, load_dataset
+from skylark.files import check_output_folder
 from skylark.models import build_model
 from skylark.progress import bar
+from skylark.train import check_hyperparameters
 
 from .frameworks import COMPARED, FRAMEWORKS, parse_frameworks, pin_threads
 from .inputs import dropout_masks
 from .registry import get_runner
+from .results import replace_results
 from .runner import FrameworkUnavailable
 from .spec import describe, geometry
 from .startup import Startup
@@ -36,18 +39,27 @@ DESCRIPTION = ("Every framework trains the model (--model) from the same initial
                "same batches with the same SGD and the same dropout masks; writes curves.png, "
                "curves.csv and summary.json.")
 
-# float64 lockstep bar: every step's |loss - numpy's loss| <= 1e-9 * max(1, |numpy's loss|).
-# Both sides run the same math in float64; after hundreds of SGD steps the observed gap is
-# ~1e-14, so 1e-9 leaves five orders of magnitude for accumulation-order differences to
-# compound; relative above 1, as float64's own spacing is.
+# float64 lockstep bar: every step's loss within 1e-9 of numpy's, relative to the loss once it
+# exceeds 1: |Δloss| <= 1e-9 * max(1, |loss|). Both sides run the same math in float64, so
+# their gap is accumulation-order rounding, which scales with the magnitude of the numbers: a
+# few hundred ulps of the loss (ulp = 2.2e-16 * |loss|). After hundreds of SGD steps on losses
+# of order 1 the observed gap is ~1e-14, five orders of magnitude under the bar; an absolute bar
+# would fail runs whose losses grow large (--lr 1e6: losses of 1e221 agreeing to 5e-16
+# relative), a purely relative one would demand more than float64 gives near loss 0. There is
+# no float32 bar: float32 runs drift apart by design (its ulp is 1.2e-7), so compare plots that
+# drift and gives no lockstep verdict.
 LOCKSTEP_ATOL64 = 1e-9
 
 
-def lockstep(losses, ref_losses) -> bool:
-    """Whether every step's loss is within the float64 lockstep bar of numpy's."""
-    losses, ref = np.asarray(losses, np.float64), np.asarray(ref_losses, np.float64)
-    return bool(np.all(np.abs(losses - ref) <= LOCKSTEP_ATOL64 * np.maximum(1.0, np.abs(ref))))
+def lockstep_gap(losses, ref) -> np.ndarray:
+    """Per step |loss - numpy's loss| / max(1, |numpy's loss|): in lockstep while <= 1e-9."""
+    ref = np.asarray(ref, np.float64)
+    return np.abs(np.asarray(losses, np.float64) - ref) / np.maximum(1.0, np.abs(ref))
 
+
+def lockstep(losses, ref_losses) -> bool:
+    """Whether every step's loss is within the float64 lockstep bar of numpy's (nan is not)."""
+    return bool(np.all(lockstep_gap(losses, ref_losses) <= LOCKSTEP_ATOL64))
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_sgd_arguments(p, "float64", "float64 shows lockstep to 1e-9; float32 shows the real drift")
@@ -64,7 +76,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def schedule(n: int, batch_size: int, seed: int, epochs: int | None, steps: int | None):
-    """The shared batch schedule: a list of (epoch, index array); epochs continue as needed."""
+    """The shared batch schedule: a list of (epoch, index array); epochs continue as needed.
+    ValueError for n = 0: no epoch would ever add a batch."""
+    if n < 1:
+        raise ValueError(f"no training images to schedule batches from. Received: n={n}")
     out, epoch = [], 0
     while (steps is None and epoch < epochs) or (steps is not None and len(out) < steps):
         out += [(epoch, idx) for idx in batches(n, batch_size, seed, epoch)]
@@ -135,10 +150,12 @@ def summarize(records, args, data) -> dict:
             s["reason"] = r["reason"]
         else:
             diff = np.abs(np.array(r["losses"]) - ref_loss)
+            gap = lockstep_gap(r["losses"], ref_loss)
             wdiff = max(float(np.abs(r["params"][k] - ref["params"][k]).max())
                         for k in ref["params"])
             s.update(final_test_accuracy=r["test_accuracy"], seconds=round(r["seconds"], 3),
-                     max_loss_diff=float(diff.max()), final_max_weight_diff=wdiff,
+                     max_loss_diff=float(diff.max()), max_lockstep_gap=float(gap.max()),
+                     final_max_weight_diff=wdiff,
                      final_loss=r["losses"][-1], versions=r["versions"])
             if args.dtype == "float64" and r is not ref:
                 s["lockstep"] = lockstep(r["losses"], ref_loss)
@@ -146,27 +163,31 @@ def summarize(records, args, data) -> dict:
     return out
 
 
-def write_csv(path: Path, records) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["framework", "step", "loss", "accuracy"])
-        for r in records:
-            for i, (loss, acc) in enumerate(zip(r["losses"], r["accuracies"], strict=True)):
-                w.writerow([r["framework"], i + 1, repr(loss), acc])
+def write_csv(f, records) -> None:
+    """curves.csv into the binary file `f`: one row per framework and step."""
+    text = io.TextIOWrapper(f, newline="", encoding="utf-8")
+    w = csv.writer(text)
+    w.writerow(["framework", "step", "loss", "accuracy"])
+    for r in records:
+        for i, (loss, acc) in enumerate(zip(r["losses"], r["accuracies"], strict=True)):
+            w.writerow([r["framework"], i + 1, repr(loss), acc])
+    text.flush()
+    text.detach()  # leave `f` open: its writer fsyncs and closes it
 
 
 _STYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 2))]
 
 
-def plot(path: Path, records, summary) -> bool:
-    """curves.png: loss per step (top) and |loss - numpy loss| on a log scale (bottom)."""
+def plot(records, summary):
+    """curves.png's figure: loss per step (top) and the lockstep gap to numpy's loss on a log
+    scale (bottom); None without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return False
+        return None
     ok = [r for r in records if r["status"] == "ok"]
     floor = 1e-17 if summary["dtype"] == "float64" else 1e-10
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), sharex=True,
@@ -183,9 +204,7 @@ def plot(path: Path, records, summary) -> bool:
     top.grid(alpha=0.3)
     _style_gap_axis(bottom, summary["dtype"], floor, alone=len(ok) == 1)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def _plot_curves(top, bottom, ok, floor) -> None:
@@ -200,7 +219,7 @@ def _plot_curves(top, bottom, ok, floor) -> None:
         if not numpy:
             # Per-step gaps hop between exact 0 and a few ulps: draw them as faint dots and
             # their running maximum as the line, so drift (or its absence) reads at a glance.
-            d = np.maximum(np.abs(np.array(r["losses"]) - ref), floor)
+            d = np.maximum(lockstep_gap(r["losses"], ref), floor)
             bottom.plot(steps, d, ".", ms=2.5, alpha=0.35, color=f"C{i}")
             bottom.plot(steps, np.maximum.accumulate(d), ls=style, lw=1.5, color=f"C{i}",
                         label=r["framework"])
@@ -213,37 +232,32 @@ def _style_gap_axis(bottom, dtype: str, floor: float, alone: bool) -> None:
     bottom.set_yscale("log")
     if dtype == "float64":
         bottom.axhline(LOCKSTEP_ATOL64, color="red", lw=1, ls="--", label="lockstep bar 1e-9")
-    bottom.set_ylabel(f"|loss − numpy loss|\n(dots: per step, exact 0 at {floor:g};\n"
-                      "lines: running max)")
+    bottom.set_ylabel(f"|loss − numpy loss| / max(1, |numpy loss|)\n(dots: per step, exact 0 "
+                      f"at {floor:g};\nlines: running max)")
     bottom.set_xlabel("SGD step")
     if bottom.get_legend_handles_labels()[0]:
         bottom.legend(loc="lower right", fontsize=8, ncol=4, framealpha=0.9)
     bottom.grid(alpha=0.3, which="both")
 
 
-def _check_out(out: Path) -> None:
-    """ValueError naming --out when its results cannot be written there; creates the folder."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out must be a folder. Received: --out={str(out)!r} (a file)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"cannot create the --out folder: {e.strerror or e}. "
-                         f"Received: --out={str(out)!r}") from None
-    if not os.access(out, os.W_OK):
-        raise ValueError(f"the --out folder is not writable. Received: --out={str(out)!r}")
-
-
 def write_results(out: Path, records, summary) -> None:
-    """curves.csv, summary.json and curves.png in `out`; the table on stdout."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "curves.csv", records)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plotted = plot(out / "curves.png", records, summary)
-    print_table(summary)
-    written = ["curves.png"] if plotted else []
-    print(f"\nwrote {', '.join(str(out / f) for f in [*written, 'curves.csv', 'summary.json'])}")
-    if not plotted:
+    """The table on stdout, then curves.csv, curves.png and summary.json in `out` as one set
+    (reference.results: never beside files of an earlier run)."""
+    print_table(summary)  # first: a failed write below still leaves the table on screen
+    fig = plot(records, summary)
+    writers = {"curves.csv": lambda f: write_csv(f, records),
+               "summary.json": lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode())}
+    if fig is not None:
+        writers["curves.png"] = lambda f: fig.savefig(f, format="png", dpi=110)
+    try:
+        written = replace_results(out, writers)
+    finally:
+        if fig is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+    print(f"\nwrote {', '.join(str(out / f) for f in written)}")
+    if fig is None:
         print("curves.png not written: matplotlib is missing (pip install 'skylark[plot]')",
               file=sys.stderr)
 
@@ -271,9 +285,10 @@ def print_table(summary, file=None) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         names = ["numpy", *parse_frameworks(args.frameworks)]
-        _check_out(Path(args.out))  # before any training, not after it
-        data = load_dataset(args.dataset, dtype=args.dtype)
-    except (ValueError, argparse.ArgumentTypeError, FileNotFoundError, ImportError) as e:
+        check_output_folder(args.out, "--out")  # before any training, not after it
+        data = check_dataset(load_dataset(args.dataset, dtype=args.dtype))
+        check_hyperparameters(args.dtype, lr=args.lr, momentum=args.momentum)
+    except (ValueError, argparse.ArgumentTypeError, OSError, ImportError) as e:
         print(f"skylark compare: error: {e}", file=sys.stderr)
         return 2
     print(f"threads: {pin_threads(args.threads)}", file=sys.stderr)
@@ -308,7 +323,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"skylark compare: numpy failed: {records[0]['reason']}", file=sys.stderr)
         return 1
     summary = summarize(records, args, data)
-    write_results(Path(args.out), records, summary)
+    try:
+        write_results(Path(args.out), records, summary)
+    except OSError as e:  # e.g. the disk filled up during the run
+        print(f"skylark compare: error: cannot write the results ({e.strerror or e}); the "
+              f"table above is the run's. Received: --out={args.out!r}", file=sys.stderr)
+        return 1
     failed = [n for n, s in summary["frameworks"].items()
               if s["status"] == "failed" or s.get("lockstep") is False]
     missing = [n for n, s in summary["frameworks"].items() if s["status"] == "missing"]

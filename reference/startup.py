@@ -93,7 +93,7 @@ class Startup:
     def _start(self, name: str, began: float | None = None) -> None:
         """get_runner(name) into its future; says "ready" when `began` (in-process) is given."""
         try:
-            runner = self.get(name, self.plants.get(name))
+            runner = self.get(name, plant=self.plants.get(name))
         except BaseException as e:
             self._settle(name, exception=e)
             return

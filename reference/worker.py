@@ -159,6 +159,9 @@ class SubprocessRunner(Runner):
         self._proc = subprocess.Popen(
             worker_command(backend, plant), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._log, env=_worker_env(backend), bufsize=0,
+            # Its own session: a terminal's Ctrl-C reaches only the parent, which closes the
+            # worker (a SIGINT landing in a jax callback inside the worker could be swallowed).
+            start_new_session=True,
         )
         os.set_blocking(self._proc.stdin.fileno(), False)  # writes go through _write_by
         self._finalizer = weakref.finalize(self, _kill, self._proc)

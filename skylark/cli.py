@@ -9,9 +9,10 @@ and `run(args) -> exit status`; the argument parsers below are shared by every c
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from importlib.metadata import entry_points
-from pathlib import Path
 
 from . import __version__
 
@@ -22,7 +23,8 @@ EPILOG = """examples:
   skylark check --dtype float64         every tensor of every framework against numpy
   skylark train --dataset fashion-mnist --epochs 3 --save ckpt.npz
 
-exit status: 0 ok, 1 a check failed (or training diverged), 2 bad usage or missing data."""
+exit status: 0 ok, 1 a check failed (or training diverged, or a checkpoint could not be
+written), 2 bad usage or bad/missing data, 130 Ctrl-C, 143 SIGTERM."""
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -125,48 +127,45 @@ def build_parser() -> argparse.ArgumentParser:
                                        "per epoch, atomic checkpoints and --resume.")
     add_train_arguments(train)
     train.add_argument("--save", metavar="PATH", help="checkpoint (.npz) written every epoch")
-    train.add_argument("--resume", metavar="PATH", help="continue from this checkpoint")
+    train.add_argument("--resume", metavar="PATH",
+                       help="continue from this checkpoint (refused if it was trained with "
+                            "other settings, see --allow-changed)")
+    train.add_argument("--allow-changed", action="store_true",
+                       help="let --resume continue with changed settings (lr, batch size, "
+                            "momentum, seed, dtype, dataset, model); the change is recorded "
+                            "in the checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
     return parser
 
 
-def _check_save(path) -> None:
-    """ValueError naming --save when no checkpoint can be written there."""
-    if path is None:
-        return
-    p = Path(path)
-    if p.suffix != ".npz" or p.is_dir():
-        raise ValueError(f"--save is a checkpoint file ending in .npz. Received: --save={path!r}")
-    if not p.parent.is_dir():
-        raise ValueError(f"the folder of --save does not exist. Received: --save={path!r}")
-
-
 def run_train(args: argparse.Namespace) -> int:
     from .data import load_dataset
+    from .files import check_output_file
     from .models import build_model
     from .threads import limit_threads
-    from .train import DivergedError, fit
+    from .train import DivergedError, SaveError, fit
 
     limit_threads(args.threads)
     try:
-        _check_save(args.save)  # before any training, not after the first epoch
+        if args.save is not None:  # before any training, not after the first epoch
+            check_output_file(args.save, "--save", suffix=".npz")
         data = load_dataset(args.dataset, dtype=args.dtype)
         model = build_model(args.model, data.input_shape, num_classes=data.num_classes,
                             seed=args.seed, dtype=args.dtype)
-    except (ValueError, FileNotFoundError, ImportError) as e:
+    except (ValueError, OSError, ImportError) as e:  # OSError: missing or unreadable data
         print(f"skylark train: error: {e}", file=sys.stderr)
         return 2
     print(f"{data!r}, model {args.model}", file=sys.stderr)
     try:
         hist = fit(model, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    momentum=args.momentum, seed=args.seed, save=args.save, resume=args.resume,
-                   progress=not args.quiet,
+                   progress=not args.quiet, allow_changed=args.allow_changed,
                    loss={"label_smoothing": args.label_smoothing})
-    except DivergedError as e:
+    except (DivergedError, SaveError) as e:
         print(f"skylark train: {e}", file=sys.stderr)
         return 1
-    except ValueError as e:  # a bad --resume checkpoint
+    except ValueError as e:  # empty data, a bad --resume checkpoint, an lr the dtype loses
         print(f"skylark train: error: {e}", file=sys.stderr)
         return 2
     if hist.test_accuracy:
@@ -176,18 +175,36 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so the same
+    cleanup runs (workers closed, temporaries removed)."""
+
+    signum = signal.SIGTERM
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
     try:
         return args.run(args)
-    except KeyboardInterrupt:
-        print(f"\nskylark {args.command}: interrupted", file=sys.stderr)
-        return 130  # the shell's code for SIGINT
-
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
+        signum = getattr(e, "signum", signal.SIGINT)
+        what = "terminated" if signum == signal.SIGTERM else "interrupted"
+        print(f"\nskylark {args.command}: {what}", file=sys.stderr)
+        return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 if __name__ == "__main__":
     sys.exit(main())

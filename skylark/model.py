@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write
 from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D
 from .layers.base import as_dtype
 
@@ -139,9 +138,9 @@ class Sequential:
     def save(self, path, metadata: dict | None = None,
              extra: dict[str, np.ndarray] | None = None) -> Path:
         """Write the parameters, JSON-able `metadata` and `extra` arrays (optimizer state) to
-        `path` as `.npz`, atomically:
-        a temporary file in the same folder is renamed over `path` only once fully written,
-        so a crash never leaves a half-written checkpoint in place of a good one."""
+        `path` as `.npz`, atomically (skylark.files): a temporary file in the same folder is
+        renamed over `path` only once fully written, so a crash never leaves a half-written
+        checkpoint in place of a good one, and a full disk keeps the previous one."""
         path = Path(path)
         if path.suffix != ".npz":
             raise ValueError(f"checkpoints are .npz files. Received: path={str(path)!r}")
@@ -149,48 +148,52 @@ class Sequential:
         arrays = dict(self.state())
         arrays[_META_KEY] = np.array(json.dumps(metadata or {}))
         arrays.update({_EXTRA + k: np.asarray(v) for k, v in (extra or {}).items()})
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            umask = os.umask(0)  # mkstemp makes the file 0600: give it a normal file's mode
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda f: np.savez(f, **arrays))
         return path
 
     def load(self, path) -> dict:
         """Load parameters saved by `save` into this model; returns the saved metadata, with
         the `extra` arrays under `"extra"` when there are any."""
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointNotFoundError(
-                f"no checkpoint at this path. Received: path={str(path)!r}"
-            )
-        try:
-            # Open the file ourselves: np.load(path) leaks its handle when the zip is corrupt.
-            with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-            raise CheckpointError(
-                f"cannot read checkpoint {str(path)!r} (corrupt or not an .npz): {e}"
-            ) from e
-        meta = arrays.pop(_META_KEY, None)
-        extra = {k[len(_EXTRA):]: arrays.pop(k) for k in list(arrays) if k.startswith(_EXTRA)}
+        arrays, out, extra = read_checkpoint(path)
         try:
             self.load_state(arrays)
-            out = json.loads(str(meta)) if meta is not None else {}
         except ValueError as e:
             raise CheckpointError(f"checkpoint {str(path)!r} does not fit this model: {e}") from e
         if extra:
             out["extra"] = extra
         return out
 
+
+def read_checkpoint(path) -> tuple[dict, dict, dict]:
+    """(state arrays, metadata dict, extra arrays) of the checkpoint at `path`, loading
+    nothing into any model; CheckpointError (a ValueError) for a missing or unreadable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"no checkpoint at this path. Received: path={str(path)!r}")
+    try:
+        # Open the file ourselves: np.load(path) leaks its handle when the zip is corrupt.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise CheckpointError(
+            f"cannot read checkpoint {str(path)!r} (corrupt or not an .npz): {e}"
+        ) from e
+    meta = _metadata(arrays.pop(_META_KEY, None), path)
+    extra = {k[len(_EXTRA):]: arrays.pop(k) for k in list(arrays) if k.startswith(_EXTRA)}
+    return arrays, meta, extra
+
+def _metadata(meta, path: Path) -> dict:
+    """The checkpoint's metadata as a dict ({} when it has none); CheckpointError otherwise."""
+    if meta is None:
+        return {}
+    try:
+        out = json.loads(str(meta)) if meta.ndim == 0 and meta.dtype.kind == "U" else None
+    except ValueError:
+        out = None
+    if not isinstance(out, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r}: its metadata is not a JSON object. "
+                              f"Received: {str(meta)[:80]!r}")
+    return out
 
 def _load(own: dict, mapping) -> None:
     """Copy `mapping` into the arrays of `own`, all or nothing (see Sequential.load_params)."""
@@ -203,16 +206,27 @@ def _load(own: dict, mapping) -> None:
         )
     arrays = {k: np.asarray(mapping[k]) for k in own}
     for k, p in own.items():
-        if arrays[k].shape != p.shape:
-            raise ValueError(
-                f"parameter {k!r} has the wrong shape. Expected: {p.shape}. "
-                f"Received: shape {arrays[k].shape}"
-            )
-        if not np.isfinite(arrays[k]).all():
-            raise ValueError(f"parameter {k!r} holds nan or inf values")
-    for k, p in own.items():
+        check_entry(k, arrays[k], p)
+    for k, p in own.items():  # only once every entry has passed: all or nothing
         np.copyto(p, arrays[k], casting="same_kind")
 
+
+def check_entry(name: str, a: np.ndarray, p: np.ndarray) -> None:
+    """ValueError naming `name` unless `a` can replace `p` exactly as given: the same shape,
+    real numbers, finite, and still finite once rounded to `p`'s dtype."""
+    if a.shape != p.shape:
+        raise ValueError(f"parameter {name!r} has the wrong shape. Expected: {p.shape}. "
+                         f"Received: shape {a.shape}")
+    if a.dtype.kind not in "fiu":  # complex would drop its imaginary part; bool, str: no numbers
+        raise ValueError(f"parameter {name!r} must hold real numbers. Received: dtype={a.dtype}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"parameter {name!r} holds nan or inf values")
+    with np.errstate(over="ignore"):
+        cast = a.astype(p.dtype)
+    if not np.isfinite(cast).all():
+        worst = a.flat[int(np.argmax(~np.isfinite(cast).ravel()))]
+        raise ValueError(f"parameter {name!r} overflows {p.dtype} (largest finite "
+                         f"{np.finfo(p.dtype).max:.3g}). Received: a value {float(worst)!r}")
 
 def skylark_cnn(
     input_shape: tuple[int, int, int] = (1, 28, 28),

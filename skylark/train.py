@@ -7,16 +7,28 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Dataset, batches
+from .data import Dataset, batches, check_dataset
 from .layers import Dropout
 from .losses import softmax_cross_entropy
-from .model import Sequential
+from .model import CheckpointError, Sequential, read_checkpoint
 from .optim import SGD
 from .progress import bar
+from .resume import (
+    check_resume,
+    describe_changes,
+    model_dtype,
+    optimizer_state,
+    run_config,
+    validate_metadata,
+)
 
 
 class DivergedError(RuntimeError):
     """The loss became non-finite; the message names the step."""
+
+
+class SaveError(RuntimeError):
+    """A checkpoint could not be written (full disk, ...); the previous one is kept."""
 
 
 @dataclass
@@ -70,6 +82,7 @@ def fit(
     progress: bool = True,
     log=print,
     loss: dict | None = None,
+    allow_changed: bool = False,
 ) -> History:
     """Train for `epochs` (counting those a resumed checkpoint already did).
 
@@ -77,15 +90,17 @@ def fit(
     global step t come from the generator (seed, t, layer index), so a resumed run sees the
     same batches and masks as an uninterrupted one. `loss`: softmax_cross_entropy's options.
     With `save`, a checkpoint is written atomically after every epoch; if the loss turns
-    non-finite, training stops with DivergedError and the last good checkpoint stays as it was.
-    """
-    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive int. Received: {name}={v!r}")
+    non-finite, training stops with DivergedError and the last good checkpoint stays as it was
+    (SaveError when a write fails). `resume` refuses another run's checkpoint (skylark.resume)
+    unless `allow_changed`. Bad arguments: ValueError before any work (_check_arguments)."""
+    _check_arguments(model, data, epochs, batch_size, lr, momentum)
     opt = SGD(model, lr=lr, momentum=momentum)
-    hist, start = History(), 0
+    config = run_config(model, data, lr=lr, batch_size=batch_size, momentum=momentum,
+                        seed=seed, loss=loss)
+    hist, start, config["changes"] = History(), 0, []
     if resume is not None:
-        start, hist = _resume(model, opt, resume, epochs, log)
+        start, hist, config["changes"] = _resume(model, opt, resume, epochs, log, config,
+                                                 allow_changed)
     for epoch in range(start, epochs):
         order = batches(len(data.x_train), batch_size, seed, epoch)
         done = len(hist.loss)
@@ -100,23 +115,73 @@ def fit(
         log(f"epoch {epoch + 1}/{epochs}: train loss {np.mean(hist.loss[-len(order):]):.4f}, "
             f"test accuracy {test_acc:.4f}")
         if save is not None:
-            meta = _checkpoint_metadata(epoch + 1, data, seed, lr, momentum, batch_size, hist)
-            model.save(save, metadata=meta, extra=opt.state())
+            _save(model, opt, save, {**config, "epoch": epoch + 1, "history": vars(hist)})
     return hist
 
 
-def _resume(model: Sequential, opt: SGD, path: str | Path, epochs: int, log) -> tuple[int, History]:
-    """Load the checkpoint at `path` into `model` and `opt` (momentum buffers); returns the
-    number of epochs it already did and its history, which training goes on appending to."""
-    meta = model.load(path)
-    start = int(meta.get("epoch", 0))
-    opt.load_state(meta.get("extra", {}))
-    hist = History(**meta.get("history", {}))
+def _check_arguments(model: Sequential, data: Dataset, epochs, batch_size, lr,
+                     momentum) -> None:
+    """Everything `fit` can check before any work (ValueError naming the value)."""
+    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive int. Received: {name}={v!r}")
+    check_dataset(data)
+    check_hyperparameters(model_dtype(model), lr=lr, momentum=momentum)
+
+
+def check_hyperparameters(dtype, **values: float) -> None:
+    """ValueError naming the value when `dtype` rounds a positive lr to 0 or inf, or a
+    momentum in (0, 1) to 0 or 1: training would run and silently do something else."""
+    dt = np.dtype(dtype)
+    for name, v in values.items():
+        if name == "momentum" and v == 0:
+            continue
+        with np.errstate(over="ignore", under="ignore"):
+            r = float(np.array(v, np.float64).astype(dt))
+        bad = r <= 0 or not np.isfinite(r) or (name == "momentum" and r >= 1)
+        if bad:
+            raise ValueError(f"{name} rounds to {r!r} in {dt.name}, which would not train as "
+                             f"asked; pick another {name} or dtype. Received: {name}={v!r}")
+
+
+def _save(model: Sequential, opt: SGD, path: str | Path, meta: dict) -> None:
+    """model.save, with a full disk (or any OSError) reported as SaveError: the previous
+    checkpoint at `path` is kept, as the write is atomic."""
+    try:
+        model.save(path, metadata=meta, extra=opt.state())
+    except OSError as e:
+        kept = (f"the checkpoint of the previous epoch is kept at {path}" if Path(path).is_file()
+                else "no checkpoint was written")
+        raise SaveError(f"cannot write the checkpoint after epoch {meta['epoch']} "
+                        f"({e.strerror or e}); {kept}. Received: --save={str(path)!r}") from e
+
+
+def _resume(model: Sequential, opt: SGD, path: str | Path, epochs: int, log, config: dict,
+            allow_changed: bool) -> tuple[int, History, list]:
+    """Load the checkpoint at `path` into `model` and `opt` (momentum buffers) once its
+    metadata, configuration and optimizer state have passed their checks (nothing is loaded
+    otherwise); returns its epoch count, its history (which training goes on appending to) and
+    its change log."""
+    arrays, meta, extra = read_checkpoint(path)
+    validate_metadata(meta, path)
+    change_log = check_resume(meta, config, path, allow_changed)
+    velocity = optimizer_state(extra, model, path)
+    try:
+        model.load_state(arrays)
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit this model: {e}") from e
+    start = meta["epoch"]
+    opt.load_state(velocity)
+    hist = History(**meta["history"])
     log(f"resumed from {path} after epoch {start}")
+    if len(change_log) > len(meta.get("changes", [])):
+        changed = {k: v for k, v in change_log[-1].items() if k != "at_epoch"}
+        log(f"resuming with changed settings (recorded in the checkpoint): "
+            f"{describe_changes(changed)}")
     if start >= epochs:
         log(f"nothing to train: the checkpoint already has {start} epoch(s) and "
             f"--epochs is {epochs}; pass a larger --epochs to continue")
-    return start, hist
+    return start, hist, change_log
 
 
 def _train_epoch(model: Sequential, opt: SGD, data: Dataset, order: list[np.ndarray],
@@ -152,13 +217,3 @@ def _divergence_message(epoch: int, step: int, global_step: int, lr: float,
         f"step {step} (global step {global_step}), with lr={lr}. "
         f"Try a smaller --lr.{kept}"
     )
-
-
-def _checkpoint_metadata(epoch: int, data: Dataset, seed: int, lr: float, momentum: float,
-                         batch_size: int, hist: History) -> dict:
-    """The JSON metadata saved with the parameters after `epoch` (1-based) epochs: enough to
-    resume (`epoch`, `history`) and to tell how the run was trained."""
-    return {
-        "epoch": epoch, "dataset": data.name, "seed": seed, "lr": lr,
-        "momentum": momentum, "batch_size": batch_size, "history": vars(hist),
-    }

@@ -152,7 +152,8 @@ def test_help_states_each_default_once_and_the_exit_codes(call, capsys):
 
 def test_missing_framework_fails_unless_allowed(tmp_path, monkeypatch, capsys):
     """keras-jax as if jax were not installed (its table row needs a module that is nowhere):
-    MISSING, exit 1; with --allow-missing exit 0, yet the report is not ok."""
+    MISSING, exit 1; with --allow-missing exit 0 when another framework was compared, yet the
+    report is not ok; exit 1 when nothing at all was compared."""
     row = FRAMEWORKS["keras-jax"]
     monkeypatch.setitem(FRAMEWORKS, "keras-jax", replace(row, modules=("jax_is_not_here",)))
     code, report = run_json(tmp_path, "--frameworks", "keras-jax")
@@ -160,8 +161,11 @@ def test_missing_framework_fails_unless_allowed(tmp_path, monkeypatch, capsys):
     assert code == 1 and r["status"] == "MISSING"
     assert r["reason"] == f"jax_is_not_here is not installed: {row.install}"
     assert "MISSING" in capsys.readouterr().err
-    code, report = run_json(tmp_path, "--frameworks", "keras-jax", "--allow-missing")
+    code, report = run_json(tmp_path, "--frameworks", "keras-jax,torch", "--allow-missing")
     assert code == 0 and not report["ok"]
+    capsys.readouterr()
+    code, report = run_json(tmp_path, "--frameworks", "keras-jax", "--allow-missing")
+    assert code == 1 and "nothing compared" in capsys.readouterr().out
 
 
 # --- --model, --mode and the loss options -----------------------------------------------------

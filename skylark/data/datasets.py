@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,8 @@ import numpy as np
 from .digits import load_digits_arrays
 from .idx import read_idx
 
-__all__ = ["DATASETS", "FASHION_MNIST_DIR", "Dataset", "batches", "load_dataset"]
+__all__ = ["DATASETS", "FASHION_MNIST_DIR", "Dataset", "batches", "check_dataset",
+           "load_dataset"]
 
 DATASETS = ("digits", "fashion-mnist", "mnist")
 # where Debian's package dataset-fashion-mnist installs the four .gz IDX files
@@ -102,7 +104,14 @@ def _digits(dt: np.dtype) -> Dataset:
 
 def _find(folder: str, stem: str) -> str:
     for path in (os.path.join(folder, stem), os.path.join(folder, stem + ".gz")):
-        if os.path.isfile(path):
+        try:
+            st = os.stat(path)  # not os.path.isfile: it says False in a folder we may not search
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            raise PermissionError(f"{folder}: permission denied: cannot look inside this "
+                                  f"folder for {stem}. Received: dataset={folder!r}") from None
+        if stat.S_ISREG(st.st_mode):
             return path
     raise FileNotFoundError(f"{folder}: no {stem} or {stem}.gz in this folder.")
 
@@ -145,6 +154,20 @@ def _idx_folder(folder: str, name: str, dt: np.dtype) -> Dataset:
             f"has {x_test.shape[2:]}. Received: {x_train.shape[2:]} != {x_test.shape[2:]}"
         )
     return Dataset(name, x_train, y_train, x_test, y_test, 10)
+
+
+def check_dataset(data: Dataset) -> Dataset:
+    """`data` if it can be trained and evaluated on; else ValueError naming what it lacks:
+    training images, test images, or pixels (0 images would train nothing, yet report a loss of
+    nan and a checkpoint labelled as trained)."""
+    for split, x in (("training", data.x_train), ("test", data.x_test)):
+        if len(x) == 0:
+            raise ValueError(f"dataset {data.name!r} has no {split} images. "
+                             f"Received: {split} images of shape {x.shape}")
+    if data.x_train[0].size == 0:
+        raise ValueError(f"dataset {data.name!r} has images without pixels. "
+                         f"Received: image shape {data.input_shape}")
+    return data
 
 
 def batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:

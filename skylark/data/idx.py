@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import gzip
 import os
-import secrets
 import zlib
 from typing import NamedTuple
 
 import numpy as np
+
+from ..files import atomic_write
 
 __all__ = ["IDXError", "read_idx", "write_idx"]
 
@@ -38,13 +39,20 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file, raw or gzip (detected by its magic bytes ``1f 8b``).
 
     Returns an array of the shape the header gives, e.g. (60000, 28, 28) uint8 for MNIST images,
-    in native byte order. Raises FileNotFoundError, or IDXError naming the file and what it found.
+    in native byte order. Raises FileNotFoundError, PermissionError, or IDXError naming the file
+    and what it found.
     """
     name = os.fspath(path)
     if not os.path.exists(name):
         raise FileNotFoundError(f"{name}: no such IDX file.")
-    with open(name, "rb") as f:
-        data = f.read()
+    try:
+        with open(name, "rb") as f:
+            data = f.read()
+    except PermissionError:
+        raise PermissionError(f"{name}: permission denied: cannot read this IDX file. "
+                              f"Received: {name!r}") from None
+    except IsADirectoryError:
+        raise IDXError(f"{name}: a folder, not an IDX file. Received: {name!r}") from None
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
@@ -116,15 +124,4 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     body = header + np.ascontiguousarray(array, dtype=array.dtype.newbyteorder(">")).tobytes()
     if name.endswith(".gz"):
         body = gzip.compress(body, compresslevel=6, mtime=0)  # mtime=0: reproducible bytes
-    folder, base = os.path.split(name)
-    tmp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # not mkstemp: keep the umask's permissions
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, name)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(name, lambda f: f.write(body))

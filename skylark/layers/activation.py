@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, check_grad
 
 
 class ReLU(Layer):
@@ -22,8 +22,9 @@ class ReLU(Layer):
         return np.where(self._mask, x, x.dtype.type(0))
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        dy = np.asarray(dy)
-        return np.where(self._need_cache(self._mask), dy, dy.dtype.type(0))
+        mask = self._need_cache(self._mask)
+        dy = check_grad(dy, mask.shape, "ReLU")
+        return np.where(mask, dy, dy.dtype.type(0))
 
     def output_shape(self, input_shape):
         return tuple(input_shape)
@@ -56,6 +57,7 @@ class Softmax(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dx = y * (dy - <dy, y>): the softmax Jacobian diag(y) - y y^T applied to dy."""
         y = self._need_cache(self._y)
+        dy = check_grad(dy, y.shape, "Softmax")
         return y * (dy - (dy * y).sum(axis=1, keepdims=True))
 
     def output_shape(self, input_shape):
@@ -93,8 +95,8 @@ class LeakyReLU(Layer):
         return np.where(self._mask, x, x * x.dtype.type(self.negative_slope))
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        dy = np.asarray(dy)
         mask = self._need_cache(self._mask)
+        dy = check_grad(dy, mask.shape, "LeakyReLU")
         return np.where(mask, dy, dy * dy.dtype.type(self.negative_slope))
 
     def output_shape(self, input_shape):
@@ -119,7 +121,7 @@ class Sigmoid(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         y = self._need_cache(self._y)
-        return np.asarray(dy) * y * (1 - y)
+        return check_grad(dy, y.shape, "Sigmoid") * y * (1 - y)
 
     def output_shape(self, input_shape):
         return tuple(input_shape)
@@ -140,7 +142,7 @@ class Tanh(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         y = self._need_cache(self._y)
-        return np.asarray(dy) * (1 - y * y)
+        return check_grad(dy, y.shape, "Tanh") * (1 - y * y)
 
     def output_shape(self, input_shape):
         return tuple(input_shape)

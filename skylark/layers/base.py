@@ -52,6 +52,16 @@ def check_input(x, ndim: int, layer: str, dtype: np.dtype | None) -> np.ndarray:
     return x.astype(dtype, copy=False)
 
 
+def check_grad(dy, shape: tuple[int, ...], layer: str) -> np.ndarray:
+    """`dy` as an array if it has the layer output's `shape`; else ValueError naming both
+    (numpy would broadcast a (1, ...) or (..., 1) gradient and return wrong numbers)."""
+    dy = np.asarray(dy)
+    if dy.shape != tuple(shape):
+        raise ValueError(f"{layer}.backward expects a gradient of the output's shape "
+                         f"{tuple(shape)}. Received: dy with shape {dy.shape}")
+    return dy
+
+
 class Layer:
     """A layer maps `forward(x) -> y` and `backward(dy) -> dx`.
 

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import Layer, as_dtype, check_input
+from .base import Layer, as_dtype, check_grad, check_input
 
 
 class BNCache(NamedTuple):
@@ -89,7 +89,7 @@ class BatchNorm2d(Layer):
         Training: mean and variance depend on x too, so dx = weight * invstd *
         (dy - mean(dy) - xhat * mean(dy * xhat)), means over (N, H, W)."""
         xhat, _, invstd, batch_stats = self._need_cache(self._cache)
-        dy = np.asarray(dy, dtype=self.dtype)
+        dy = check_grad(dy, xhat.shape, "BatchNorm2d").astype(self.dtype, copy=False)
         self._accumulate("weight", (dy * xhat).sum(axis=(0, 2, 3)))
         self._accumulate("bias", dy.sum(axis=(0, 2, 3)))
         if not input_grad:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, check_grad
 
 
 class Dropout(Layer):
@@ -60,10 +60,10 @@ class Dropout(Layer):
         return x * scale
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        dy = np.asarray(dy)
         if not self.training:
-            return dy
-        return dy * self._need_cache(self._scale)
+            return np.asarray(dy)
+        scale = self._need_cache(self._scale)
+        return check_grad(dy, scale.shape, "Dropout") * scale
 
     def output_shape(self, input_shape):
         return tuple(input_shape)

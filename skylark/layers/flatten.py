@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, check_grad
 
 
 class Flatten(Layer):
@@ -28,7 +28,9 @@ class Flatten(Layer):
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return np.asarray(dy).reshape(self._need_cache(self._shape))
+        shape = self._need_cache(self._shape)
+        dy = check_grad(dy, (shape[0], int(np.prod(shape[1:]))), "Flatten")
+        return dy.reshape(shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int]:
         return (int(np.prod(input_shape)),)

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import Layer, check_input, positive_pair
+from .base import Layer, check_grad, check_input, positive_pair
 from .padding import Pads, check_padding, padding_config, pool_out_size, resolve_pads
 
 
@@ -174,7 +174,7 @@ class MaxPool2D(_Window2D):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy: (N, C, H_out, W_out) -> dx: (N, C, H, W); one winner per window."""
         cache: PoolCache = self._need_cache(self._cache)
-        dy = np.asarray(dy)
+        dy = check_grad(dy, cache.row_arg.shape, "MaxPool2D")
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         d_row_max = _route(dy, cache.row_arg, 2, kh, sh, dh,
                            np.zeros(cache.row_max_shape, dy.dtype))
@@ -249,7 +249,9 @@ class AvgPool2D(_Window2D):
         """dy: (N, C, H_out, W_out) -> dx: (N, C, H, W): each window's dy / divisor, spread
         over its cells (`+=`: overlapping windows add up)."""
         padded_shape, row_shape, pads, div = self._need_cache(self._cache)
-        dy = np.asarray(dy)
+        n, c, hp, wp = padded_shape
+        dy = check_grad(dy, (n, *self.output_shape((c, hp - pads[0] - pads[1],
+                                                      wp - pads[2] - pads[3]))), "AvgPool2D")
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         d_sum = dy / np.asarray(div, dy.dtype)
         d_row = _spread(d_sum, 2, kh, sh, np.zeros(row_shape, dy.dtype))
@@ -281,7 +283,7 @@ class GlobalAvgPool2D(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy: (N, C) -> dx: (N, C, H, W), every pixel dy / (H*W)."""
         shape = self._need_cache(self._cache)
-        dy = np.asarray(dy)
+        dy = check_grad(dy, shape[:2], "GlobalAvgPool2D")
         dx = np.empty(shape, dy.dtype)
         dx[...] = (dy / dy.dtype.type(shape[2] * shape[3]))[:, :, None, None]
         return dx
