@@ -51,6 +51,9 @@ FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
               f"({_TORCH_CPU})", "keras_torch", keras_backend="torch"),
     Framework("keras-jax", ("keras", "jax"), "pip install 'skylark[keras,jax]'", "keras_jax",
               keras_backend="jax"),
+    # forward only (its runner's supports_gradients is False): outputs, loss, statistics
+    Framework("onnxruntime", ("onnx", "onnxruntime"), "pip install 'skylark[onnx]'",
+              "onnxruntime", "reference.onnx_ref:OnnxRunner"),
 )}
 NAMES = tuple(FRAMEWORKS)
 COMPARED = tuple(n for n in NAMES if n != "numpy")  # numpy is the reference

@@ -3,6 +3,7 @@
 Layouts:
     skylark / torch   conv weight (O, I, kh, kw)   dense weight (out, in)   activations NCHW
                       flatten order C, H, W        names "0.weight", "0.bias" (state_dict)
+    ONNX              skylark's layouts and names (Conv OIHW, Gemm with transB=1, NCHW)
     Keras / raw TF    conv kernel (kh, kw, I, O)   dense kernel (in, out)   activations NHWC
                       flatten order H, W, C        names "0.kernel", "0.bias" (skylark's index)
 
@@ -95,6 +96,22 @@ def from_torch(state, spec: list[dict], grads: bool = False) -> dict[str, np.nda
     matters for momentum=None, which skylark does not offer) and is dropped."""
     state = {k: v for k, v in state.items() if not k.endswith(".num_batches_tracked")}
     return {k: np.array(v) for k, v in check_params(state, spec, "torch", grads).items()}
+
+
+# --- ONNX: NCHW, OIHW Conv weights, Gemm(transB=1) takes (out, in): skylark's layout again ------
+
+
+def to_onnx(params, spec: list[dict]) -> dict[str, np.ndarray]:
+    """skylark state -> ONNX initializers (identical layout and names: a checked copy; the
+    graph reads the dense weight through Gemm's transB=1, so no transpose is made)."""
+    return {k: np.array(v) for k, v in check_params(params, spec).items()}
+
+
+def from_onnx(inits, spec: list[dict]) -> dict[str, np.ndarray]:
+    """ONNX initializers named by skylark state names -> skylark's: a checked copy (constants
+    the graph adds itself, "const_*", are not state and are left out)."""
+    state = {k: v for k, v in inits.items() if not k.startswith("const_")}
+    return {k: np.array(v) for k, v in check_params(state, spec, "ONNX").items()}
 
 
 # --- Keras / raw TF: HWIO kernels, (in, out) dense kernels, HWC flatten order -----------------
@@ -275,6 +292,6 @@ def activation_to_keras(a: np.ndarray, flat_source=None) -> np.ndarray:
 __all__ = [
     "KERAS_LAYOUTS", "TRANSFER_PLANTS", "activation_from_keras", "activation_to_keras",
     "check_layout_rules", "check_names_shapes", "check_params", "expected_shapes",
-    "from_keras", "from_torch", "keras_param_shapes", "nchw_to_nhwc", "nhwc_to_nchw",
-    "to_keras", "to_torch",
+    "from_keras", "from_onnx", "from_torch", "keras_param_shapes", "nchw_to_nhwc",
+    "nhwc_to_nchw", "to_keras", "to_onnx", "to_torch",
 ]

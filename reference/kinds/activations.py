@@ -43,6 +43,14 @@ class LeakyReLU(Kind):
         return [keras.layers.LeakyReLU(negative_slope=s["negative_slope"], name=f"l{g.index}",
                                        dtype=dtype)]
 
+    def onnx(self, s, g, b, h):
+        if b.dtype == "float32":
+            return b.node("LeakyRelu", [h], alpha=s["negative_slope"])
+        # ONNX's alpha is a float32 attribute (as tf.nn.leaky_relu's): in float64 the slope is
+        # a float64 constant instead
+        return b.node("Where", [b.node("Greater", [h, b.const(0.0)]), h,
+                                b.node("Mul", [h, b.const(s["negative_slope"])])])
+
 
 class _Smooth(Kind):
     """An activation f with |f'| <= lipschitz: input errors shrink by it, and the backward's
@@ -103,6 +111,9 @@ class Sigmoid(_Smooth):
 
         return [keras.layers.Activation("sigmoid", name=f"l{g.index}", dtype=dtype)]
 
+    def onnx(self, s, g, b, h):
+        return b.node("Sigmoid", [h])
+
 
 class Tanh(_Smooth):
     """Spec: no fields."""
@@ -124,3 +135,6 @@ class Tanh(_Smooth):
         import keras
 
         return [keras.layers.Activation("tanh", name=f"l{g.index}", dtype=dtype)]
+
+    def onnx(self, s, g, b, h):
+        return b.node("Tanh", [h])

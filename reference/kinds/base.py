@@ -2,7 +2,8 @@
 
 A kind ties together its spec entry (the layer's `config()` plus `"kind"`), its skylark layer,
 its float32 budget rule (reference.budgets), and one small builder per framework: `torch`
-(an nn.Module), `tf` (the raw tf.nn ops on an NHWC tensor) and `keras` (the Keras layers). The
+(an nn.Module), `tf` (the raw tf.nn ops on an NHWC tensor), `keras` (the Keras layers) and
+`onnx` (the ONNX nodes on an NCHW tensor, forward only; reference.onnx_graph). The
 builders import their framework inside, so importing a kind imports no framework. Each framework
 module calls `require_builders` at import, so a kind that lacks a builder fails loudly there
 (tests/test_kinds.py) instead of being dropped from one framework's model.
@@ -17,7 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
-FRAMEWORK_BUILDERS = ("torch", "tf", "keras")
+FRAMEWORK_BUILDERS = ("torch", "tf", "keras", "onnx")
 
 
 class Kind:
@@ -123,6 +124,12 @@ class Kind:
     def keras(self, s: dict, g, dtype: str, plant: str | None = None) -> list:
         """The Keras layers (channels_last) mirroring this layer; the last one holds the
         weights. Name it f"l{g.index}" (helper layers f"l{g.index}_pad")."""
+        raise NotImplementedError
+
+    def onnx(self, s: dict, g, b, h: str) -> str:
+        """ONNX (forward only): add this layer's nodes to the graph `b` (reference.onnx_graph:
+        `b.node`, `b.const`, `b.param(f"{g.index}.weight")`, `b.training`, `b.portable`) on
+        the NCHW tensor named `h`; return the output's name."""
         raise NotImplementedError
 
 

@@ -45,3 +45,8 @@ class Dense(Kind):
 
         return [keras.layers.Dense(s["out_features"], use_bias=s["bias"], name=f"l{g.index}",
                                    dtype=dtype)]
+
+    def onnx(self, s, g, b, h):
+        bias = [b.param(f"{g.index}.bias")] if s["bias"] else []
+        # Gemm(transB=1) takes torch's (out, in) weight as it is
+        return b.node("Gemm", [h, b.param(f"{g.index}.weight"), *bias], transB=1)

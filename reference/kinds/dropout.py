@@ -42,3 +42,12 @@ class Dropout(Kind):
         from ..keras_layers import MaskedDropout
 
         return [MaskedDropout(s["p"], name=f"l{g.index}", dtype=dtype)]
+
+    def onnx(self, s, g, b, h):
+        if not b.training:
+            return b.node("Dropout", [h])  # identity at inference (no training_mode input)
+        keep = 1 - s["p"]
+        mask = b.node("Cast", [f"mask.{g.index}"], to=b.elem)
+        scaled = b.node("Div", [mask, b.const(keep)]) if keep else b.node("Mul", [mask,
+                                                                                 b.const(0.0)])
+        return b.node("Mul", [h, scaled])  # torch's order: scale the mask

@@ -32,3 +32,6 @@ class Flatten(Kind):
 
         return [keras.layers.Flatten(data_format="channels_last", name=f"l{g.index}",
                                      dtype=dtype)]
+
+    def onnx(self, s, g, b, h):
+        return b.node("Flatten", [h], axis=1)  # NCHW: the C, H, W order skylark uses

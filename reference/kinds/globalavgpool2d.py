@@ -44,3 +44,8 @@ class GlobalAvgPool2d(Kind):
 
         return [keras.layers.GlobalAveragePooling2D(data_format="channels_last",
                                                     name=f"l{g.index}", dtype=dtype)]
+
+    def onnx(self, s, g, b, h):
+        if b.portable:  # float64: no GlobalAveragePool kernel in onnxruntime's CPU provider
+            return b.node("ReduceMean", [h], axes=[2, 3], keepdims=0)
+        return b.node("Flatten", [b.node("GlobalAveragePool", [h])], axis=1)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import skylark as sk
 
 from .base import Kind, ceil_div, pair
+from .onnx_ops import onnx_pads
 
 
 def _dilation(s) -> tuple[int, int]:
@@ -108,3 +109,9 @@ class MaxPool2d(Kind):
             pair(s["kernel_size"]), strides=pair(s["stride"]), padding=pad,
             data_format="channels_last", name=f"l{g.index}", dtype=dtype,
         )]
+
+    def onnx(self, s, g, b, h):
+        # ONNX pads of a max-pool never win (onnxruntime skips them, like -inf padding);
+        # ceil_mode is said as its extra bottom/right pads (in g.pads), as for TF and Keras
+        return b.node("MaxPool", [h], kernel_shape=pair(s["kernel_size"]),
+                      strides=pair(s["stride"]), dilations=_dilation(s), pads=onnx_pads(g.pads))

@@ -27,3 +27,6 @@ class ReLU(Kind):
         import keras
 
         return [keras.layers.ReLU(name=f"l{g.index}", dtype=dtype)]
+
+    def onnx(self, s, g, b, h):
+        return b.node("Relu", [h])
