@@ -80,13 +80,14 @@ class OnnxGraph:
         self.inputs.append(helper.make_tensor_value_info(name, elem, list(shape)))
         return name
 
-    def add_output(self, name: str, value: str, elem=None) -> None:
-        """Expose `value` as graph output `name` (an Identity when the names differ)."""
+    def add_output(self, name: str, value: str, shape) -> None:
+        """Expose `value` (of `shape`, "N" the batch) as graph output `name` (an Identity when
+        the names differ)."""
         from onnx import helper
 
         if value != name:
             self.nodes.append(helper.make_node("Identity", [value], [name], name=f"out_{name}"))
-        self.outputs.append(helper.make_tensor_value_info(name, elem or self.elem, None))
+        self.outputs.append(helper.make_tensor_value_info(name, self.elem, list(shape)))
 
 
 def loss_nodes(b: OnnxGraph, logits: str, k: int, loss: dict) -> str:
@@ -129,11 +130,11 @@ def build_onnx_model(spec: list[dict], state: dict, dtype: str, input_shape, *,
             b.add_input(f"mask.{g.index}", TensorProto.BOOL, ["N", *g.in_shape])
         h = KINDS[s["kind"]].onnx(s, g, b, h)
         if outputs == "trace":
-            b.add_output(f"out.{g.index}", h)
+            b.add_output(f"out.{g.index}", h, ["N", *g.out_shape])
     if outputs == "logits":
-        b.add_output("logits", h)
+        b.add_output("logits", h, ["N", *geo[-1].out_shape])
     else:
-        b.add_output("loss", loss_nodes(b, h, geo[-1].out_shape[0], loss or {}))
+        b.add_output("loss", loss_nodes(b, h, geo[-1].out_shape[0], loss or {}), [])
     graph = helper.make_graph(b.nodes, "skylark", b.inputs, b.outputs, b.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               ir_version=IR_VERSION, producer_name="skylark")

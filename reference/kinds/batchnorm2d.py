@@ -147,5 +147,5 @@ def _onnx_batch_stats(b, s, g, h):
         old = b.param(f"{i}.{name}")
         new = b.node("Add", [b.node("Mul", [b.node("Sub", [b.const(1.0), m]), old]),
                              b.node("Mul", [m, b.node("Reshape", [batch, b.ints(c)])])])
-        b.add_output(f"stat.{i}.{name}", new)
+        b.add_output(f"stat.{i}.{name}", new, [c])
     return mean, var
