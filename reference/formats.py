@@ -48,7 +48,8 @@ class Portable(NamedTuple):
 def write_torch(p: Portable, path) -> None:
     import torch
 
-    sd = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in to_torch(p.state, p.spec).items()}
+    sd = {k: torch.from_numpy(np.ascontiguousarray(v))
+          for k, v in to_torch(p.state, p.spec).items()}
     for k in [k for k in p.state if k.endswith(".running_var")]:  # torch's BatchNorm counter
         sd[k.replace("running_var", "num_batches_tracked")] = torch.tensor(0)
     torch.save(sd, path)
