@@ -30,7 +30,8 @@ TRANSFER_PLANTS = ("dense_hwc", "kernel_transposed")
 def check_names_shapes(got, expected: dict, what: str) -> dict[str, np.ndarray]:
     """`got` as arrays in `expected`'s order, after checking names and shapes.
 
-    ValueError names every missing/unexpected tensor, or the first mis-shaped one with both shapes.
+    ValueError names every missing/unexpected tensor, or else every mis-shaped one with both
+    shapes.
     """
     got = {k: np.asarray(v) for k, v in got.items()}
     missing = [k for k in expected if k not in got]
@@ -41,12 +42,14 @@ def check_names_shapes(got, expected: dict, what: str) -> dict[str, np.ndarray]:
             + ", ".join(f"{k} (expected shape {expected[k]})" for k in missing)
             + f"; unexpected: {extra}. Expected: {expected}"
         )
-    for k, shape in expected.items():
-        if got[k].shape != tuple(shape):
-            raise ValueError(
-                f"{what} parameter {k!r} has the wrong shape: expected {tuple(shape)}, "
-                f"received {got[k].shape}"
-            )
+    bad = [k for k, shape in expected.items() if got[k].shape != tuple(shape)]
+    if bad:
+        k, more = bad[0], "".join(f"; {j!r}: expected {tuple(expected[j])}, received "
+                                  f"{got[j].shape}" for j in bad[1:])
+        raise ValueError(
+            f"{what} parameter {k!r} has the wrong shape: expected {tuple(expected[k])}, "
+            f"received {got[k].shape}" + (f" (also mis-shaped{more})" if more else "")
+        )
     return {k: got[k] for k in expected}
 
 
