@@ -202,7 +202,9 @@ def run(args: argparse.Namespace) -> int:
     if failed or (missing and not args.allow_missing):
         print(f"\nskylark check FAILED: {', '.join(failed + missing)}")
         return 1
-    print("\nskylark check passed: every tensor within budget")
+    partial = [f for f, r in report["frameworks"].items() if r.get("forward_only")]
+    print("\nskylark check passed: every tensor within budget"
+          + (f" ({', '.join(partial)}: forward tensors only)" if partial else ""))
     return 0
 
 

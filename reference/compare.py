@@ -26,6 +26,7 @@ from skylark.data import batches, load_dataset
 from skylark.models import build_model
 from skylark.progress import bar
 
+from .compare_forward import predict_record, summary_row, table_tail
 from .frameworks import COMPARED, FRAMEWORKS, parse_frameworks, pin_threads
 from .inputs import dropout_masks
 from .registry import get_runner
@@ -87,10 +88,11 @@ def _start(name: str) -> Future:
     return fut
 
 
-def train_one(name, spec, params0, data, plan, args, starting=None):
+def train_one(name, spec, params0, data, plan, args, starting=None, ref=None):
     """Train framework `name` over `plan`; returns its record (losses, accuracies, timings).
 
     `starting` is a future of an already-starting runner (the Keras workers start in parallel).
+    A forward-only runtime runs numpy's trained state (`ref`, numpy's record) for predictions.
     """
     rec = {"framework": name, "status": "ok", "losses": [], "accuracies": []}
     try:
@@ -100,6 +102,8 @@ def train_one(name, spec, params0, data, plan, args, starting=None):
     except Exception as e:  # a worker that failed to start: report it, run the others
         return {**rec, "status": "failed", "reason": f"{type(e).__name__}: {e}"}
     try:
+        if not runner.supports_gradients:
+            return predict_record(runner, rec, spec, ref, data, args.dtype)
         runner.setup(spec, params0, args.dtype, data.input_shape,
                       loss={"label_smoothing": args.label_smoothing})
         runner.train_setup(args.lr, args.momentum)
@@ -141,6 +145,10 @@ def summarize(records, args, data) -> dict:
         s = {"status": r["status"]}
         if r["status"] != "ok":
             s["reason"] = r["reason"]
+        elif r.get("forward_only"):
+            s = summary_row(r)
+            if args.dtype == "float64":  # its logits on numpy's weights, within the same bar
+                s["lockstep"] = bool(s["max_logit_diff"] <= LOCKSTEP_ATOL64)
         else:
             diff = np.abs(np.array(r["losses"]) - ref_loss)
             wdiff = max(float(np.abs(r["params"][k] - ref["params"][k]).max())
@@ -175,7 +183,7 @@ def plot(path: Path, records, summary) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    ok = [r for r in records if r["status"] == "ok"]
+    ok = [r for r in records if r["status"] == "ok" and not r.get("forward_only")]
     floor = 1e-17 if summary["dtype"] == "float64" else 1e-10
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 2]})
@@ -271,6 +279,9 @@ def print_table(summary, file=None) -> None:
         if name == "numpy":
             print(acc + f"{'reference':>11} {'reference':>10}", file=file)
             continue
+        if s.get("forward_only"):
+            print(acc + table_tail(s), file=file)
+            continue
         lock = {True: "ok", False: "FAIL"}.get(s.get("lockstep"), "n/a (float32: drift shown)")
         print(acc + f"{s['max_loss_diff']:>11.2e} {s['final_max_weight_diff']:>10.2e}  {lock}",
               file=file)
@@ -301,8 +312,10 @@ def run(args: argparse.Namespace) -> int:
     # now, in parallel, while the in-process frameworks train.
     starting = {n: _start(n) for n in names if not FRAMEWORKS[n].in_process}
     try:
-        records = [train_one(n, spec, params0, data, plan, args, starting.get(n))
-                   for n in names]
+        records = []
+        for n in names:  # numpy first: a forward-only runtime runs its trained state
+            records.append(train_one(n, spec, params0, data, plan, args, starting.get(n),
+                                     records[0] if records else None))
     except BaseException:  # Ctrl-C: close the workers that are up; don't wait for the rest
         for f in starting.values():
             if f.done() and f.exception() is None:
