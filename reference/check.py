@@ -105,9 +105,10 @@ def format_report(report: dict, quiet: bool = False) -> str:
             lines.append(f"{f:<17} {'(all)':<18} {'':>9} {'':>9} {'':>9}  {r['status']}")
             continue
         for row in r["rows"]:
-            if quiet and row["ok"]:
+            if quiet and row["ok"] is not False:
                 continue
-            status = "ok" if row["ok"] else "FAIL" + (f" ({row['note']})" if row["note"] else "")
+            status = ("ok" if row["ok"] else row["note"] if row["ok"] is None
+                      else "FAIL" + (f" ({row['note']})" if row["note"] else ""))
             lines.append(f"{f:<17} {row['tensor']:<18} {_fmt(row['max_abs']):>9} "
                          f"{_fmt(row['rel']):>9} {_fmt(row['budget']):>9}  {status}")
     lines += ["", "summary (first diverging tensor: forward order, then each backward pass):"]
@@ -124,7 +125,9 @@ def format_report(report: dict, quiet: bool = False) -> str:
             first = ("" if r["status"] == "ok" else
                      f"first: forward {r['first_forward']}, loss pass {fb['loss']}, "
                      f"cotangent pass {fb['cot']}; ")
-            lines.append(f"  {f:<17} {r['status']:<8} {first}{worst}")
+            scope = ("forward tensors only; gradients not computed (forward-only runtime); "
+                     if r.get("forward_only") else "")
+            lines.append(f"  {f:<17} {r['status']:<8} {scope}{first}{worst}")
     fp = report.get("fingerprint", {})
     lines += ["", "environment: " + ", ".join(
         f"{k}={fp[k]}" for k in ("python", "numpy", "platform", "cpu_count", "dtype",
@@ -204,7 +207,9 @@ def run(args: argparse.Namespace) -> int:
     if failed or (missing and not args.allow_missing):
         print(f"\nskylark check FAILED: {', '.join(failed + missing)}")
         return 1
-    print("\nskylark check passed: every tensor within budget")
+    partial = [f for f, r in report["frameworks"].items() if r.get("forward_only")]
+    print("\nskylark check passed: every tensor within budget"
+          + (f" ({', '.join(partial)}: forward tensors only)" if partial else ""))
     return 0
 
 

@@ -26,6 +26,7 @@ from skylark.models import build_model
 from skylark.progress import bar
 from skylark.train import check_hyperparameters
 
+from .compare_forward import predict_record, summary_row, table_tail
 from .frameworks import COMPARED, FRAMEWORKS, parse_frameworks, pin_threads
 from .inputs import dropout_masks
 from .registry import get_runner
@@ -93,11 +94,12 @@ def _accuracy(runner, x, y, chunk=1000) -> float:
     return hits / len(x)
 
 
-def train_one(name, spec, params0, data, plan, args, starting=None):
+def train_one(name, spec, params0, data, plan, args, starting=None, ref=None):
     """Train framework `name` over `plan`; returns its record (losses, accuracies, timings).
 
     `starting`: the reference.startup.Startup starting it (the Keras workers start in
     parallel, in-process frameworks when their turn comes), or None for get_runner(name).
+    A forward-only runtime runs numpy's trained state (`ref`, numpy's record) for predictions.
     """
     rec = {"framework": name, "status": "ok", "losses": [], "accuracies": []}
     try:
@@ -109,6 +111,8 @@ def train_one(name, spec, params0, data, plan, args, starting=None):
     try:
         runner.setup(spec, params0, args.dtype, data.input_shape,
                       loss={"label_smoothing": args.label_smoothing})
+        if not runner.supports_gradients:
+            return predict_record(runner, rec, spec, ref, data, args.dtype)
         runner.train_setup(args.lr, args.momentum)
         rec["versions"] = runner.versions()
         geo = geometry(spec, data.input_shape)
@@ -148,6 +152,10 @@ def summarize(records, args, data) -> dict:
         s = {"status": r["status"]}
         if r["status"] != "ok":
             s["reason"] = r["reason"]
+        elif r.get("forward_only"):
+            s = summary_row(r)
+            if args.dtype == "float64":  # its logits on numpy's weights, within the same bar
+                s["lockstep"] = bool(s["max_logit_diff"] <= LOCKSTEP_ATOL64)
         else:
             diff = np.abs(np.array(r["losses"]) - ref_loss)
             gap = lockstep_gap(r["losses"], ref_loss)
@@ -188,7 +196,7 @@ def plot(records, summary):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    ok = [r for r in records if r["status"] == "ok"]
+    ok = [r for r in records if r["status"] == "ok" and not r.get("forward_only")]
     floor = 1e-17 if summary["dtype"] == "float64" else 1e-10
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 2]})
@@ -277,6 +285,9 @@ def print_table(summary, file=None) -> None:
         if name == "numpy":
             print(acc + f"{'reference':>11} {'reference':>10}", file=file)
             continue
+        if s.get("forward_only"):
+            print(acc + table_tail(s), file=file)
+            continue
         lock = {True: "ok", False: "FAIL"}.get(s.get("lockstep"), "n/a (float32: drift shown)")
         print(acc + f"{s['max_loss_diff']:>11.2e} {s['final_max_weight_diff']:>10.2e}  {lock}",
               file=file)
@@ -315,7 +326,10 @@ def run(args: argparse.Namespace) -> int:
         return Startup([n], get=get_runner)
 
     try:
-        records = [train_one(n, spec, params0, data, plan, args, starting(n)) for n in names]
+        records = []
+        for n in names:  # numpy first: a forward-only runtime runs its trained state
+            records.append(train_one(n, spec, params0, data, plan, args, starting(n),
+                                     records[0] if records else None))
     except BaseException:  # Ctrl-C: close the workers that are up; don't wait for the rest
         workers.close_started()
         raise

@@ -30,6 +30,9 @@ class Framework:
     keras_backend: str | None = None  # the KERAS_BACKEND a worker subprocess is started with
     native_logs: bool = False  # imports TensorFlow: drop its native start-up lines
     threads_env: tuple[str, ...] = ()  # environment variables that size its thread pools
+    # a forward-only runtime: its runner's `supports_gradients` is False (it computes no
+    # gradient and cannot train); known here so tests and commands can tell before starting it
+    forward_only: bool = False
 
     @property
     def in_process(self) -> bool:
@@ -53,6 +56,9 @@ FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
               f"({_TORCH_CPU})", "keras_torch", keras_backend="torch"),
     Framework("keras-jax", ("keras", "jax"), "pip install 'skylark[keras,jax]'", "keras_jax",
               keras_backend="jax"),
+    # forward only: layer outputs, loss and running statistics, no gradient
+    Framework("onnxruntime", ("onnx", "onnxruntime"), "pip install 'skylark[onnx]'",
+              "onnxruntime", "reference.onnx_ref:OnnxRunner", forward_only=True),
 )}
 NAMES = tuple(FRAMEWORKS)
 COMPARED = tuple(n for n in NAMES if n != "numpy")  # numpy is the reference

@@ -90,13 +90,27 @@ def _row(tensor: str, b: np.ndarray, a, budget: float) -> dict:
     return row
 
 
-def compare_tensors(framework: str, ref: dict, got: dict, budget: dict, order: dict) -> dict:
-    """Rows {tensor, max_abs, rel, budget, ok, note} in order, and the first divergences."""
-    rows = [_row(t, ref[t], got.get(t), budget[t]) for part in order.values() for t in part]
+FORWARD_ONLY = "not computed (forward-only)"
+
+
+def _not_computed(tensor: str, budget: float) -> dict:
+    """The row of a gradient a forward-only runtime does not compute: neither passed nor failed
+    (ok None) and not missing."""
+    return {"tensor": tensor, "max_abs": None, "rel": None, "budget": budget, "ok": None,
+            "note": FORWARD_ONLY}
+
+
+def compare_tensors(framework: str, ref: dict, got: dict, budget: dict, order: dict,
+                    gradients: bool = True) -> dict:
+    """Rows {tensor, max_abs, rel, budget, ok, note} in order, and the first divergences.
+    `gradients` False (a forward-only runtime: Runner.supports_gradients): the backward passes'
+    rows say FORWARD_ONLY with ok None, and only the forward part decides the status."""
+    rows = [_row(t, ref[t], got.get(t), budget[t]) if gradients or part == "forward"
+            else _not_computed(t, budget[t]) for part, names in order.items() for t in names]
     by_name = {r["tensor"]: r for r in rows}
 
     def first(part):
-        return next((t for t in order[part] if not by_name[t]["ok"]), None)
+        return next((t for t in order[part] if by_name[t]["ok"] is False), None)
 
     def used(r):  # the share of its budget a tensor used
         if r["budget"]:
@@ -105,7 +119,8 @@ def compare_tensors(framework: str, ref: dict, got: dict, budget: dict, order: d
 
     return {
         "framework": framework,
-        "status": "ok" if all(r["ok"] for r in rows) else "FAIL",
+        "status": "ok" if all(r["ok"] is not False for r in rows) else "FAIL",
+        "forward_only": not gradients,
         "rows": rows,
         "first_forward": first("forward"),
         "first_backward": {"loss": first("loss"), "cot": first("cot")},
@@ -164,8 +179,8 @@ class Case:
     def trace_kwargs(self) -> dict:
         return {"training": self.training, "masks": self.masks}
 
-    def compare(self, framework: str, got: dict) -> dict:
-        return compare_tensors(framework, self.ref, got, self.budget, self.order)
+    def compare(self, framework: str, got: dict, gradients: bool = True) -> dict:
+        return compare_tensors(framework, self.ref, got, self.budget, self.order, gradients)
 
 
 def trace_all(runners: dict, case: Case, done=None) -> dict[str, dict | Exception]:
@@ -347,7 +362,8 @@ def run_check(frameworks=None, dtype="float32", input_kind="random", batch=4, se
         def done(f, got):  # compared, and said, as soon as each framework's tensors arrive
             r = report["frameworks"][f] = (
                 {"framework": f, "status": "ERROR", "reason": f"{type(got).__name__}: {got}"}
-                if isinstance(got, Exception) else case.compare(f, got))
+                if isinstance(got, Exception)
+                else case.compare(f, got, getattr(active[f], "supports_gradients", True)))
             log(f"skylark check: {f} {r['status']}" + _said(r))
 
         trace_all(active, case, done)

@@ -192,6 +192,11 @@ class Runner:
     """
 
     name: str = "?"
+    # The capability flag: False for a forward-only runtime (ONNX Runtime). Its `trace` returns
+    # the forward tensors only (layer outputs, loss, running statistics) and it cannot train;
+    # the harness reports its gradients as "not computed (forward-only)", never as passed,
+    # failed or missing.
+    supports_gradients: bool = True
 
     def __init__(self, plant: str | None = None) -> None:
         if plant is not None and plant not in PLANTS:

@@ -3,7 +3,8 @@
     python -m reference.table            # ~1-2 minutes on 2 cores; exit 1 if any check fails
 
 Each cell: the worst relative error (max|a - b| / max|b|) over every tensor of that framework,
-and in brackets the largest fraction of its budget any tensor used. Runners (and the Keras
+and in brackets the largest fraction of its budget any tensor used ("fwd": a forward-only
+runtime, its forward tensors only). Runners (and the Keras
 worker subprocesses) are started once and reused for all six checks.
 """
 
@@ -23,10 +24,11 @@ INPUTS = ("random", "ties", "digits")
 def cell(result: dict) -> str:
     if result["status"] in ("MISSING", "ERROR"):
         return result["status"]
-    rows = result["rows"]
+    rows = [r for r in result["rows"] if r["ok"] is not None]  # None: not computed
     rel = max(r["rel"] for r in rows)
     used = max((r["max_abs"] / r["budget"] for r in rows if r["budget"]), default=0.0)
     flag = "" if result["status"] == "ok" else " FAIL"
+    flag += " fwd" if result.get("forward_only") else ""  # forward tensors only
     share = f"{used:.0%}" if used >= 0.01 else f"{used:.0e}"
     return f"{rel:.1e} ({share}){flag}"
 

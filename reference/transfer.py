@@ -3,6 +3,7 @@
 Layouts:
     skylark / torch   conv weight (O, I, kh, kw)   dense weight (out, in)   activations NCHW
                       flatten order C, H, W        names "0.weight", "0.bias" (state_dict)
+    ONNX              skylark's layouts and names (Conv OIHW, Gemm with transB=1, NCHW)
     Keras / raw TF    conv kernel (kh, kw, I, O)   dense kernel (in, out)   activations NHWC
                       flatten order H, W, C        names "0.kernel", "0.bias" (skylark's index)
 
@@ -29,7 +30,8 @@ TRANSFER_PLANTS = ("dense_hwc", "kernel_transposed")
 def check_names_shapes(got, expected: dict, what: str) -> dict[str, np.ndarray]:
     """`got` as arrays in `expected`'s order, after checking names and shapes.
 
-    ValueError names every missing/unexpected tensor, or the first mis-shaped one with both shapes.
+    ValueError names every missing/unexpected tensor, or else every mis-shaped one with both
+    shapes.
     """
     got = {k: np.asarray(v) for k, v in got.items()}
     missing = [k for k in expected if k not in got]
@@ -40,12 +42,14 @@ def check_names_shapes(got, expected: dict, what: str) -> dict[str, np.ndarray]:
             + ", ".join(f"{k} (expected shape {expected[k]})" for k in missing)
             + f"; unexpected: {extra}. Expected: {expected}"
         )
-    for k, shape in expected.items():
-        if got[k].shape != tuple(shape):
-            raise ValueError(
-                f"{what} parameter {k!r} has the wrong shape: expected {tuple(shape)}, "
-                f"received {got[k].shape}"
-            )
+    bad = [k for k, shape in expected.items() if got[k].shape != tuple(shape)]
+    if bad:
+        k, more = bad[0], "".join(f"; {j!r}: expected {tuple(expected[j])}, received "
+                                  f"{got[j].shape}" for j in bad[1:])
+        raise ValueError(
+            f"{what} parameter {k!r} has the wrong shape: expected {tuple(expected[k])}, "
+            f"received {got[k].shape}" + (f" (also mis-shaped{more})" if more else "")
+        )
     return {k: got[k] for k in expected}
 
 
@@ -95,6 +99,22 @@ def from_torch(state, spec: list[dict], grads: bool = False) -> dict[str, np.nda
     matters for momentum=None, which skylark does not offer) and is dropped."""
     state = {k: v for k, v in state.items() if not k.endswith(".num_batches_tracked")}
     return {k: np.array(v) for k, v in check_params(state, spec, "torch", grads).items()}
+
+
+# --- ONNX: NCHW, OIHW Conv weights, Gemm(transB=1) takes (out, in): skylark's layout again ------
+
+
+def to_onnx(params, spec: list[dict]) -> dict[str, np.ndarray]:
+    """skylark state -> ONNX initializers (identical layout and names: a checked copy; the
+    graph reads the dense weight through Gemm's transB=1, so no transpose is made)."""
+    return {k: np.array(v) for k, v in check_params(params, spec).items()}
+
+
+def from_onnx(inits, spec: list[dict]) -> dict[str, np.ndarray]:
+    """ONNX initializers named by skylark state names -> skylark's: a checked copy (constants
+    the graph adds itself, "const_*", are not state and are left out)."""
+    state = {k: v for k, v in inits.items() if not k.startswith("const_")}
+    return {k: np.array(v) for k, v in check_params(state, spec, "ONNX").items()}
 
 
 # --- Keras / raw TF: HWIO kernels, (in, out) dense kernels, HWC flatten order -----------------
@@ -291,6 +311,6 @@ def activation_to_keras(a: np.ndarray, flat_source=None) -> np.ndarray:
 __all__ = [
     "KERAS_LAYOUTS", "TRANSFER_PLANTS", "activation_from_keras", "activation_to_keras",
     "check_layout_rules", "check_names_shapes", "check_params", "expected_shapes",
-    "from_jax", "from_keras", "from_torch", "keras_param_shapes", "nchw_to_nhwc", "nhwc_to_nchw",
-    "to_jax", "to_keras", "to_torch",
+    "from_jax", "from_keras", "from_onnx", "from_torch", "keras_param_shapes", "nchw_to_nhwc",
+    "nhwc_to_nchw", "to_jax", "to_keras", "to_onnx", "to_torch",
 ]

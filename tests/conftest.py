@@ -34,6 +34,9 @@ def framework_param(name, *values, id=None):
 
 # Every compared framework as a marked parameter: @pytest.mark.parametrize("framework", ...).
 FRAMEWORK_PARAMS = [framework_param(f, f, id=f) for f in COMPARED]
+# The ones that train (forward-only runtimes such as onnxruntime compute no gradient).
+TRAINING_PARAMS = [framework_param(f, f, id=f) for f in COMPARED
+                   if not FRAMEWORKS[f].forward_only]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -79,11 +79,13 @@ def assert_equivalent(framework: str, case: Case, got, label: str = "") -> None:
     where = f"{framework} ({case.dtype}, {mode}{', ' + label if label else ''})"
     if isinstance(got, Exception):
         raise AssertionError(f"{where}: raised {type(got).__name__}: {got}") from got
-    report = case.compare(framework, got)
+    # a forward-only runtime (onnxruntime): its gradients are reported as not computed
+    report = case.compare(framework, got, getattr(RUNNERS.get(framework), "supports_gradients",
+                                                  True))
     # every numpy tensor was compared (the running statistics too), and nothing else
     compared = [r["tensor"] for r in report["rows"]]
     assert sorted(compared) == sorted(case.ref), (where, compared, sorted(case.ref))
-    bad = [r for r in report["rows"] if not r["ok"]]
+    bad = [r for r in report["rows"] if r["ok"] is False]
     if bad:
         def part(t):
             return "forward" if "/" not in t else f"{t.split('/')[0]} backward pass"

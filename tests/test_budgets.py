@@ -101,6 +101,9 @@ def test_measured_float32_errors_are_within_budget_for_every_framework(kind, ref
         assert r["status"] == "ok", (fw, r.get("reason"), r.get("first_forward"),
                                      r.get("first_backward"))
         for row in r["rows"]:
+            if row["ok"] is None:  # a forward-only runtime's gradient: not computed
+                assert FRAMEWORKS[fw].forward_only and "/" in row["tensor"], (fw, row)
+                continue
             assert row["max_abs"] <= row["budget"], (fw, row)
 
 

@@ -8,7 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import FRAMEWORK_PARAMS
+from conftest import FRAMEWORK_PARAMS, TRAINING_PARAMS
 
 import skylark as sk
 from reference import transfer
@@ -102,7 +102,7 @@ def test_runner_rejects_misshaped_weight(framework, reference_runner):
         r.setup(describe(m), params, "float64", INPUT)
 
 
-@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
+@pytest.mark.parametrize("framework", TRAINING_PARAMS)
 def test_train_steps_lockstep_with_numpy(framework, reference_runner):
     """Three SGD steps with momentum: the same losses, weights and predictions as numpy."""
     m = model()

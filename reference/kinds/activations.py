@@ -51,6 +51,14 @@ class LeakyReLU(Kind):
         # the slope a weakly typed Python float: it takes h's dtype, so float64 stays exact
         return jnp.where(h > 0, h, h * s["negative_slope"])
 
+    def onnx(self, s, g, b, h):
+        if b.dtype == "float32":
+            return b.node("LeakyRelu", [h], alpha=s["negative_slope"])
+        # ONNX's alpha is a float32 attribute (as tf.nn.leaky_relu's): in float64 the slope is
+        # a float64 constant instead
+        return b.node("Where", [b.node("Greater", [h, b.const(0.0)]), h,
+                                b.node("Mul", [h, b.const(s["negative_slope"])])])
+
 
 class _Smooth(Kind):
     """An activation f with |f'| <= lipschitz: input errors shrink by it, and the backward's
@@ -116,6 +124,9 @@ class Sigmoid(_Smooth):
 
         return jax.nn.sigmoid(h)
 
+    def onnx(self, s, g, b, h):
+        return b.node("Sigmoid", [h])
+
 
 class Tanh(_Smooth):
     """Spec: no fields."""
@@ -142,3 +153,6 @@ class Tanh(_Smooth):
         import jax.numpy as jnp
 
         return jnp.tanh(h)
+
+    def onnx(self, s, g, b, h):
+        return b.node("Tanh", [h])

@@ -26,9 +26,12 @@ How each framework says each option:
 
 from __future__ import annotations
 
+import numpy as np
+
 import skylark as sk
 
 from .base import Kind, ceil_div, pair
+from .onnx_ops import onnx_pads, pad, window_taps
 
 
 def _real_cells(g, s):
@@ -133,3 +136,20 @@ class AvgPool2d(Kind):
         # the same window sum over a map of ones
         ones = jnp.ones((1, 1, *h.shape[2:]), h.dtype)
         return total / lax.reduce_window(ones, zero, lax.add, window, strides, pads)
+
+    def onnx(self, s, g, b, h):
+        k, st, pad_ = pair(s["kernel_size"]), pair(s["stride"]), s["padding"]
+        if not b.portable:
+            # "same" averages the real cells only (count_include_pad=0); int padding says it
+            count = 0 if isinstance(pad_, str) else int(s["count_include_pad"])
+            return b.node("AveragePool", [h], kernel_shape=k, strides=st,
+                          pads=onnx_pads(g.pads), count_include_pad=count)
+        # float64 (no AveragePool kernel in onnxruntime's CPU provider): zero padding, the sum
+        # of the window's taps, divided by skylark's own divisor per output cell
+        taps = window_taps(b, pad(b, h, g.pads), g.out_shape[1:], k, st)
+        total = taps[0]
+        for t in taps[1:]:
+            total = b.node("Add", [total, t])
+        layer = self.build(s, b.dtype, 0)
+        divisor = np.broadcast_to(layer.divisor(g.in_shape[1:]), g.out_shape[1:])  # int: all
+        return b.node("Div", [total, b.const(divisor[None, None])])

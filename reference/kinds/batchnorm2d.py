@@ -17,6 +17,7 @@ import numpy as np
 import skylark as sk
 
 from .base import Kind
+from .onnx_ops import channel_vector
 
 _AXES = (0, 2, 3)
 
@@ -128,3 +129,39 @@ class BatchNorm2d(Kind):
         else:
             mean, var = p["running_mean"], p["running_var"]
         return (h - mean[c]) / jnp.sqrt(var[c] + s["eps"]) * p["weight"][c] + p["bias"][c]
+
+    def onnx(self, s, g, b, h):
+        i, c = g.index, s["num_features"]
+        mean, var = b.param(f"{i}.running_mean"), b.param(f"{i}.running_var")
+        weight, bias = b.param(f"{i}.weight"), b.param(f"{i}.bias")
+        if not b.training and not b.portable:  # float32 inference: the standard node
+            return b.node("BatchNormalization", [h, weight, bias, mean, var], epsilon=s["eps"])
+        # training (batch statistics), or float64, where the node's float32 `epsilon`
+        # attribute would round eps: (x - mean) / sqrt(var + eps) * weight + bias, spelled out
+        if b.training:
+            mean, var = _onnx_batch_stats(b, s, g, h)
+        else:
+            mean, var = channel_vector(b, mean, c), channel_vector(b, var, c)
+        inv = b.node("Sqrt", [b.node("Add", [var, b.const(s["eps"])])])
+        xhat = b.node("Div", [b.node("Sub", [h, mean]), inv])
+        return b.node("Add", [b.node("Mul", [xhat, channel_vector(b, weight, c)]),
+                              channel_vector(b, bias, c)])
+
+
+def _onnx_batch_stats(b, s, g, h):
+    """The batch mean and biased variance (1, C, 1, 1) of `h`, and the running statistics'
+    update (torch's: the unbiased variance) exposed as outputs "stat.{i}.running_mean/var"."""
+    i, c = g.index, s["num_features"]
+    mean = b.node("ReduceMean", [h], axes=list(_AXES), keepdims=1)
+    dev = b.node("Sub", [h, mean])
+    var = b.node("ReduceMean", [b.node("Mul", [dev, dev])], axes=list(_AXES), keepdims=1)
+    dims = b.node("Gather", [b.node("Shape", [h]), b.ints(*_AXES)])  # N, H, W: the batch is
+    n = b.node("Cast", [b.node("ReduceProd", [dims], keepdims=0)], to=b.elem)  # dynamic
+    unbiased = b.node("Div", [b.node("Mul", [var, n]), b.node("Sub", [n, b.const(1.0)])])
+    m = b.const(s["momentum"])
+    for name, batch in (("running_mean", mean), ("running_var", unbiased)):
+        old = b.param(f"{i}.{name}")
+        new = b.node("Add", [b.node("Mul", [b.node("Sub", [b.const(1.0), m]), old]),
+                             b.node("Mul", [m, b.node("Reshape", [batch, b.ints(c)])])])
+        b.add_output(f"stat.{i}.{name}", new, [c])
+    return mean, var

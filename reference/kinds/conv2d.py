@@ -32,6 +32,7 @@ import functools
 import skylark as sk
 
 from .base import Kind, padding_arg, pair
+from .onnx_ops import channel_vector, onnx_pads, pad, window_taps
 
 
 def _dilation(s) -> tuple[int, int]:
@@ -142,3 +143,23 @@ class Conv2d(Kind):
             feature_group_count=_groups(s), dimension_numbers=("NCHW", "OIHW", "NCHW"),
             precision=lax.Precision.HIGHEST)
         return h + p["bias"][None, :, None, None] if s["bias"] else h
+
+    def onnx(self, s, g, b, h):
+        w = b.param(f"{g.index}.weight")
+        bias = [b.param(f"{g.index}.bias")] if s["bias"] else []
+        if not b.portable:
+            return b.node("Conv", [h, w, *bias], kernel_shape=pair(s["kernel_size"]),
+                          strides=pair(s["stride"]), dilations=_dilation(s), group=_groups(s),
+                          pads=onnx_pads(g.pads))
+        # float64 (no Conv kernel in onnxruntime's CPU provider): the taps stacked into
+        # (N, C, K, Ho, Wo) patches, K = kh*kw row-major as in the OIHW weight, one Einsum
+        (c, _, _), (o, ho, wo), grp = g.in_shape, g.out_shape, _groups(s)
+        taps = window_taps(b, pad(b, h, g.pads), (ho, wo), pair(s["kernel_size"]),
+                           pair(s["stride"]), _dilation(s))
+        k = len(taps)
+        patches = b.node("Concat", [b.node("Unsqueeze", [t, b.ints(2)]) for t in taps], axis=2)
+        patches = b.node("Reshape", [patches, b.ints(0, grp, c // grp, k, ho, wo)])
+        wk = b.node("Reshape", [w, b.ints(grp, o // grp, c // grp, k)])  # (O, I, kh, kw) split
+        y = b.node("Einsum", [patches, wk], equation="ngckhw,gock->ngohw")
+        y = b.node("Reshape", [y, b.ints(0, o, ho, wo)])
+        return b.node("Add", [y, channel_vector(b, bias[0], o)]) if bias else y

@@ -52,3 +52,8 @@ class Dense(Kind):
 
         h = jnp.matmul(h, p["weight"].T, precision=lax.Precision.HIGHEST)  # weight (out, in)
         return h + p["bias"] if s["bias"] else h
+
+    def onnx(self, s, g, b, h):
+        bias = [b.param(f"{g.index}.bias")] if s["bias"] else []
+        # Gemm(transB=1) takes torch's (out, in) weight as it is
+        return b.node("Gemm", [h, b.param(f"{g.index}.weight"), *bias], transB=1)

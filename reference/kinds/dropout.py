@@ -49,3 +49,12 @@ class Dropout(Kind):
         keep = 1 - s["p"]
         mask = run.masks[g.index].astype(h.dtype)  # skylark's layout already (NCHW or CHW flat)
         return h * (mask / keep if keep else mask * 0)  # torch's order: scale the mask
+
+    def onnx(self, s, g, b, h):
+        if not b.training:
+            return b.node("Dropout", [h])  # identity at inference (no training_mode input)
+        keep = 1 - s["p"]
+        mask = b.node("Cast", [f"mask.{g.index}"], to=b.elem)
+        scaled = b.node("Div", [mask, b.const(keep)]) if keep else b.node("Mul", [mask,
+                                                                                 b.const(0.0)])
+        return b.node("Mul", [h, scaled])  # torch's order: scale the mask

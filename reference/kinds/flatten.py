@@ -35,3 +35,6 @@ class Flatten(Kind):
 
     def jax(self, s, g, h, p, run):
         return h.reshape(h.shape[0], -1)  # NCHW row-major: skylark's C, H, W order
+
+    def onnx(self, s, g, b, h):
+        return b.node("Flatten", [h], axis=1)  # NCHW: the C, H, W order skylark uses

@@ -47,3 +47,8 @@ class GlobalAvgPool2d(Kind):
 
     def jax(self, s, g, h, p, run):
         return h.mean(axis=(2, 3))
+
+    def onnx(self, s, g, b, h):
+        if b.portable:  # float64: no GlobalAveragePool kernel in onnxruntime's CPU provider
+            return b.node("ReduceMean", [h], axes=[2, 3], keepdims=0)
+        return b.node("Flatten", [b.node("GlobalAveragePool", [h])], axis=1)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import skylark as sk
 
 from .base import Kind, ceil_div, pair
+from .onnx_ops import onnx_pads
 
 
 def _dilation(s) -> tuple[int, int]:
@@ -138,3 +139,9 @@ class MaxPool2d(Kind):
                         j * dw : j * dw + (wo - 1) * sw + 1 : sw]
                 best = tap if best is None else jnp.where(tap > best, tap, best)
         return best
+
+    def onnx(self, s, g, b, h):
+        # ONNX pads of a max-pool never win (onnxruntime skips them, like -inf padding);
+        # ceil_mode is said as its extra bottom/right pads (in g.pads), as for TF and Keras
+        return b.node("MaxPool", [h], kernel_shape=pair(s["kernel_size"]),
+                      strides=pair(s["stride"]), dilations=_dilation(s), pads=onnx_pads(g.pads))

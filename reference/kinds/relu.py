@@ -34,3 +34,6 @@ class ReLU(Kind):
         # Not jnp.maximum(h, 0): its gradient splits a tie, so at exactly 0 it would pass half
         # of dy. The strict `>` gives 0 there, as torch and TF do.
         return jnp.where(h > 0, h, jnp.zeros_like(h))
+
+    def onnx(self, s, g, b, h):
+        return b.node("Relu", [h])
