@@ -293,6 +293,29 @@ def print_table(summary, file=None) -> None:
               file=file)
 
 
+def train_all(names, spec, params0, data, plan, args) -> list[dict]:
+    """train_one for every framework in `names` (numpy first), in that order."""
+    # Keras workers are subprocesses that take seconds to import their backend: start them all
+    # now, in parallel, while the in-process frameworks train.
+    # (reference.startup: a line per framework while it starts, a deadline for each.)
+    workers = Startup([n for n in names if not FRAMEWORKS[n].in_process], get=get_runner)
+
+    def starting(n):  # in-process: started when its turn comes (numpy needs no start-up)
+        if n in workers.futures or n == "numpy":
+            return workers if n != "numpy" else None
+        return Startup([n], get=get_runner)
+
+    records = []
+    try:
+        for n in names:  # numpy first: a forward-only runtime runs its trained state
+            records.append(train_one(n, spec, params0, data, plan, args, starting(n),
+                                     records[0] if records else None))
+    except BaseException:  # Ctrl-C: close the workers that are up; don't wait for the rest
+        workers.close_started()
+        raise
+    return records
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         names = ["numpy", *parse_frameworks(args.frameworks)]
@@ -315,24 +338,7 @@ def run(args: argparse.Namespace) -> int:
     params0 = {k: v.copy() for k, v in model.state().items()}
     print(f"{data!r}: {len(plan)} steps of batch {args.batch_size} for "
           f"{', '.join(names)}", file=sys.stderr)
-    # Keras workers are subprocesses that take seconds to import their backend: start them all
-    # now, in parallel, while the in-process frameworks train.
-    # (reference.startup: a line per framework while it starts, a deadline for each.)
-    workers = Startup([n for n in names if not FRAMEWORKS[n].in_process], get=get_runner)
-
-    def starting(n):  # in-process: started when its turn comes (numpy needs no start-up)
-        if n in workers.futures or n == "numpy":
-            return workers if n != "numpy" else None
-        return Startup([n], get=get_runner)
-
-    try:
-        records = []
-        for n in names:  # numpy first: a forward-only runtime runs its trained state
-            records.append(train_one(n, spec, params0, data, plan, args, starting(n),
-                                     records[0] if records else None))
-    except BaseException:  # Ctrl-C: close the workers that are up; don't wait for the rest
-        workers.close_started()
-        raise
+    records = train_all(names, spec, params0, data, plan, args)
     if records[0]["status"] != "ok":
         print(f"skylark compare: numpy failed: {records[0]['reason']}", file=sys.stderr)
         return 1
