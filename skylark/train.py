@@ -42,7 +42,10 @@ class History:
 
 def evaluate(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
     """Top-1 accuracy of `model` on (x (N, C, H, W), y (N,)), in chunks to bound memory, in
-    evaluation mode (running statistics, no dropout); the model's mode is restored after."""
+    evaluation mode (running statistics, no dropout); the model's mode is restored after.
+    ValueError for no images (an accuracy of 0 images is undefined)."""
+    if len(x) == 0:
+        raise ValueError(f"evaluate needs at least one image. Received: x with shape {x.shape}")
     was_training, correct = model.training, 0
     model.eval()
     try:

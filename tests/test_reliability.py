@@ -33,6 +33,14 @@ def test_train_refuses_a_dataset_without_images(n, message, tmp_path, capsys):
     assert not ckpt.exists()  # never a checkpoint labelled as trained
 
 
+def test_evaluate_on_no_images_is_a_value_error():
+    from skylark.train import evaluate
+
+    with pytest.raises(ValueError, match=r"Received: x with shape \(0, 1, 8, 8\)"):
+        evaluate(sk.skylark_cnn((1, 8, 8)), np.zeros((0, 1, 8, 8), np.float32),
+                 np.zeros(0, np.int64))
+
+
 def test_compare_with_no_training_images_stops_at_once(tmp_path):
     """It used to loop forever building a batch schedule that never grew."""
     data_dir = idx_folder(tmp_path / "d", n=(0, 8))
