@@ -40,7 +40,9 @@ def softmax_cross_entropy(logits: np.ndarray, labels, *, label_smoothing: float 
     if reduction == "sum":
         return per_sample.sum(), dz
     dz /= n
-    return per_sample.mean(), dz
+    # sum / n is what np.mean computes (same float32 sum, same divide), minus ~4 us of its
+    # Python wrapper: a tenth of the loss at batch 1
+    return per_sample.sum() / n, dz
 
 
 def _check_options(label_smoothing, reduction) -> None:
