@@ -2,7 +2,7 @@
 (eager and torch.compile), TF (tf.function), Keras and jax.jit, beside the machine's floors.
 
     python -m benchmarks.bench                  # the README tables (~10 min on 2 cores)
-    python -m benchmarks.bench --quick          # a smoke run (~2 min), writes no JSON
+    python -m benchmarks.bench --quick          # a smoke run (a few minutes), writes no JSON
     python -m benchmarks.bench --models skylark --frameworks numpy jax --threads 2
 
 Per (model, batch size) one cell of interleaved rounds (benchmarks/timing.py): every round
