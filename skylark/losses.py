@@ -23,10 +23,12 @@ def softmax_cross_entropy(logits: np.ndarray, labels, *, label_smoothing: float 
     y = _check_labels(labels, z)
     n, k = z.shape
     shifted = z - z.max(axis=1, keepdims=True)  # stable: exp never sees a positive number
-    log_sum = np.log(np.exp(shifted).sum(axis=1))
+    dz = np.exp(shifted)
+    total = dz.sum(axis=1)
+    log_sum = np.log(total)
     rows = np.arange(n)
     per_sample = log_sum - shifted[rows, y]
-    dz = np.exp(shifted - log_sum[:, None])
+    dz /= total[:, None]  # softmax: the exp above reused (one exp pass, not two), in place
     if label_smoothing:
         eps = z.dtype.type(label_smoothing)
         # -sum_k q_k log p_k = (1 - eps) * nll + eps * mean_k(-log p_k)
@@ -38,7 +40,9 @@ def softmax_cross_entropy(logits: np.ndarray, labels, *, label_smoothing: float 
     if reduction == "sum":
         return per_sample.sum(), dz
     dz /= n
-    return per_sample.mean(), dz
+    # sum / n is what np.mean computes (same float32 sum, same divide), minus ~4 us of its
+    # Python wrapper: a tenth of the loss at batch 1
+    return per_sample.sum() / n, dz
 
 
 def _check_options(label_smoothing, reduction) -> None:
@@ -53,7 +57,7 @@ def _check_options(label_smoothing, reduction) -> None:
 
 def _check_logits(logits) -> np.ndarray:
     z = np.asarray(logits)
-    if z.ndim != 2 or z.shape[0] == 0 or not np.issubdtype(z.dtype, np.floating):
+    if z.ndim != 2 or z.shape[0] == 0 or z.dtype.kind != "f":  # kind: issubdtype, cheaper
         raise ValueError(
             f"logits must be a non-empty 2-D float array (N, K). "
             f"Received: logits with shape {z.shape} and dtype {z.dtype}"
@@ -71,7 +75,7 @@ def _check_logits(logits) -> np.ndarray:
 
 def _check_labels(labels, z) -> np.ndarray:
     y = np.asarray(labels)
-    if y.shape != (z.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+    if y.shape != (z.shape[0],) or y.dtype.kind not in "iu":
         raise ValueError(
             f"labels must be ints of shape ({z.shape[0]},) to match the logits. "
             f"Received: labels with shape {y.shape} and dtype {y.dtype}"

@@ -55,7 +55,14 @@ class Dropout(Layer):
                              f"Received: mask with shape {mask.shape}")
         # torch's order: the mask is scaled first (mask / (1 - p)), then multiplies x.
         keep = x.dtype.type(1 - self.p)
-        scale = mask.astype(x.dtype) / keep if keep else np.zeros(x.shape, x.dtype)
+        # The scale in x's memory layout (empty_like keeps it; a Conv2D output is (C, H, W, N)
+        # in memory), so x * scale and dy * scale never mix two layouts.
+        scale = np.empty_like(x)
+        if keep:
+            np.copyto(scale, mask)
+            scale /= keep
+        else:
+            scale[...] = 0
         self._scale = scale
         return x * scale
 

@@ -13,13 +13,15 @@ from .padding import Pads, check_padding, padding_config, pool_out_size, resolve
 
 
 class PoolCache(NamedTuple):
-    """What `MaxPool2D.forward` keeps for `backward`: each window's winner, found in two passes."""
+    """What `MaxPool2D.forward` keeps for `backward`: each window's winner, found in two passes.
+    The arrays are in the input's memory order (`order`), not necessarily N, C, H, W."""
 
-    col_arg: np.ndarray  # (N, C, Hp, Wo): tap of the max along W of each window row
-    row_arg: np.ndarray  # (N, C, Ho, Wo): tap of the max along H over those row maxima
-    row_max_shape: tuple[int, ...]  # (N, C, Hp, Wo) of the row maxima
-    padded: np.ndarray  # (N, C, Hp, Wp): the input padded with -inf (the input itself if no pad)
+    col_arg: np.ndarray  # (N, C, Hp, Wo) permuted: tap of the max along W of each window row
+    row_arg: np.ndarray  # (N, C, Ho, Wo) permuted: tap of the max along H over those row maxima
+    row_max_shape: tuple[int, ...]  # (N, C, Hp, Wo) permuted, of the row maxima
+    padded_shape: tuple[int, ...]  # (N, C, Hp, Wp) permuted, of the input padded with -inf
     pads: Pads  # (top, bottom, left, right)
+    order: tuple[int, ...]  # the input's axes, outermost first in memory (see _memory_order)
 
 
 def _bool(value, name: str) -> bool:
@@ -157,32 +159,40 @@ class MaxPool2D(_Window2D):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, 4, "MaxPool2D", None)
         pads, (ho, wo) = self._checked_plan(x.shape[2:])
-        xp = x
+        # Work on the input in its memory order (a Conv2D output is (C, H, W, N) in memory):
+        # the taps below then move contiguous runs; measured at batch 256, forward 1.8x and
+        # backward (with `_route`'s direct writes) 3.4x faster than through the NCHW view.
+        order = _memory_order(x)
+        xp, ah, aw = x.transpose(order), order.index(2), order.index(3)
         if any(pads):
             t, b, l, r = pads
-            xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=-np.inf)
+            width = [(0, 0)] * 4
+            width[ah], width[aw] = (t, b), (l, r)
+            xp = np.pad(xp, width, constant_values=-np.inf)
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         # Separable: the max over each window's columns (along W), then over its rows (along H).
         # The first maximum of each row, then the first row holding the overall maximum, IS the
         # first maximum in row-major window order, so the tie rule survives the split (a
         # dilated window is a grid of taps too).
-        row_max, col_arg = _first_max(xp, 3, kw, sw, wo, dw)  # (N, C, Hp, Wo)
-        y, row_arg = _first_max(row_max, 2, kh, sh, ho, dh)  # (N, C, Ho, Wo), C-contiguous
-        self._cache = PoolCache(col_arg, row_arg, row_max.shape, xp, pads)
-        return y
+        row_max, col_arg = _first_max(xp, aw, kw, sw, wo, dw)  # (N, C, Hp, Wo) permuted
+        y, row_arg = _first_max(row_max, ah, kh, sh, ho, dh)  # (N, C, Ho, Wo) permuted
+        self._cache = PoolCache(col_arg, row_arg, row_max.shape, xp.shape, pads, order)
+        return y.transpose(_inverse(order))  # (N, C, Ho, Wo), in the input's memory order
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy: (N, C, H_out, W_out) -> dx: (N, C, H, W); one winner per window."""
         cache: PoolCache = self._need_cache(self._cache)
-        dy = check_grad(dy, cache.row_arg.shape, "MaxPool2D")
+        order = cache.order
+        # the gradient of the logical (N, C, Ho, Wo) output; row_arg is in memory order
+        dy = check_grad(dy, cache.row_arg.transpose(_inverse(order)).shape, "MaxPool2D")
+        dy = dy.transpose(order)  # forward's memory order: free for a dy in it
+        ah, aw = order.index(2), order.index(3)
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        d_row_max = _route(dy, cache.row_arg, 2, kh, sh, dh,
-                           np.zeros(cache.row_max_shape, dy.dtype))
-        # zeros_like keeps xp's memory layout (a Conv2D output is (C, N, H, W) in memory), so
-        # the Conv2D before us gets its gradient in the layout it reshapes for free.
-        xp = cache.padded
-        dxp = _route(d_row_max, cache.col_arg, 3, kw, sw, dw, np.zeros_like(xp, dtype=dy.dtype))
-        return _unpad(dxp, cache.pads)
+        d_row_max = _route(dy, cache.row_arg, ah, kh, sh, dh, cache.row_max_shape)
+        # built in forward's memory order, so the Conv2D before us gets its gradient in the
+        # layout it reshapes for free
+        dxp = _route(d_row_max, cache.col_arg, aw, kw, sw, dw, cache.padded_shape)
+        return _unpad(dxp.transpose(_inverse(order)), cache.pads)
 
 
 class AvgPool2D(_Window2D):
@@ -236,26 +246,36 @@ class AvgPool2D(_Window2D):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, 4, "AvgPool2D", None)
         pads, (ho, wo) = self._checked_plan(x.shape[2:])
-        t, b, l, r = pads
-        xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r))) if any(pads) else x
+        # In the input's memory order, as MaxPool2D: the output keeps the input's layout, so
+        # the element-wise layers around us never mix two layouts (a mixed-layout multiply
+        # reads one side with a large stride: LeNet-5's backward ~1.3x slower at batch 256).
+        order = _memory_order(x)
+        xp, ah, aw = x.transpose(order), order.index(2), order.index(3)
+        if any(pads):
+            t, b, l, r = pads
+            width = [(0, 0)] * 4
+            width[ah], width[aw] = (t, b), (l, r)
+            xp = np.pad(xp, width)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        row_sum = _window_sum(xp, 3, kw, sw, wo)  # (N, C, Hp, Wo): each window row's sum
+        row_sum = _window_sum(xp, aw, kw, sw, wo)  # (N, C, Hp, Wo) permuted: window rows' sums
         div = self.divisor(x.shape[2:])
-        y = _window_sum(row_sum, 2, kh, sh, ho) / np.asarray(div, x.dtype)
-        self._cache = (xp.shape, row_sum.shape, pads, div)
-        return y
+        total = _window_sum(row_sum, ah, kh, sh, ho).transpose(_inverse(order))
+        self._cache = (xp.shape, row_sum.shape, pads, div, order)
+        return total / np.asarray(div, x.dtype)  # element-wise: keeps the memory order
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy: (N, C, H_out, W_out) -> dx: (N, C, H, W): each window's dy / divisor, spread
         over its cells (`+=`: overlapping windows add up)."""
-        padded_shape, row_shape, pads, div = self._need_cache(self._cache)
-        n, c, hp, wp = padded_shape
+        padded_shape, row_shape, pads, div, order = self._need_cache(self._cache)
+        n, c, hp, wp = (padded_shape[order.index(a)] for a in range(4))  # logical N, C, Hp, Wp
         dy = check_grad(dy, (n, *self.output_shape((c, hp - pads[0] - pads[1],
                                                       wp - pads[2] - pads[3]))), "AvgPool2D")
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        d_sum = dy / np.asarray(div, dy.dtype)
-        d_row = _spread(d_sum, 2, kh, sh, np.zeros(row_shape, dy.dtype))
-        return _unpad(_spread(d_row, 3, kw, sw, np.zeros(padded_shape, dy.dtype)), pads)
+        d_sum = (dy / np.asarray(div, dy.dtype)).transpose(order)  # forward's memory order
+        ah, aw = order.index(2), order.index(3)
+        d_row = _spread(d_sum, ah, kh, sh, np.zeros(row_shape, dy.dtype))
+        dxp = _spread(d_row, aw, kw, sw, np.zeros(padded_shape, dy.dtype))
+        return _unpad(dxp.transpose(_inverse(order)), pads)
 
 
 class GlobalAvgPool2D(Layer):
@@ -277,14 +297,15 @@ class GlobalAvgPool2D(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, 4, "GlobalAvgPool2D", None)
-        self._cache = x.shape
+        self._cache = x.shape, _memory_order(x)
         return x.mean(axis=(2, 3))
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy: (N, C) -> dx: (N, C, H, W), every pixel dy / (H*W)."""
-        shape = self._need_cache(self._cache)
+        shape, order = self._need_cache(self._cache)
         dy = check_grad(dy, shape[:2], "GlobalAvgPool2D")
-        dx = np.empty(shape, dy.dtype)
+        # in x's memory layout, so the element-wise layers before us never mix two layouts
+        dx = np.empty([shape[a] for a in order], dy.dtype).transpose(_inverse(order))
         dx[...] = (dy / dy.dtype.type(shape[2] * shape[3]))[:, :, None, None]
         return dx
 
@@ -315,13 +336,18 @@ def _first_max(a: np.ndarray, axis: int, k: int, s: int, n: int, d: int = 1):
     tap index of its FIRST maximum: a running max over the k taps, each a strided view (no
     window copy, no argmax over a tiny last axis, no data-dependent branch)."""
     taps = _taps(a, axis, k, s, n, d)
+    # Ties: the strict `>` never lets a later equal tap take the lead, so the FIRST maximum
+    # wins, the element torch, TF and JAX send the whole gradient to. Routing it to every
+    # tied element instead (as some tutorials do) inflates gradients wherever a flat
+    # background makes windows tie.
+    if k == 2:
+        # The loop below for two taps, in two calls instead of six (its copy, zero fill and
+        # index arithmetic are no-ops here; measured: the batch-1 step 8% faster). The mask is
+        # the winning tap's index: False for tap 0, True for tap 1. (C-contiguous, both.)
+        return np.maximum(taps[0], taps[1]), taps[1] > taps[0]
     best = taps[0].copy()  # C-contiguous
     arg = np.zeros(best.shape, np.min_scalar_type(k - 1))
     for i, tap in enumerate(taps[1:], start=1):
-        # Ties: the strict `>` never lets a later equal tap take the lead, so the FIRST maximum
-        # wins, the element torch, TF and JAX send the whole gradient to. Routing it to every
-        # tied element instead (as some tutorials do) inflates gradients wherever a flat
-        # background makes windows tie.
         better = tap > best
         np.maximum(best, tap, out=best)  # not copyto(where=better): a nan still propagates
         # Taps come in increasing order, so the newest leader has the largest index: a max
@@ -330,15 +356,41 @@ def _first_max(a: np.ndarray, axis: int, k: int, s: int, n: int, d: int = 1):
     return best, arg
 
 
+def _memory_order(x: np.ndarray) -> tuple[int, ...]:
+    """x's axes from the largest stride to the smallest (ties in axis order): x.transpose(order)
+    is C-contiguous when x is a transposed view of a C-contiguous array."""
+    return tuple(sorted(range(x.ndim), key=lambda a: -abs(x.strides[a])))
+
+
+def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:
+    """The permutation that undoes x.transpose(order)."""
+    return tuple(order.index(a) for a in range(len(order)))
+
+
 def _route(d: np.ndarray, arg: np.ndarray, axis: int, k: int, s: int, dil: int,
-           out: np.ndarray):
-    """Send d[..., j, ...] to tap arg[..., j, ...] of window j along `axis`, adding into `out`."""
-    for i, tap in enumerate(_taps(out, axis, k, s, d.shape[axis], dil)):
-        # `+=`: with stride < kernel, windows overlap and one pixel can win twice.
-        # A multiply by the 0/1 mask, not np.where (branchy, ~6x slower): the losers get
-        # d * 0 = +-0, the same value (an inf or nan in d would leak to them, but the loss
-        # refuses non-finite logits before any backward).
-        tap += d * (arg == i)
+           shape: tuple[int, ...]) -> np.ndarray:
+    """A new array of `shape` holding d[..., j, ...] at tap arg[..., j, ...] of window j along
+    `axis`, and zero everywhere else."""
+    n = d.shape[axis]
+    # A multiply by the 0/1 mask, not np.where (branchy, ~6x slower): the losers get d * 0 =
+    # +-0, the same value (an inf or nan in d would leak to them, but the loss refuses
+    # non-finite logits before any backward).
+    if (k == 1 or dil == 1) and s == k and n * s == shape[axis]:
+        # The windows tile the axis exactly (the usual 2x2, stride 2 pool): every cell is one
+        # tap of one window, so each tap is written once, with no zero fill and no `+=` pass
+        # (measured at batch 256: the Skylark net's pool backward 1.5x faster).
+        out = np.empty(shape, d.dtype)
+        taps = _taps(out, axis, k, s, n, dil)
+        if arg.dtype == bool:  # two taps, arg = "tap 1 won" (see _first_max)
+            np.multiply(d, arg, out=taps[1])
+            np.subtract(d, taps[1], out=taps[0])  # d - d = +0 where tap 1 won, else d - 0 = d
+            return out
+        for i, tap in enumerate(taps):
+            np.multiply(d, arg == i, out=tap)
+        return out
+    out = np.zeros(shape, d.dtype)
+    for i, tap in enumerate(_taps(out, axis, k, s, n, dil)):
+        tap += d * (arg == i)  # `+=`: with stride < kernel, one pixel can win twice
     return out
 
 
