@@ -209,6 +209,23 @@ MUTANTS = [
            "pads = tuple(layer.pads(shape[1:]))", "pads = tuple(layer.pads(shape[1:][::-1]))",
            (T + "test_conv.py", "-k", "torch and matches"),
            "references pad for an input of (W, H)"),
+    Mutant("jax_relu_splits_tie", "reference/kinds/relu.py",
+           "return jnp.where(h > 0, h, jnp.zeros_like(h))", "return jnp.maximum(h, 0)",
+           (T + "test_kinks.py", "-k", "jax"),
+           "raw JAX ReLU passes half the gradient at exactly 0"),
+    Mutant("jax_dilated_pool_last_max", "reference/kinds/maxpool2d.py",
+           "jnp.where(tap > best, tap, best)", "jnp.where(tap >= best, tap, best)",
+           (T + "test_jax.py",), "raw JAX dilated max-pool routes a tie to the last maximum"),
+    Mutant("onnx_gemm_transposed", "reference/kinds/dense.py",
+           '*bias], transB=1)', '*bias], transB=0)',
+           (T + "test_onnx.py",), "ONNX Gemm reads the (out, in) weight as (in, out)"),
+    Mutant("resume_ignores_changes", "skylark/resume.py",
+           "changed = changes(meta, config)", "changed = {}",
+           (T + "test_resume.py",), "--resume accepts a changed lr without a word"),
+    Mutant("load_overflow_unchecked", "skylark/model.py",
+           "    if not np.isfinite(cast).all():", "    if False:",
+           (T + "test_reliability.py", T + "test_model.py"),
+           "load_params turns a float64 1e300 into inf in float32 without a word"),
 ]
 
 # the subset CI runs (tests/test_mutants.py): one per area, each killed in seconds
