@@ -6,15 +6,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import Layer, as_dtype, check_input, positive_pair
+from .base import Layer, as_dtype, check_grad, check_input, positive_pair
+from .blocks import blocks
 from .padding import Pads, check_padding, out_size, padding_config, resolve_pads
 
 
 class ConvCache(NamedTuple):
-    """What `Conv2D.forward` keeps for `backward`."""
+    """What `Conv2D.forward` keeps for `backward`: the padded input, not the im2col matrix
+    (9x the input for a 3x3 kernel); `backward` rebuilds it a block at a time, in cache."""
 
-    cols: np.ndarray  # (C*kh*kw, Ho*Wo*N): the im2col matrix (the layer's reused scratch buffer)
-    padded_shape: tuple[int, ...]  # (C, Hp, Wp, N) of the padded input, batch innermost
+    xt: np.ndarray  # (C, Hp, Wp, N): the padded input, batch innermost
+    cols: np.ndarray | None  # the im2col matrix when forward built it in one block, else None
     input_shape: tuple[int, ...]  # (N, C, H, W) of the input
     top: int  # rows of padding above the input
     left: int  # columns of padding left of the input
@@ -148,19 +150,36 @@ class Conv2D(Layer):
         xt = np.ascontiguousarray(x.transpose(1, 2, 3, 0))
         if t + b + l + r:
             xt = np.pad(xt, ((0, 0), (t, b), (l, r), (0, 0)))
-        cols = self._im2col(xt, ho, wo)  # (C*kh*kw, Ho*Wo*N); group g's rows: the g-th block
-        # The whole batch in ONE GEMM per group: (O/G, C/G*kh*kw) @ (C/G*kh*kw, Ho*Wo*N).
-        if self.groups == 1:
-            y = self.weight.reshape(self.out_channels, -1) @ cols
-        else:
-            y = _grouped(self._grouped_weight(), cols.reshape(self.groups, -1, cols.shape[1]))
-        if self.bias is not None:
-            y += self.bias[:, None]
-        self._cache = ConvCache(cols, xt.shape, x.shape, top=t, left=l)
+        o, n = self.out_channels, x.shape[0]
+        y = np.empty((o, ho, wo * n), self.dtype)  # (O, Ho, Wo*N): (O, Ho, Wo, N) in memory
+        row_blocks = self._row_blocks(ho, wo, n)
+        for rows in row_blocks:
+            # A block of output rows at a time (see blocks.py): its im2col matrix is still in
+            # the L2 cache when the GEMM reads it, and the GEMM writes straight into y.
+            cols = self._im2col(xt, rows, wo)  # (C*kh*kw, rows*Wo*N); group g: the g-th block
+            out = y[:, rows].reshape(o, -1)  # (O, rows*Wo*N), a view of y
+            # One GEMM per group: (O/G, C/G*kh*kw) @ (C/G*kh*kw, rows*Wo*N).
+            if self.groups == 1:
+                np.matmul(self.weight.reshape(o, -1), cols, out=out)
+            else:
+                g = self.groups
+                np.matmul(self._grouped_weight(), cols.reshape(g, -1, cols.shape[1]),
+                          out=out.reshape(g, o // g, -1))
+            if self.bias is not None:
+                out += self.bias[:, None]
+        # One block (a small batch): keep its im2col matrix for backward, which then need not
+        # rebuild it (~9 us of the ~130 us batch-1 step).
+        kept = cols if len(row_blocks) == 1 else None
+        self._cache = ConvCache(xt, kept, x.shape, top=t, left=l)
         # Returned as a transposed VIEW: (N, O, Ho, Wo) to the caller, (O, Ho, Wo, N) in memory.
         # No copy here, and a gradient that comes back in the same layout (MaxPool2D, Flatten,
         # Dense and the element-wise layers keep it) makes the reshape in `backward` free too.
-        return y.reshape(self.out_channels, ho, wo, x.shape[0]).transpose(3, 0, 1, 2)
+        return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
+
+    def _row_blocks(self, ho: int, wo: int, n: int) -> list[slice]:
+        """Output rows in blocks whose im2col matrix and GEMM output fit in the cache."""
+        (kh, kw), c, o = self.kernel_size, self.in_channels, self.out_channels
+        return blocks(ho, (c * kh * kw + o) * wo * n * self.dtype.itemsize)
 
     def _geometry(self, chw) -> tuple[int, int, Pads]:
         """(H_out, W_out, pads) for an input of shape (C, H, W), validated as `output_shape`
@@ -172,22 +191,27 @@ class Conv2D(Layer):
             self._geometry_key = key
         return self._geometry_value
 
-    def _im2col(self, xt: np.ndarray, ho: int, wo: int) -> np.ndarray:
-        """xt (C, Hp, Wp, N) -> cols (C*kh*kw, Ho*Wo*N): row (c, p, q) is channel c shifted by
-        tap (p, q) (times the dilation) and sampled every stride, for every output pixel."""
+    def _im2col(self, xt: np.ndarray, rows: slice, wo: int) -> np.ndarray:
+        """xt (C, Hp, Wp, N) -> cols (C*kh*kw, R*Wo*N) for the R output rows `rows`: row
+        (c, p, q) is channel c shifted by tap (p, q) (times the dilation) and sampled every
+        stride, for every output pixel of those rows. Written into a scratch buffer that the
+        next call reuses: consume it before calling again."""
         c, n = xt.shape[0], xt.shape[3]
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        hs, ws = (ho - 1) * sh + 1, (wo - 1) * sw + 1  # the rows and columns one tap spans
-        shape = (c * kh * kw, ho * wo * n)
-        if self._cols is None or self._cols.shape != shape or self._cols.dtype != xt.dtype:
-            self._cols = np.empty(shape, xt.dtype)  # a scratch buffer reused across steps
-        cols = self._cols.reshape(c, kh, kw, ho, wo, n)
+        r = rows.stop - rows.start
+        size = c * kh * kw * r * wo * n
+        if self._cols is None or self._cols.size < size or self._cols.dtype != xt.dtype:
+            self._cols = np.empty(size, xt.dtype)  # a scratch buffer reused across calls
+        cols = self._cols[:size].reshape(c, kh, kw, r, wo, n)
+        i0, ws = rows.start * sh, (wo - 1) * sw + 1  # first input row; columns one tap spans
+        hs = (r - 1) * sh + 1  # the input rows one tap spans
         # One strided copy per tap (9 for 3x3), each moving runs of N values: far cheaper than
         # a Python loop over pixels, and a contiguous 2-D result that BLAS takes as it is.
         for p in range(kh):
             for q in range(kw):
-                cols[:, p, q] = xt[:, p * dh : p * dh + hs : sh, q * dw : q * dw + ws : sw]
-        return self._cols
+                cols[:, p, q] = xt[:, i0 + p * dh : i0 + p * dh + hs : sh,
+                                   q * dw : q * dw + ws : sw]
+        return cols.reshape(c * kh * kw, r * wo * n)
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """dy: (N, C_out, H_out, W_out) -> dx: (N, C_in, H, W); adds dweight, dbias.
@@ -197,49 +221,69 @@ class Conv2D(Layer):
         layer's work.
         """
         cache: ConvCache = self._need_cache(self._cache)
-        dy = np.asarray(dy, dtype=self.dtype)
-        o, g = dy.shape[1], self.groups
-        # (N, O, Ho, Wo) -> (O, Ho*Wo*N): a free reshape when dy has forward's (O, Ho, Wo, N)
+        n = cache.input_shape[0]
+        ho, wo, _ = self._geometry(cache.input_shape[1:])
+        o, g = self.out_channels, self.groups
+        dy = check_grad(dy, (n, o, ho, wo), "Conv2D").astype(self.dtype, copy=False)
+        # (N, O, Ho, Wo) -> (O, Ho, Wo*N): a free reshape when dy has forward's (O, Ho, Wo, N)
         # memory layout, a copy otherwise.
-        dy2 = dy.transpose(1, 2, 3, 0).reshape(o, -1)
-        # dW[o, (c, p, q)] = sum over every output pixel of dy * the input under tap (p, q),
-        # within o's group.
-        if g == 1:  # one GEMM: (C*kh*kw, Ho*Wo*N) @ (Ho*Wo*N, O), transposed back (a view)
-            # this orientation: OpenBLAS ~1.2x faster on the skinny shape (1.41 vs 1.68 ms for
-            # the Skylark net at batch 256), the same products and sums
-            dw = (cache.cols @ dy2.T).T
-        else:  # per group: (O/G, Ho*Wo*N) @ (Ho*Wo*N, C/G*kh*kw)
-            cols_t = cache.cols.reshape(g, -1, dy2.shape[1]).transpose(0, 2, 1)
-            dw = _grouped(dy2.reshape(g, o // g, -1), cols_t)
+        dy3 = dy.transpose(1, 2, 3, 0).reshape(o, ho, wo * n)
+        dw = np.zeros((o, self.weight[0].size), self.dtype)  # (O, C/G*kh*kw)
+        db = np.zeros(o, self.dtype) if self.bias is not None else None
+        dxt = np.zeros(cache.xt.shape, self.dtype) if input_grad else None  # (C, Hp, Wp, N)
+        # forward's blocks (one, whose im2col matrix forward kept, for a small batch)
+        row_blocks = [slice(0, ho)] if cache.cols is not None else self._row_blocks(ho, wo, n)
+        for rows in row_blocks:
+            dyb = dy3[:, rows].reshape(o, -1)  # (O, R*Wo*N), a view
+            # forward's im2col block again: rebuilt from the input in cache, cheaper than
+            # keeping the whole 9x-the-input matrix and reading it back from memory
+            cols = self._im2col(cache.xt, rows, wo) if cache.cols is None else cache.cols
+            # dW[o, (c, p, q)] = sum over every output pixel of dy * the input under tap (p, q),
+            # within o's group.
+            if g == 1:  # one GEMM: (C*kh*kw, R*Wo*N) @ (R*Wo*N, O), transposed back (a view)
+                # this orientation: OpenBLAS ~1.2x faster on the skinny shape (1.41 vs 1.68 ms
+                # for the Skylark net at batch 256, unblocked), the same products and sums
+                dw += (cols @ dyb.T).T
+            else:  # per group: (O/G, R*Wo*N) @ (R*Wo*N, C/G*kh*kw)
+                cols_t = cols.reshape(g, -1, cols.shape[1]).transpose(0, 2, 1)
+                dw += _grouped(dyb.reshape(g, o // g, -1), cols_t)
+            if db is not None:
+                db += dyb.sum(axis=1)
+            if dxt is not None:  # (forward's kept cols must survive a second backward)
+                self._col2im(dyb, cols if cache.cols is None else None, dxt, rows, wo)
         self._accumulate("weight", dw.reshape(self.weight.shape))
-        if self.bias is not None:
-            self._accumulate("bias", dy2.sum(axis=1))
-        if not input_grad:
+        if db is not None:
+            self._accumulate("bias", db)
+        if dxt is None:
             return None
-        return self._input_grad(dy2, cache, dy.shape)
-
-    def _input_grad(self, dy2: np.ndarray, cache: ConvCache, dy_shape) -> np.ndarray:
-        """dy2 (O, Ho*Wo*N) -> dx (N, C, H, W): W^T dy per group, then col2im."""
-        n, o, ho, wo = dy_shape
-        (kh, kw), c, g = self.kernel_size, self.in_channels, self.groups
-        if g == 1:  # one GEMM: (C*kh*kw, O) @ (O, Ho*Wo*N)
-            dcols = self.weight.reshape(o, -1).T @ dy2
-        else:  # per group: (C/G*kh*kw, O/G) @ (O/G, Ho*Wo*N)
-            dcols = _grouped(self._grouped_weight().transpose(0, 2, 1), dy2.reshape(g, o // g, -1))
-        dcols = dcols.reshape(c, kh, kw, ho, wo, n)
-        # col2im: each tap (p, q) scatters its row back onto a strided grid, offset by the
-        # dilation. `+=`: neighbouring taps overlap. (This scatter over taps is where the
-        # kernel flip, rot180, hides.)
-        (sh, sw), (dh, dw) = self.stride, self.dilation
-        hs, ws = (ho - 1) * sh + 1, (wo - 1) * sw + 1  # the rows and columns one tap spans
-        dxt = np.zeros(cache.padded_shape, dtype=self.dtype)  # (C, Hp, Wp, N)
-        for p in range(kh):
-            for q in range(kw):
-                dxt[:, p * dh : p * dh + hs : sh, q * dw : q * dw + ws : sw] += dcols[:, p, q]
         h, w = cache.input_shape[2:]
         t, l = cache.top, cache.left
         # (N, C, H, W) to the caller, in the (C, H, W, N) memory layout of forward's input copy
         return dxt[:, t : t + h, l : l + w].transpose(3, 0, 1, 2)
+
+    def _col2im(self, dyb: np.ndarray, scratch: np.ndarray | None, dxt: np.ndarray,
+                rows: slice, wo: int) -> None:
+        """Add the input gradient of the output rows `rows` into dxt (C, Hp, Wp, N): W^T dy
+        per group (into `scratch`, the (C*kh*kw, R*Wo*N) im2col block, now free; a new array
+        if None), then each tap's row scattered back onto the input pixels it read."""
+        (kh, kw), c, g, o = self.kernel_size, self.in_channels, self.groups, self.out_channels
+        if g == 1:  # one GEMM: (C*kh*kw, O) @ (O, R*Wo*N)
+            dcols = np.matmul(self.weight.reshape(o, -1).T, dyb, out=scratch)
+        else:  # per group: (C/G*kh*kw, O/G) @ (O/G, R*Wo*N)
+            dcols = np.matmul(self._grouped_weight().transpose(0, 2, 1),
+                              dyb.reshape(g, o // g, -1),
+                              out=None if scratch is None else scratch.reshape(g, -1, dyb.shape[1]))
+        r = rows.stop - rows.start
+        dcols = dcols.reshape(c, kh, kw, r, wo, dxt.shape[3])
+        # col2im: each tap (p, q) scatters its row back onto a strided grid, offset by the
+        # dilation. `+=`: neighbouring taps, and neighbouring row blocks, overlap. (This
+        # scatter over taps is where the kernel flip, rot180, hides.)
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        i0, hs, ws = rows.start * sh, (r - 1) * sh + 1, (wo - 1) * sw + 1
+        for p in range(kh):
+            for q in range(kw):
+                dxt[:, i0 + p * dh : i0 + p * dh + hs : sh,
+                    q * dw : q * dw + ws : sw] += dcols[:, p, q]
 
     def _grouped_weight(self) -> np.ndarray:
         """weight (O, C/G, kh, kw) as (G, O/G, C/G*kh*kw): a free reshape."""

@@ -71,7 +71,14 @@ class Dense(Layer):
         dy = np.asarray(dy, dtype=self.dtype)
         # np.dot, not `@`: matmul sends a batch of one (inner size 1) down a slow non-BLAS
         # outer-product loop, 5x slower than this.
-        self._accumulate("weight", np.dot(dy.T, x))
+        if x.flags.f_contiguous and not x.flags.c_contiguous:
+            # x is a transposed view (see below): x^T is C-contiguous, and OpenBLAS takes
+            # (in, N) @ (N, out) 1.4x faster than (out, N) @ (N, in) on these skinny shapes
+            # (measured: 137 vs 197 us for 1352 -> 10 at batch 256); the same sums, transposed.
+            dw = np.dot(x.T, dy).T
+        else:
+            dw = np.dot(dy.T, x)
+        self._accumulate("weight", dw)
         if self.bias is not None:
             self._accumulate("bias", dy.sum(axis=0))
         if not input_grad:
