@@ -1,0 +1,116 @@
+"""Cache blocking changes no number that matters: with the block budget shrunk to one byte
+(every output row of a conv, every channel or sample of a pool, its own block) the layers
+agree with the loop oracle, forward and backward (random cotangent), on random and tie-heavy
+inputs, in every geometry the blocks must handle: strides, dilation, groups, padding, ceil
+mode, windows that overlap. The first test shows the budget really splits the work: a test
+of the blocked path that ran unblocked would pass for the wrong reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import skylark as sk
+import skylark.layers.blocks as blocks_module
+from gradcheck import rel_error
+from oracle import conv_backward, conv_forward, maxpool_backward, maxpool_forward
+from skylark.layers.blocks import blocks
+from skylark.layers.pool import _outer_blocks
+
+RTOL = 1e-12  # float64: blocked sums (dW, dbias, overlapping col2im) in another order, ulps
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch):
+    monkeypatch.setattr(blocks_module, "BLOCK_BYTES", 1)
+
+
+def _input(shape, kind, seed=0):
+    rng = np.random.default_rng(seed)
+    if kind == "ties":  # a flat background with a few bright pixels: max-pool windows tie
+        x = np.zeros(shape)
+        x.flat[rng.choice(x.size, x.size // 7, replace=False)] = 1.0
+        return x
+    return rng.standard_normal(shape)
+
+
+def test_blocks_split_as_documented():
+    assert blocks(5, 400_000, budget=1 << 20) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    assert blocks(3, 10**9, budget=1 << 20) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+    assert blocks(4, 1, budget=1 << 20) == [slice(0, 4)]
+
+
+def test_tiny_budget_splits_the_work(tiny_blocks):
+    conv = sk.Conv2D(2, 3, 3, dtype="float64")
+    conv.forward(np.zeros((2, 2, 7, 6)))
+    assert len(conv._row_blocks(5, 4, 2)) == 5  # one block per output row
+    assert conv._cache.cols is None  # so backward rebuilds each block
+    x = np.zeros((4, 3, 6, 6)).transpose(1, 2, 3, 0).transpose(3, 0, 1, 2)  # (C,H,W,N) memory
+    assert len(_outer_blocks(x.transpose(1, 2, 3, 0), (1, 2, 3, 0))) == 3  # a block a channel
+
+
+def test_default_budget_keeps_a_small_batch_whole():
+    conv = sk.Conv2D(1, 8, 3)
+    conv.forward(np.zeros((1, 1, 28, 28), np.float32))
+    assert conv._cache.cols is not None  # one block: backward reuses forward's im2col
+
+
+CONVS = [
+    dict(in_channels=2, out_channels=4, kernel_size=3),
+    dict(in_channels=2, out_channels=4, kernel_size=(3, 2), stride=(2, 1), padding=(1, 2)),
+    dict(in_channels=4, out_channels=6, kernel_size=3, dilation=(2, 1), groups=2, padding="same"),
+    dict(in_channels=3, out_channels=3, kernel_size=2, stride=2, groups=3, bias=False),
+    dict(in_channels=2, out_channels=2, kernel_size=5, stride=(1, 3), padding="valid"),
+]
+
+
+@pytest.mark.parametrize("kind", ["random", "ties"])
+@pytest.mark.parametrize("cfg", CONVS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_blocked_conv_matches_oracle(tiny_blocks, cfg, kind):
+    conv = sk.Conv2D(**cfg, dtype="float64", seed=1)
+    x = _input((3, cfg["in_channels"], 9, 8), kind)
+    y = conv.forward(x)
+    pads = conv.pads(x.shape[2:])
+    dil, groups = conv.dilation, conv.groups
+    ref = conv_forward(x, conv.weight, conv.bias, conv.stride, pads, dil, groups)
+    assert rel_error(y, ref) <= RTOL
+    dy = np.random.default_rng(2).standard_normal(y.shape)  # random cotangent, not .sum()
+    dx = conv.backward(dy)
+    rdx, rdw, rdb = conv_backward(dy, x, conv.weight, conv.stride, pads, dil, groups)
+    assert rel_error(dx, rdx) <= RTOL
+    assert rel_error(conv.grads["weight"], rdw) <= RTOL
+    if conv.bias is not None:
+        assert rel_error(conv.grads["bias"], rdb) <= RTOL
+    conv.zero_grad()
+    assert conv.backward(dy, input_grad=False) is None  # the weight-only path, blocked too
+    assert rel_error(conv.grads["weight"], rdw) <= RTOL
+
+
+POOLS = [
+    dict(kernel_size=2),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=(3, 2), stride=(1, 2), dilation=(2, 1)),
+    dict(kernel_size=3, stride=2, ceil_mode=True),
+]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "conv output"])
+@pytest.mark.parametrize("kind", ["random", "ties"])
+@pytest.mark.parametrize("cfg", POOLS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_blocked_maxpool_matches_oracle(tiny_blocks, cfg, kind, layout):
+    pool = sk.MaxPool2D(**cfg)
+    x = _input((3, 4, 9, 8), kind)
+    if layout == "conv output":  # (C, H, W, N) in memory: the blocks run over channels
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    y = pool.forward(x)
+    pads = pool.pads(x.shape[2:])
+    ref, _ = maxpool_forward(x, pool.kernel_size, pool.stride, pads, pool.dilation,
+                             pool.ceil_mode)
+    np.testing.assert_array_equal(y, ref)  # a max is exact: no tolerance
+    dy = np.random.default_rng(3).standard_normal(y.shape)
+    ref_dx = maxpool_backward(dy, x, pool.kernel_size, pool.stride, pads, pool.dilation,
+                              pool.ceil_mode)
+    # exact where windows do not overlap; a pixel that wins two overlapping windows gets a
+    # sum, added here in another order than the oracle's: ulps
+    assert rel_error(pool.backward(dy), ref_dx) <= RTOL
