@@ -34,6 +34,7 @@ class Sequential:
                     f"Sequential takes skylark layers. Received: layer {i} = {layer!r}"
                 )
         self.layers = list(layers)
+        self._flat: _FlatGrads | None = None
 
     def __repr__(self) -> str:
         body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
@@ -73,8 +74,34 @@ class Sequential:
         return None
 
     def zero_grad(self) -> None:
-        for layer in self.layers:
-            layer.zero_grad()
+        """Clear every parameter's gradient. When the parameters share one dtype, their
+        gradients live in ONE flat buffer, cleared by one fill (each layer's `grads[name]` a
+        view of it), which `SGD` updates in one pass (see `flat_grads`)."""
+        flat = self._flat_grad_plan()
+        if flat is None:
+            for layer in self.layers:
+                layer.zero_grad()
+            return
+        flat.buffer.fill(0)
+        for layer, views in flat.layers:
+            layer.grads = dict(views)  # a fresh dict: one a caller edited is not reused
+
+    def flat_grads(self) -> tuple[np.ndarray, list[tuple[str, np.ndarray, slice]]] | None:
+        """(buffer, [(name, parameter, span)]): the flat gradient buffer and where each
+        parameter's gradient lies in it, if every layer still holds the views `zero_grad`
+        gave it (and the same parameter arrays); else None, and the caller must go parameter
+        by parameter. buffer[span].reshape(parameter.shape) is the gradient of `parameter`."""
+        flat = self._flat
+        if flat is None or not flat.current(self.layers) or not flat.intact():
+            return None
+        return flat.buffer, flat.entries
+
+    def _flat_grad_plan(self) -> _FlatGrads | None:
+        """The flat gradient buffer for the current layers and parameters (made anew when they
+        changed), or None when the parameters' dtypes differ or there are none."""
+        if self._flat is None or not self._flat.current(self.layers):
+            self._flat = _FlatGrads.build(self.layers)
+        return self._flat
 
     def train(self, mode: bool = True) -> Sequential:
         """Training mode (torch's name): BatchNorm2d uses batch statistics, Dropout drops."""
@@ -194,6 +221,53 @@ def _metadata(meta, path: Path) -> dict:
         raise CheckpointError(f"checkpoint {str(path)!r}: its metadata is not a JSON object. "
                               f"Received: {str(meta)[:80]!r}")
     return out
+
+class _FlatGrads:
+    """One buffer for the gradients of a Sequential's parameters, in `params()` order."""
+
+    def __init__(self, buffer, layers, entries, params, with_params) -> None:
+        self.buffer = buffer  # (total,) the gradients, back to back
+        self.layers = layers  # [(layer, [(param name, view of buffer)])], layers with params
+        self.entries = entries  # [(model param name, param, slice of buffer)]
+        self.params = params  # [(layer, param name, param, view)]: what the views were for
+        self.with_params = with_params  # the layers that declare parameters, in order
+
+    def current(self, layers) -> bool:
+        """Whether `layers` still hold the parameter arrays the views were made for."""
+        if [layer for layer in layers if layer.param_names] != self.with_params:
+            return False
+        for layer, name, p, _ in self.params:
+            if getattr(layer, name) is not p:
+                return False
+        return True
+
+    def intact(self) -> bool:
+        """Whether every layer's `grads[name]` is still its view of the buffer."""
+        for layer, name, _, view in self.params:
+            if layer.grads.get(name) is not view:  # replaced by hand or by layer.zero_grad
+                return False
+        return True
+
+    @classmethod
+    def build(cls, layers) -> _FlatGrads | None:
+        params = [(i, layer, name, p) for i, layer in enumerate(layers)
+                  for name, p in layer.params().items()]
+        if not params or len({p.dtype for *_, p in params}) != 1 \
+                or len({id(layer) for layer in layers}) != len(layers):  # a layer used twice
+            return None
+        buffer = np.zeros(sum(p.size for *_, p in params), params[0][3].dtype)
+        per_layer = {id(layer): (layer, []) for _, layer, _, _ in params}
+        entries, flat_params, start = [], [], 0
+        for i, layer, name, p in params:
+            span = slice(start, start + p.size)
+            view = buffer[span].reshape(p.shape)
+            per_layer[id(layer)][1].append((name, view))
+            entries.append((f"{i}.{name}", p, span))
+            flat_params.append((layer, name, p, view))
+            start += p.size
+        return cls(buffer, list(per_layer.values()), entries, flat_params,
+                   [layer for layer in layers if layer.param_names])
+
 
 def _load(own: dict, mapping) -> None:
     """Copy `mapping` into the arrays of `own`, all or nothing (see Sequential.load_params)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .base import Layer, check_grad
@@ -29,7 +31,7 @@ class Flatten(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         shape = self._need_cache(self._shape)
-        dy = check_grad(dy, (shape[0], int(np.prod(shape[1:]))), "Flatten")
+        dy = check_grad(dy, (shape[0], math.prod(shape[1:])), "Flatten")  # not np.prod: 2 us
         return dy.reshape(shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int]:

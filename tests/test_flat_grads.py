@@ -1,0 +1,151 @@
+"""The flat gradient buffer and the fused SGD step change no bit, and step aside whenever
+their assumptions break: SGD over the flat buffer gives bit-identical parameters and velocity
+to SGD parameter by parameter, and a gradient replaced by hand, a parameter array swapped, a
+layer added, mixed dtypes, a layer used twice or a loaded velocity all still train correctly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import skylark as sk
+from skylark.models import build_model
+
+
+def _net(name="skylark", dtype="float32"):
+    return build_model(name, (1, 12, 12), num_classes=4, seed=0, dtype=dtype)
+
+
+def _batch(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 1, 12, 12), dtype=np.float32), rng.integers(0, 4, n)
+
+
+def _train(net, opt, steps=4, between=None):
+    for i in range(steps):
+        x, y = _batch(seed=i)
+        h, rng = x.astype(net.params()["0.weight"].dtype), np.random.default_rng(i)
+        for layer in net:  # the forward, with the same dropout masks for every model
+            if isinstance(layer, sk.Dropout):
+                layer.use_mask(rng.random(h.shape) >= layer.p)
+            h = layer.forward(h)
+        _, d = sk.softmax_cross_entropy(h, y)
+        opt.zero_grad()
+        net.backward(d, input_grad=False)
+        if between is not None:
+            between(i)
+        opt.step()
+    return net
+
+
+def _per_parameter(net):
+    net.flat_grads = lambda: None  # the model as SGD sees one without a flat buffer
+    return net
+
+
+def _same(a, b):
+    for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
+        assert ka == kb
+        np.testing.assert_array_equal(va, vb, err_msg=ka)  # bit for bit: no tolerance
+
+
+@pytest.mark.parametrize("model", ["skylark", "vgg-bn"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_fused_step_is_bit_identical(model, momentum):
+    fused, plain = _net(model), _per_parameter(_net(model))
+    opt_f, opt_p = sk.SGD(fused, 0.05, momentum), sk.SGD(plain, 0.05, momentum)
+    _train(fused, opt_f)
+    _train(plain, opt_p)
+    assert fused.flat_grads() is not None  # the fused path really ran
+    _same(fused.params(), plain.params())
+    _same(opt_f.state(), opt_p.state())
+
+
+def test_every_gradient_is_a_view_of_one_buffer():
+    net = _net()
+    net.zero_grad()
+    buffer, entries = net.flat_grads()
+    assert [name for name, _, _ in entries] == list(net.params())
+    for (name, g), (_, p, span) in zip(net.grads().items(), entries, strict=True):
+        assert np.shares_memory(g, buffer) and g.shape == p.shape, name
+        assert not np.shares_memory(p, buffer), name  # parameters stay the layers' own
+
+
+@pytest.mark.parametrize("disturb", ["layer zero_grad", "grad replaced", "param swapped"])
+def test_broken_views_fall_back_and_stay_correct(disturb):
+    net, ref = _net(), _per_parameter(_net())
+    opt, opt_ref = sk.SGD(net, 0.05, 0.9), sk.SGD(ref, 0.05, 0.9)
+
+    def poke(model):
+        def between(i):
+            if i != 2:
+                return
+            dense = model[3]
+            if disturb == "layer zero_grad":  # gradient thrown away on one layer: both agree
+                dense.zero_grad()
+            elif disturb == "grad replaced":
+                dense.grads["bias"] = dense.grads["bias"] * 2
+            else:  # a new parameter array: its update must land on it
+                dense.weight = dense.weight.copy()
+        return between
+
+    _train(net, opt, between=poke(net))
+    _train(ref, opt_ref, between=poke(ref))
+    _same(net.params(), ref.params())
+    _same(opt.state(), opt_ref.state())
+
+
+def test_layers_added_after_a_step_are_trained():
+    net = _net()
+    opt = sk.SGD(net, 0.05, 0.9)
+    _train(net, opt, steps=1)
+    net.layers.append(sk.Dense(4, 4, seed=3))
+    ref = _per_parameter(sk.Sequential(*[_copy(layer) for layer in net.layers]))
+    opt_ref = sk.SGD(ref, 0.05, 0.9)
+    opt_ref.load_state(opt.state())
+    opt.velocity = {}  # the new layer has no velocity yet: restart both from v = g
+    opt_ref.velocity = {}
+    _train(net, opt, steps=2)
+    _train(ref, opt_ref, steps=2)
+    assert net.flat_grads() is not None and len(net.flat_grads()[1]) == 5
+    _same(net.params(), ref.params())
+
+
+def _copy(layer):
+    import copy
+    return copy.deepcopy(layer)
+
+
+def test_loaded_velocity_is_gathered_into_the_flat_buffer():
+    a, b = _net(), _per_parameter(_net())
+    opt_a, opt_b = sk.SGD(a, 0.05, 0.9), sk.SGD(b, 0.05, 0.9)
+    velocity = {k: np.full(p.shape, 0.01 * i, p.dtype) for i, (k, p) in
+                enumerate(a.params().items())}
+    opt_a.load_state(velocity)
+    opt_b.load_state(velocity)
+    _train(a, opt_a)
+    _train(b, opt_b)
+    _same(a.params(), b.params())
+    _same(opt_a.state(), opt_b.state())
+
+
+def test_partial_velocity_falls_back():
+    a, b = _net(), _per_parameter(_net())
+    opt_a, opt_b = sk.SGD(a, 0.05, 0.9), sk.SGD(b, 0.05, 0.9)
+    only = {"3.bias": np.full(4, 0.5, np.float32)}  # a velocity for one parameter only
+    opt_a.load_state(only)
+    opt_b.load_state(only)
+    _train(a, opt_a)
+    _train(b, opt_b)
+    _same(a.params(), b.params())
+
+
+def test_mixed_dtypes_and_shared_layers_go_parameter_by_parameter():
+    mixed = sk.Sequential(sk.Dense(3, 3, dtype="float32"), sk.Dense(3, 2, dtype="float64"))
+    mixed.zero_grad()
+    assert mixed.flat_grads() is None
+    shared = sk.Dense(3, 3, dtype="float64")
+    twice = sk.Sequential(shared, sk.ReLU(), shared)
+    twice.zero_grad()
+    assert twice.flat_grads() is None
