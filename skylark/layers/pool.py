@@ -4,6 +4,7 @@ included), `AvgPool2D` (nn.AvgPool2d with count_include_pad, and TF's "same") an
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -327,12 +328,8 @@ def _real_cells(n: int, k: int, s: int, lo: int, out: int) -> np.ndarray:
 
 def _taps(a: np.ndarray, axis: int, k: int, s: int, n: int, d: int = 1) -> list[np.ndarray]:
     """The k strided views a[..., i*d + j*s, ...] (j < n) along `axis`: tap i of every window."""
-    taps = []
-    for i in range(k):
-        index = [slice(None)] * a.ndim
-        index[axis] = slice(i * d, i * d + (n - 1) * s + 1, s)
-        taps.append(a[tuple(index)])
-    return taps
+    before, span = (slice(None),) * axis, (n - 1) * s + 1
+    return [a[(*before, slice(i * d, i * d + span, s))] for i in range(k)]
 
 
 def _first_max(a: np.ndarray, axis: int, k: int, s: int, n: int, d: int = 1, *,
@@ -389,7 +386,14 @@ def _outer_blocks(a: np.ndarray, order: tuple[int, ...]) -> list[slice]:
 def _memory_order(x: np.ndarray) -> tuple[int, ...]:
     """x's axes from the largest stride to the smallest (ties in axis order): x.transpose(order)
     is C-contiguous when x is a transposed view of a C-contiguous array."""
-    return tuple(sorted(range(x.ndim), key=lambda a: -abs(x.strides[a])))
+    return _order_of(x.strides)
+
+
+@functools.lru_cache(maxsize=64)
+def _order_of(strides: tuple[int, ...]) -> tuple[int, ...]:
+    """`_memory_order` by strides, remembered: a few layouts recur every step (~2 us saved
+    a call at batch 1)."""
+    return tuple(sorted(range(len(strides)), key=lambda a: -abs(strides[a])))
 
 
 def _padded_in_memory_order(x: np.ndarray, pads, value):
@@ -405,8 +409,9 @@ def _padded_in_memory_order(x: np.ndarray, pads, value):
     return order, xp, ah, aw
 
 
+@functools.lru_cache(maxsize=64)
 def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:
-    """The permutation that undoes x.transpose(order)."""
+    """The permutation that undoes x.transpose(order) (remembered, as _order_of)."""
     return tuple(order.index(a) for a in range(len(order)))
 
 
