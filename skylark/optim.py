@@ -62,11 +62,15 @@ class SGD:
                 v *= self.momentum
                 v += g
             g = v
-        if self._scratch is None or self._scratch.shape != g.shape:
-            self._scratch = np.empty_like(g)
-        update = np.multiply(g, g.dtype.type(self.lr), out=self._scratch)  # lr * v, as above
-        for _, p, span in entries:
-            p -= update[span].reshape(p.shape)
+        if self._scratch is None or self._scratch[1] is not entries:
+            # lr * v lands here; its per-parameter views made once, not every step
+            update = np.empty_like(g)
+            self._scratch = update, entries, [update[span].reshape(p.shape)
+                                              for _, p, span in entries]
+        update, _, views = self._scratch
+        np.multiply(g, g.dtype.type(self.lr), out=update)  # lr * v, as above
+        for (_, p, _), step in zip(entries, views, strict=True):
+            p -= step
         return True
 
     def _flat_velocity(self, g, entries) -> np.ndarray | None:
