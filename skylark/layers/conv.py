@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from .base import Layer, as_dtype, check_grad, check_input, positive_pair
 from .blocks import blocks
@@ -211,8 +210,11 @@ class Conv2D(Layer):
         # per tap at batch 1, 1.1x at 256; either is far cheaper than a loop over pixels).
         i0 = rows.start * sh  # the first input row of these output rows
         s_c, s_h, s_w, s_n = xt.strides
-        windows = as_strided(xt[:, i0:], (c, kh, kw, r, wo, n),
-                             (s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw, s_n), writeable=False)
+        # np.ndarray over xt's buffer: the view as_strided makes, at a tenth of its ~3 us call
+        # cost, and it refuses a view that would reach past the buffer. (xt is contiguous.)
+        windows = np.ndarray((c, kh, kw, r, wo, n), xt.dtype, xt, i0 * s_h,
+                             (s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw, s_n))
+        windows.flags.writeable = False
         np.copyto(cols, windows)
         return cols.reshape(c * kh * kw, r * wo * n)
 
