@@ -102,6 +102,16 @@ class Layer:
     def zero_grad(self) -> None:
         self.grads = {n: np.zeros_like(p) for n, p in self.params().items()}
 
+    def _grad(self, name: str) -> np.ndarray:
+        """The accumulated gradient of parameter `name`, C-contiguous (so a reshape of it is a
+        view to add into in place), zeros if there is none yet."""
+        g = self.grads.get(name)
+        if g is None:
+            g = self.grads[name] = np.zeros_like(getattr(self, name))
+        elif not g.flags.c_contiguous:  # one a caller put there: a reshape would be a copy
+            g = self.grads[name] = np.ascontiguousarray(g)
+        return g
+
     def _accumulate(self, name: str, grad: np.ndarray) -> None:
         if name in self.grads:
             self.grads[name] += grad

@@ -233,8 +233,9 @@ class Conv2D(Layer):
         # (N, O, Ho, Wo) -> (O, Ho, Wo*N): a free reshape when dy has forward's (O, Ho, Wo, N)
         # memory layout, a copy otherwise.
         dy3 = dy.transpose(1, 2, 3, 0).reshape(o, ho, wo * n)
-        dw = np.zeros((o, self.weight[0].size), self.dtype)  # (O, C/G*kh*kw)
-        db = np.zeros(o, self.dtype) if self.bias is not None else None
+        # the layer's gradients, added into block by block: (O, C/G*kh*kw) and (O,) views
+        dw = self._grad("weight").reshape(o, -1)
+        db = self._grad("bias") if self.bias is not None else None
         dxt = np.zeros(cache.xt.shape, self.dtype) if input_grad else None  # (C, Hp, Wp, N)
         # forward's blocks (one, whose im2col matrix forward kept, for a small batch)
         row_blocks = [slice(0, ho)] if cache.cols is not None else self._row_blocks(ho, wo, n)
@@ -256,9 +257,6 @@ class Conv2D(Layer):
                 db += dyb.sum(axis=1)
             if dxt is not None:  # (forward's kept cols must survive a second backward)
                 self._col2im(dyb, cols if cache.cols is None else None, dxt, rows, wo)
-        self._accumulate("weight", dw.reshape(self.weight.shape))
-        if db is not None:
-            self._accumulate("bias", db)
         if dxt is None:
             return None
         h, w = cache.input_shape[2:]
