@@ -19,24 +19,28 @@ def softmax_cross_entropy(logits: np.ndarray, labels, *, label_smoothing: float 
     a "sum" would scale every gradient by N, which a batch of one cannot reveal.
     """
     _check_options(label_smoothing, reduction)
-    z = _check_logits(logits)
+    # C order: the flat label indices below address it (a Fortran-ordered z would make
+    # `reshape(-1)` a copy, and the in-place update of dz would be lost)
+    z = np.ascontiguousarray(_check_logits(logits))
     y = _check_labels(labels, z)
     n, k = z.shape
     shifted = z - z.max(axis=1, keepdims=True)  # stable: exp never sees a positive number
     dz = np.exp(shifted)
     total = dz.sum(axis=1)
     log_sum = np.log(total)
-    rows = np.arange(n)
-    per_sample = log_sum - shifted[rows, y]
+    # each sample's label as one flat index into the (N, K) arrays: 1-D fancy indexing costs
+    # half what [arange(n), y] does (~1 us of the ~12 us loss at batch 1)
+    at_label = np.arange(0, n * k, k) + y
+    per_sample = log_sum - shifted.reshape(-1)[at_label]
     dz /= total[:, None]  # softmax: the exp above reused (one exp pass, not two), in place
     if label_smoothing:
         eps = z.dtype.type(label_smoothing)
         # -sum_k q_k log p_k = (1 - eps) * nll + eps * mean_k(-log p_k)
         per_sample = (1 - eps) * per_sample + eps * (log_sum - shifted.mean(axis=1))
         dz -= eps / k
-        dz[rows, y] -= 1 - eps
+        dz.reshape(-1)[at_label] -= 1 - eps  # dz is C-contiguous: the reshape is a view
     else:
-        dz[rows, y] -= 1
+        dz.reshape(-1)[at_label] -= 1
     if reduction == "sum":
         return per_sample.sum(), dz
     dz /= n

@@ -168,3 +168,17 @@ def test_smoothed_summed_loss_matches_every_framework(framework, dtype, referenc
     assert report["config"]["loss"] == options
     assert r["status"] == "ok", (framework, dtype, r.get("reason"), r.get("first_forward"),
                                  r.get("first_backward"))
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_any_memory_order_of_the_logits_gives_the_same_loss(eps):
+    """The label's entry is found by a flat index: a Fortran-ordered or strided logits array
+    must give the same loss and gradient, bit for bit, as a C-ordered copy."""
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((7, 4))
+    y = rng.integers(0, 4, 7)
+    want_loss, want_dz = sk.softmax_cross_entropy(z, y, label_smoothing=eps)
+    for other in (np.asfortranarray(z), np.repeat(z, 2, axis=1)[:, ::2]):
+        loss, dz = sk.softmax_cross_entropy(other, y, label_smoothing=eps)
+        assert loss == want_loss
+        np.testing.assert_array_equal(dz, want_dz)
