@@ -36,6 +36,11 @@ class Sequential:
         self.layers = list(layers)
         self._flat: _FlatGrads | None = None
 
+    def __getstate__(self) -> dict:
+        # A copy or pickle must not carry the flat buffer: its views would come back as
+        # separate arrays that still pass the identity checks. zero_grad rebuilds it.
+        return {**self.__dict__, "_flat": None}
+
     def __repr__(self) -> str:
         body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential({body}\n)"
@@ -76,7 +81,9 @@ class Sequential:
     def zero_grad(self) -> None:
         """Clear every parameter's gradient. When the parameters share one dtype, their
         gradients live in ONE flat buffer, cleared by one fill (each layer's `grads[name]` a
-        view of it), which `SGD` updates in one pass (see `flat_grads`)."""
+        view of it), which `SGD` updates in one pass (see `flat_grads`). As torch's
+        `zero_grad(set_to_none=False)`, this zeroes the arrays in place: copy what `grads()`
+        returned to keep it."""
         flat = self._flat_grad_plan()
         if flat is None:
             for layer in self.layers:
@@ -225,18 +232,21 @@ def _metadata(meta, path: Path) -> dict:
 class _FlatGrads:
     """One buffer for the gradients of a Sequential's parameters, in `params()` order."""
 
-    def __init__(self, buffer, layers, entries, params, with_params) -> None:
+    def __init__(self, buffer, layers, entries, params, declared, with_params) -> None:
         self.buffer = buffer  # (total,) the gradients, back to back
         self.layers = layers  # [(layer, [(param name, view of buffer)])], layers with params
         self.entries = entries  # [(model param name, param, slice of buffer)]
         self.params = params  # [(layer, param name, param, view)]: what the views were for
+        # [(layer, name, array or None)] for every declared parameter (a bias=False included):
+        # a parameter that appears, disappears or is swapped for another array is noticed
+        self.declared = declared
         self.with_params = with_params  # the layers that declare parameters, in order
 
     def current(self, layers) -> bool:
-        """Whether `layers` still hold the parameter arrays the views were made for."""
+        """Whether `layers` are the same layers holding the same parameter arrays (or None)."""
         if [layer for layer in layers if layer.param_names] != self.with_params:
             return False
-        for layer, name, p, _ in self.params:
+        for layer, name, p in self.declared:
             if getattr(layer, name) is not p:
                 return False
         return True
@@ -252,8 +262,9 @@ class _FlatGrads:
     def build(cls, layers) -> _FlatGrads | None:
         params = [(i, layer, name, p) for i, layer in enumerate(layers)
                   for name, p in layer.params().items()]
+        with_params = [layer for layer in layers if layer.param_names]
         if not params or len({p.dtype for *_, p in params}) != 1 \
-                or len({id(layer) for layer in layers}) != len(layers):  # a layer used twice
+                or len({id(layer) for layer in with_params}) != len(with_params):  # used twice
             return None
         buffer = np.zeros(sum(p.size for *_, p in params), params[0][3].dtype)
         per_layer = {id(layer): (layer, []) for _, layer, _, _ in params}
@@ -265,8 +276,9 @@ class _FlatGrads:
             entries.append((f"{i}.{name}", p, span))
             flat_params.append((layer, name, p, view))
             start += p.size
-        return cls(buffer, list(per_layer.values()), entries, flat_params,
-                   [layer for layer in layers if layer.param_names])
+        declared = [(layer, n, getattr(layer, n)) for layer in with_params
+                    for n in layer.param_names]
+        return cls(buffer, list(per_layer.values()), entries, flat_params, declared, with_params)
 
 
 def _load(own: dict, mapping) -> None:

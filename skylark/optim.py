@@ -25,8 +25,12 @@ class SGD:
             raise ValueError(f"momentum must be in [0, 1). Received: momentum={momentum!r}")
         self.model, self.lr, self.momentum = model, float(lr), float(momentum)
         self.velocity: dict[str, np.ndarray] = {}
-        self._flat_v = None  # (flat velocity, the dict whose entries are its views)
+        self._flat_v = None  # (flat velocity, [its per-parameter views, in entries' order])
         self._scratch = None
+
+    def __getstate__(self) -> dict:
+        # as Sequential's: a copy's velocity entries would no longer be views of its buffer
+        return {**self.__dict__, "_flat_v": None, "_scratch": None}
 
     def zero_grad(self) -> None:
         self.model.zero_grad()
@@ -76,14 +80,20 @@ class SGD:
     def _flat_velocity(self, g, entries) -> np.ndarray | None:
         """The flat velocity matching `entries`, gathered from `velocity` when it is not one
         already (a loaded state, or steps taken parameter by parameter); None before the
-        first step; False when `velocity` has other parameters or shapes than `entries`."""
+        first step; False when `velocity` has other parameters, shapes or dtypes than
+        `entries` (then `step` goes parameter by parameter)."""
         if not self.velocity:
             return None
-        if self._flat_v is not None and self._flat_v[1] is self.velocity \
-                and self._flat_v[0].shape == g.shape:
+        if self._flat_v is not None and self._flat_v[0].shape == g.shape \
+                and len(self.velocity) == len(entries) == len(self._flat_v[1]) and all(
+                    self.velocity.get(name) is view
+                    for (name, _, _), view in zip(entries, self._flat_v[1], strict=True)):
             return self._flat_v[0]
+        # otherwise gather it, if `velocity` is exactly one array per parameter, of its shape
+        # and dtype (an entry replaced by hand is taken as given, like a loaded state)
         if set(self.velocity) != {name for name, _, _ in entries} or any(
-                self.velocity[name].shape != p.shape for name, p, _ in entries):
+                self.velocity[name].shape != p.shape or self.velocity[name].dtype != p.dtype
+                for name, p, _ in entries):
             return False
         v = np.empty_like(g)
         for name, p, span in entries:
@@ -93,7 +103,7 @@ class SGD:
 
     def _adopt(self, v: np.ndarray, entries) -> None:
         self.velocity = {name: v[span].reshape(p.shape) for name, p, span in entries}
-        self._flat_v = (v, self.velocity)
+        self._flat_v = (v, list(self.velocity.values()))
 
     def state(self) -> dict[str, np.ndarray]:
         """Momentum buffers by parameter name (for checkpoints)."""

@@ -16,7 +16,7 @@ import skylark.layers.blocks as blocks_module
 from gradcheck import rel_error
 from oracle import conv_backward, conv_forward, maxpool_backward, maxpool_forward
 from skylark.layers.blocks import blocks
-from skylark.layers.pool import _outer_blocks
+from skylark.layers.pool import _outer_blocks, _padded_in_memory_order
 
 RTOL = 1e-12  # float64: blocked sums (dW, dbias, overlapping col2im) in another order, ulps
 
@@ -46,8 +46,10 @@ def test_tiny_budget_splits_the_work(tiny_blocks):
     conv.forward(np.zeros((2, 2, 7, 6)))
     assert len(conv._row_blocks(5, 4, 2)) == 5  # one block per output row
     assert conv._cache.cols is None  # so backward rebuilds each block
-    x = np.zeros((4, 3, 6, 6)).transpose(1, 2, 3, 0).transpose(3, 0, 1, 2)  # (C,H,W,N) memory
-    assert len(_outer_blocks(x.transpose(1, 2, 3, 0), (1, 2, 3, 0))) == 3  # a block a channel
+    x = np.zeros((3, 6, 6, 4)).transpose(3, 0, 1, 2)  # (N, C, H, W), (C, H, W, N) in memory
+    order, xp, _, _ = _padded_in_memory_order(x, (0, 0, 0, 0), -np.inf)
+    assert order == (1, 2, 3, 0)
+    assert len(_outer_blocks(xp, order)) == 3  # a block a channel
 
 
 def test_default_budget_keeps_a_small_batch_whole():
@@ -114,3 +116,33 @@ def test_blocked_maxpool_matches_oracle(tiny_blocks, cfg, kind, layout):
     # exact where windows do not overlap; a pixel that wins two overlapping windows gets a
     # sum, added here in another order than the oracle's: ulps
     assert rel_error(pool.backward(dy), ref_dx) <= RTOL
+
+
+@pytest.mark.parametrize("tiny", [True, False], ids=["blocked", "one block"])
+def test_two_backwards_add_up(monkeypatch, tiny):
+    """Like torch's .grad, a second backward adds to the gradients, blocked or not, and the
+    one-block path's kept im2col matrix survives the first backward."""
+    if tiny:
+        monkeypatch.setattr(blocks_module, "BLOCK_BYTES", 1)
+    conv = sk.Conv2D(2, 3, 3, padding=1, dtype="float64", seed=4)
+    x = _input((2, 2, 6, 5), "random")
+    dy = np.random.default_rng(6).standard_normal(conv.forward(x).shape)
+    dx1 = conv.backward(dy)
+    once = {k: v.copy() for k, v in conv.grads.items()}
+    dx2 = conv.backward(dy)
+    np.testing.assert_array_equal(dx1, dx2)
+    for k, v in conv.grads.items():
+        assert rel_error(v, 2 * once[k]) <= RTOL, k
+
+
+def test_backward_ignores_an_input_changed_after_forward(tiny_blocks):
+    """Several blocks: backward rebuilds im2col from the input, so the layer keeps its own
+    copy when the input already had the (C, H, W, N) layout (no copy was needed in forward)."""
+    conv = sk.Conv2D(3, 4, 3, dtype="float64", seed=2)
+    x = np.ascontiguousarray(_input((2, 3, 7, 6), "random").transpose(1, 2, 3, 0))
+    x = x.transpose(3, 0, 1, 2)  # (N, C, H, W), (C, H, W, N) in memory: the conv's own layout
+    dy = np.random.default_rng(7).standard_normal(conv.forward(x).shape)
+    _, want_dw, _ = conv_backward(dy, x.copy(), conv.weight, conv.stride, (0, 0, 0, 0))
+    x[...] = 0  # the caller reuses its buffer before backward
+    conv.backward(dy)
+    assert rel_error(conv.grads["weight"], want_dw) <= RTOL

@@ -149,3 +149,61 @@ def test_mixed_dtypes_and_shared_layers_go_parameter_by_parameter():
     twice = sk.Sequential(shared, sk.ReLU(), shared)
     twice.zero_grad()
     assert twice.flat_grads() is None
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_model_and_optimizer_train_like_the_original(how):
+    """A copy's gradient views come back as separate arrays: the copy must rebuild its buffer,
+    not keep feeding SGD a detached one."""
+    import copy
+    import pickle
+
+    net = _net()
+    opt = sk.SGD(net, 0.05, 0.9)
+    _train(net, opt, steps=2)
+    dup = copy.deepcopy if how == "deepcopy" else (lambda o: pickle.loads(pickle.dumps(o)))
+    net2, opt2 = dup((net, opt))
+    _train(net, opt)
+    _train(net2, opt2)
+    _same(net2.params(), net.params())
+    _same(opt2.state(), opt.state())
+
+
+def test_a_parameter_that_appears_is_trained():
+    net, ref = _net(), _per_parameter(_net())
+    for model in (net, ref):
+        model.zero_grad()  # the flat buffer is built without the conv's bias (bias=False)
+        model[0].bias = np.zeros(model[0].out_channels, np.float32)
+    opt, opt_ref = sk.SGD(net, 0.05, 0.9), sk.SGD(ref, 0.05, 0.9)
+    _train(net, opt)
+    _train(ref, opt_ref)
+    assert "0.bias" in net.params() and np.abs(net.params()["0.bias"]).max() > 0
+    _same(net.params(), ref.params())
+
+
+def test_a_velocity_entry_replaced_by_hand_is_used():
+    net, ref = _net(), _per_parameter(_net())
+    opt, opt_ref = sk.SGD(net, 0.05, 0.9), sk.SGD(ref, 0.05, 0.9)
+
+    def reset(o):
+        def between(i):
+            if i == 2:  # reset one parameter's momentum, as a user might
+                o.velocity["3.bias"] = np.zeros_like(o.velocity["3.bias"])
+        return between
+
+    _train(net, opt, between=reset(opt))
+    _train(ref, opt_ref, between=reset(opt_ref))
+    _same(net.params(), ref.params())
+    _same(opt.state(), opt_ref.state())
+
+
+def test_a_velocity_of_another_dtype_goes_parameter_by_parameter():
+    net, ref = _net(), _per_parameter(_net())
+    opt, opt_ref = sk.SGD(net, 0.05, 0.9), sk.SGD(ref, 0.05, 0.9)
+    velocity = {k: np.full(p.shape, 0.01, np.float64) for k, p in net.params().items()}
+    opt.load_state(velocity)
+    opt_ref.load_state(velocity)
+    _train(net, opt)
+    _train(ref, opt_ref)
+    _same(net.params(), ref.params())
+    _same(opt.state(), opt_ref.state())

@@ -168,8 +168,13 @@ class Conv2D(Layer):
             if self.bias is not None:
                 out += self.bias[:, None]
         # One block (a small batch): keep its im2col matrix for backward, which then need not
-        # rebuild it (~9 us of the ~130 us batch-1 step).
+        # rebuild it (~9 us of the ~130 us batch-1 step). Several: backward rebuilds the
+        # blocks from xt, which must then be our own copy: xt is the caller's array itself
+        # when it already had the (C, H, W, N) layout and no padding, and an in-place change
+        # to it before backward would silently change the weight gradient.
         kept = cols if len(row_blocks) == 1 else None
+        if kept is None and np.may_share_memory(xt, x):
+            xt = xt.copy()
         self._cache = ConvCache(xt, kept, x.shape, top=t, left=l)
         # Returned as a transposed VIEW: (N, O, Ho, Wo) to the caller, (O, Ho, Wo, N) in memory.
         # No copy here, and a gradient that comes back in the same layout (MaxPool2D, Flatten,
