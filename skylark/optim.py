@@ -85,9 +85,7 @@ class SGD:
         if not self.velocity:
             return None
         if self._flat_v is not None and self._flat_v[0].shape == g.shape \
-                and len(self.velocity) == len(entries) == len(self._flat_v[1]) and all(
-                    self.velocity.get(name) is view
-                    for (name, _, _), view in zip(entries, self._flat_v[1], strict=True)):
+                and self._still_views(entries):
             return self._flat_v[0]
         # otherwise gather it, if `velocity` is exactly one array per parameter, of its shape
         # and dtype (an entry replaced by hand is taken as given, like a loaded state)
@@ -100,6 +98,17 @@ class SGD:
             v[span] = self.velocity[name].reshape(-1)
         self._adopt(v, entries)
         return v
+
+    def _still_views(self, entries) -> bool:
+        """Whether `velocity` holds exactly the flat velocity's views, one per entry."""
+        views = self._flat_v[1]
+        if len(self.velocity) != len(entries) or len(views) != len(entries):
+            return False
+        velocity = self.velocity
+        for (name, _, _), view in zip(entries, views):  # a loop: ~1 us less than all(...)
+            if velocity.get(name) is not view:
+                return False
+        return True
 
     def _adopt(self, v: np.ndarray, entries) -> None:
         self.velocity = {name: v[span].reshape(p.shape) for name, p, span in entries}
