@@ -72,16 +72,22 @@ class BatchNorm2d(Layer):
                 raise ValueError("BatchNorm2d in training needs more than one value per channel. "
                                  f"Received: input with shape {x.shape}")
             mean = x.mean(axis=(0, 2, 3))
-            var = ((x - mean[:, None, None]) ** 2).mean(axis=(0, 2, 3))  # biased: normalises
+            centred = x - mean[:, None, None]
+            var = np.square(centred).mean(axis=(0, 2, 3))  # biased: normalises
             m = self.dtype.type(self.momentum)
             self.running_mean[...] = (1 - m) * self.running_mean + m * mean
             self.running_var[...] = (1 - m) * self.running_var + m * var * (n / (n - 1))
         else:
             mean, var = self.running_mean, self.running_var
+            centred = x - mean[:, None, None]
         invstd = 1 / np.sqrt(var + self.dtype.type(self.eps))
-        xhat = (x - mean[:, None, None]) * invstd[:, None, None]
+        # (x - mean) * invstd, in the centred array's memory: it was one pass and one
+        # full-size array fewer than computing x - mean twice (the same values)
+        xhat = np.multiply(centred, invstd[:, None, None], out=centred)
         self._cache = BNCache(xhat, mean, invstd, self.training)
-        return xhat * self.weight[:, None, None] + self.bias[:, None, None]
+        y = xhat * self.weight[:, None, None]
+        y += self.bias[:, None, None]
+        return y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """dy: (N, C, H, W) -> dx; adds dweight = sum(dy * xhat), dbias = sum(dy).
@@ -90,13 +96,28 @@ class BatchNorm2d(Layer):
         (dy - mean(dy) - xhat * mean(dy * xhat)), means over (N, H, W)."""
         xhat, _, invstd, batch_stats = self._need_cache(self._cache)
         dy = check_grad(dy, xhat.shape, "BatchNorm2d").astype(self.dtype, copy=False)
-        self._accumulate("weight", (dy * xhat).sum(axis=(0, 2, 3)))
-        self._accumulate("bias", dy.sum(axis=(0, 2, 3)))
+        dy_xhat = dy * xhat  # one full-size temporary, reused below
+        sum_dy_xhat, sum_dy = dy_xhat.sum(axis=(0, 2, 3)), dy.sum(axis=(0, 2, 3))
+        self._accumulate("weight", sum_dy_xhat)
+        self._accumulate("bias", sum_dy)
         if not input_grad:
             return None
         scale = (self.weight * invstd)[:, None, None]
         if not batch_stats:
             return dy * scale
-        mean_dy = dy.mean(axis=(0, 2, 3))[:, None, None]
-        mean_dy_xhat = (dy * xhat).mean(axis=(0, 2, 3))[:, None, None]
-        return scale * (dy - mean_dy - xhat * mean_dy_xhat)
+        # the means from the sums above (not two more passes), exactly as np.mean divides
+        n = dy.shape[0] * dy.shape[2] * dy.shape[3]
+        mean_dy = _mean_from_sum(sum_dy, n)[:, None, None]
+        mean_dy_xhat = _mean_from_sum(sum_dy_xhat, n)[:, None, None]
+        # scale * (dy - mean_dy - xhat * mean_dy_xhat), the same operations in the same order,
+        # into two full-size arrays instead of four
+        dx = dy - mean_dy
+        dx -= np.multiply(xhat, mean_dy_xhat, out=dy_xhat)
+        dx *= scale
+        return dx
+
+
+def _mean_from_sum(total: np.ndarray, count: int) -> np.ndarray:
+    """np.mean's result from its sum: numpy divides the sum by the count as an intp, casting
+    back to the sum's dtype, and so does this (the same bits as calling np.mean again)."""
+    return np.true_divide(total, np.intp(count), out=np.empty_like(total), casting="unsafe")
