@@ -1,5 +1,6 @@
-"""Cache blocking changes no number that matters: with the block budget shrunk to one byte
-(every output row of a conv, every channel or sample of a pool, its own block) the layers
+"""Cache blocking changes no number that matters: with the block budget shrunk to one output
+row of a conv (every row its own block) or to one byte for a pool (every channel or sample its
+own block) the layers
 agree with the loop oracle, forward and backward (random cotangent), on random and tie-heavy
 inputs, in every geometry the blocks must handle: strides, dilation, groups, padding, ceil
 mode, windows that overlap. The first test shows the budget really splits the work: a test
@@ -26,6 +27,13 @@ def tiny_blocks(monkeypatch):
     monkeypatch.setattr(blocks_module, "BLOCK_BYTES", 1)
 
 
+def _row_budget(monkeypatch, conv, x):
+    """Set the budget to one output row of `conv` on `x`: every row becomes its own block."""
+    _, ho, wo = conv.output_shape(x.shape[1:])
+    monkeypatch.setattr(blocks_module, "BLOCK_BYTES", conv._row_bytes(wo, x.shape[0]))
+    assert len(conv._row_blocks(ho, wo, x.shape[0])) == ho
+
+
 def _input(shape, kind, seed=0):
     rng = np.random.default_rng(seed)
     if kind == "ties":  # a flat background with a few bright pixels: max-pool windows tie
@@ -41,11 +49,15 @@ def test_blocks_split_as_documented():
     assert blocks(4, 1, budget=1 << 20) == [slice(0, 4)]
 
 
-def test_tiny_budget_splits_the_work(tiny_blocks):
+def test_a_row_budget_splits_the_work(monkeypatch):
     conv = sk.Conv2D(2, 3, 3, dtype="float64")
-    conv.forward(np.zeros((2, 2, 7, 6)))
-    assert len(conv._row_blocks(5, 4, 2)) == 5  # one block per output row
+    x = np.zeros((2, 2, 7, 6))
+    _row_budget(monkeypatch, conv, x)  # one block per output row
+    conv.forward(x)
     assert conv._cache.cols is None  # so backward rebuilds each block
+
+
+def test_pool_blocks_a_channel_at_a_time(tiny_blocks):
     x = np.zeros((3, 6, 6, 4)).transpose(3, 0, 1, 2)  # (N, C, H, W), (C, H, W, N) in memory
     order, xp, _, _ = _padded_in_memory_order(x, (0, 0, 0, 0), -np.inf)
     assert order == (1, 2, 3, 0)
@@ -58,20 +70,30 @@ def test_default_budget_keeps_a_small_batch_whole():
     assert conv._cache.cols is not None  # one block: backward reuses forward's im2col
 
 
+def test_blocking_only_where_it_pays(monkeypatch):
+    """The policy of blocks.py: the Skylark net's conv at batch 256 is blocked; a conv whose
+    GEMM is compute-bound (K = 72 > BLOCK_MAX_K) or whose single row exceeds the budget is not."""
+    assert len(sk.Conv2D(1, 8, 3)._row_blocks(26, 26, 256)) > 1
+    assert len(sk.Conv2D(8, 16, 3)._row_blocks(26, 26, 256)) == 1  # K = 8*3*3 = 72
+    assert len(sk.Conv2D(16, 32, 3, groups=8)._row_blocks(26, 26, 8)) > 1  # K = 2*3*3
+    assert len(sk.Conv2D(1, 6, 5)._row_blocks(28, 28, 256)) == 1  # a row: 889 KB
+
+
 CONVS = [
     dict(in_channels=2, out_channels=4, kernel_size=3),
     dict(in_channels=2, out_channels=4, kernel_size=(3, 2), stride=(2, 1), padding=(1, 2)),
     dict(in_channels=4, out_channels=6, kernel_size=3, dilation=(2, 1), groups=2, padding="same"),
     dict(in_channels=3, out_channels=3, kernel_size=2, stride=2, groups=3, bias=False),
-    dict(in_channels=2, out_channels=2, kernel_size=5, stride=(1, 3), padding="valid"),
+    dict(in_channels=1, out_channels=2, kernel_size=5, stride=(1, 3), padding="valid"),
 ]
 
 
 @pytest.mark.parametrize("kind", ["random", "ties"])
 @pytest.mark.parametrize("cfg", CONVS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
-def test_blocked_conv_matches_oracle(tiny_blocks, cfg, kind):
+def test_blocked_conv_matches_oracle(monkeypatch, cfg, kind):
     conv = sk.Conv2D(**cfg, dtype="float64", seed=1)
     x = _input((3, cfg["in_channels"], 9, 8), kind)
+    _row_budget(monkeypatch, conv, x)
     y = conv.forward(x)
     pads = conv.pads(x.shape[2:])
     dil, groups = conv.dilation, conv.groups
@@ -122,10 +144,10 @@ def test_blocked_maxpool_matches_oracle(tiny_blocks, cfg, kind, layout):
 def test_two_backwards_add_up(monkeypatch, tiny):
     """Like torch's .grad, a second backward adds to the gradients, blocked or not, and the
     one-block path's kept im2col matrix survives the first backward."""
-    if tiny:
-        monkeypatch.setattr(blocks_module, "BLOCK_BYTES", 1)
     conv = sk.Conv2D(2, 3, 3, padding=1, dtype="float64", seed=4)
     x = _input((2, 2, 6, 5), "random")
+    if tiny:
+        _row_budget(monkeypatch, conv, x)
     dy = np.random.default_rng(6).standard_normal(conv.forward(x).shape)
     dx1 = conv.backward(dy)
     once = {k: v.copy() for k, v in conv.grads.items()}
@@ -135,12 +157,13 @@ def test_two_backwards_add_up(monkeypatch, tiny):
         assert rel_error(v, 2 * once[k]) <= RTOL, k
 
 
-def test_backward_ignores_an_input_changed_after_forward(tiny_blocks):
+def test_backward_ignores_an_input_changed_after_forward(monkeypatch):
     """Several blocks: backward rebuilds im2col from the input, so the layer keeps its own
     copy when the input already had the (C, H, W, N) layout (no copy was needed in forward)."""
     conv = sk.Conv2D(3, 4, 3, dtype="float64", seed=2)
     x = np.ascontiguousarray(_input((2, 3, 7, 6), "random").transpose(1, 2, 3, 0))
     x = x.transpose(3, 0, 1, 2)  # (N, C, H, W), (C, H, W, N) in memory: the conv's own layout
+    _row_budget(monkeypatch, conv, x)
     dy = np.random.default_rng(7).standard_normal(conv.forward(x).shape)
     _, want_dw, _ = conv_backward(dy, x.copy(), conv.weight, conv.stride, (0, 0, 0, 0))
     x[...] = 0  # the caller reuses its buffer before backward

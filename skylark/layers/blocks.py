@@ -8,11 +8,18 @@ and the full-size intermediates (the im2col matrix, the pool's row maxima) never
 
 from __future__ import annotations
 
-# About half of a 2 MiB per-core L2. Measured on the Skylark net at batch 256 (one thread):
-# conv forward 1.6x and its weight gradient 2x faster with blocks of ~0.9 MiB than unblocked;
-# blocks of ~1.4 MiB were as slow as no blocking at all (the im2col block plus the GEMM's
-# output no longer fit beside OpenBLAS's packed panels).
-BLOCK_BYTES = 1 << 20
+# A quarter of a 2 MiB per-core L2. Measured at batch 64-256, one thread, a conv's forward plus
+# backward blocked against unblocked: 0.57-0.71x the time with blocks of 512 KiB for the convs
+# with K <= 25 of the built-in models (Skylark net, vgg-bn's first, LeNet-5's first), but
+# 1.07-1.16x with 1 MiB blocks for some of the same shapes: past ~512 KiB of im2col block,
+# OpenBLAS's packed panels and the block no longer share the cache.
+BLOCK_BYTES = 1 << 19
+
+# Conv2D blocks only when each output element costs few multiply-adds (K = C/groups * kh * kw):
+# then the GEMM is bound by memory traffic, which blocking saves. With K = 72 or 150 (vgg-bn's
+# and LeNet-5's second convs) the GEMM is bound by arithmetic, and rebuilding the im2col
+# blocks in backward made forward plus backward 1.1-1.8x slower than keeping the matrix.
+BLOCK_MAX_K = 32
 
 
 def blocks(n: int, bytes_per_item: int, budget: int | None = None) -> list[slice]:

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import Layer, as_dtype, check_grad, check_input, positive_pair
+from . import blocks as _blocks
 from .blocks import blocks
 from .padding import Pads, check_padding, out_size, padding_config, resolve_pads
 
@@ -182,9 +183,19 @@ class Conv2D(Layer):
         return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
 
     def _row_blocks(self, ho: int, wo: int, n: int) -> list[slice]:
-        """Output rows in blocks whose im2col matrix and GEMM output fit in the cache."""
+        """Output rows in blocks whose im2col matrix and GEMM output fit in the cache; one
+        block, all rows, when blocking does not pay: a compute-bound GEMM (K over
+        BLOCK_MAX_K) or a single output row over the budget (see blocks.py)."""
+        (kh, kw), c, g = self.kernel_size, self.in_channels, self.groups
+        row = self._row_bytes(wo, n)
+        if c // g * kh * kw > _blocks.BLOCK_MAX_K or row > _blocks.BLOCK_BYTES:
+            return [slice(0, ho)]
+        return blocks(ho, row)
+
+    def _row_bytes(self, wo: int, n: int) -> int:
+        """The bytes of one output row's im2col matrix and GEMM output."""
         (kh, kw), c, o = self.kernel_size, self.in_channels, self.out_channels
-        return blocks(ho, (c * kh * kw + o) * wo * n * self.dtype.itemsize)
+        return (c * kh * kw + o) * wo * n * self.dtype.itemsize
 
     def _geometry(self, chw) -> tuple[int, int, Pads]:
         """(H_out, W_out, pads) for an input of shape (C, H, W), validated as `output_shape`
