@@ -72,11 +72,13 @@ def test_default_budget_keeps_a_small_batch_whole():
 
 def test_blocking_only_where_it_pays(monkeypatch):
     """The policy of blocks.py: the Skylark net's conv at batch 256 is blocked; a conv whose
-    GEMM is compute-bound (K = 72 > BLOCK_MAX_K) or whose single row exceeds the budget is not."""
+    GEMM is compute-bound (K = 72 > BLOCK_MAX_K) or whose single row exceeds twice the budget
+    is not."""
     assert len(sk.Conv2D(1, 8, 3)._row_blocks(26, 26, 256)) > 1
     assert len(sk.Conv2D(8, 16, 3)._row_blocks(26, 26, 256)) == 1  # K = 8*3*3 = 72
     assert len(sk.Conv2D(16, 32, 3, groups=8)._row_blocks(26, 26, 8)) > 1  # K = 2*3*3
-    assert len(sk.Conv2D(1, 6, 5)._row_blocks(28, 28, 256)) == 1  # a row: 889 KB
+    assert len(sk.Conv2D(1, 6, 5)._row_blocks(28, 28, 256)) == 28  # a row: 889 KB
+    assert len(sk.Conv2D(1, 6, 5)._row_blocks(28, 28, 512)) == 1  # a row: 1.7 MB
 
 
 CONVS = [
