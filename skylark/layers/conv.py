@@ -16,8 +16,9 @@ class ConvCache(NamedTuple):
     """What `Conv2D.forward` keeps for `backward`: the padded input, not the im2col matrix
     (9x the input for a 3x3 kernel); `backward` rebuilds it a block at a time, in cache."""
 
-    xt: np.ndarray  # (C, Hp, Wp, N): the padded input, batch innermost
+    xt: np.ndarray | None  # (C, Hp, Wp, N): the padded input, batch innermost (if no cols)
     cols: np.ndarray | None  # the im2col matrix when forward built it in one block, else None
+    padded_shape: tuple[int, ...]  # (C, Hp, Wp, N)
     input_shape: tuple[int, ...]  # (N, C, H, W) of the input
     top: int  # rows of padding above the input
     left: int  # columns of padding left of the input
@@ -173,10 +174,11 @@ class Conv2D(Layer):
         # blocks from xt, which must then be our own copy: xt is the caller's array itself
         # when it already had the (C, H, W, N) layout and no padding, and an in-place change
         # to it before backward would silently change the weight gradient.
-        kept = cols if len(row_blocks) == 1 else None
-        if kept is None and np.may_share_memory(xt, x):
-            xt = xt.copy()
-        self._cache = ConvCache(xt, kept, x.shape, top=t, left=l)
+        if len(row_blocks) == 1:  # keep the matrix, not the input
+            self._cache = ConvCache(None, cols, xt.shape, x.shape, top=t, left=l)
+        else:
+            own = xt.copy() if np.may_share_memory(xt, x) else xt
+            self._cache = ConvCache(own, None, xt.shape, x.shape, top=t, left=l)
         # Returned as a transposed VIEW: (N, O, Ho, Wo) to the caller, (O, Ho, Wo, N) in memory.
         # No copy here, and a gradient that comes back in the same layout (MaxPool2D, Flatten,
         # Dense and the element-wise layers keep it) makes the reshape in `backward` free too.
@@ -253,7 +255,7 @@ class Conv2D(Layer):
         # the layer's gradients, added into block by block: (O, C/G*kh*kw) and (O,) views
         dw = self._grad("weight").reshape(o, -1)
         db = self._grad("bias") if self.bias is not None else None
-        dxt = np.zeros(cache.xt.shape, self.dtype) if input_grad else None  # (C, Hp, Wp, N)
+        dxt = np.zeros(cache.padded_shape, self.dtype) if input_grad else None  # (C, Hp, Wp, N)
         # forward's blocks (one, whose im2col matrix forward kept, for a small batch)
         row_blocks = [slice(0, ho)] if cache.cols is not None else self._row_blocks(ho, wo, n)
         for rows in row_blocks:
