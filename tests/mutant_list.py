@@ -252,7 +252,8 @@ MUTANTS = [
            "_route(d_row_max, cache.col_arg, aw, kw, sw, dw, out=dxp[part])",
            (T + "test_blocks.py",), "a pool block routes with the whole batch's winners"),
     Mutant("sgd_flat_no_momentum", "skylark/optim.py",
-           "            else:\n                v *= self.momentum\n                v += g\n            g = v",
+           "            else:\n                v *= self.momentum\n"
+           "                v += g\n            g = v",
            "            else:\n                v += g\n            g = v",
            (T + "test_flat_grads.py",), "the fused SGD step forgets to decay the velocity"),
     Mutant("flat_grads_unchecked", "skylark/model.py",

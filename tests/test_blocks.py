@@ -14,10 +14,11 @@ import pytest
 
 import skylark as sk
 import skylark.layers.blocks as blocks_module
-from gradcheck import rel_error
-from oracle import conv_backward, conv_forward, maxpool_backward, maxpool_forward
 from skylark.layers.blocks import blocks
 from skylark.layers.pool import _outer_blocks, _padded_in_memory_order
+
+from gradcheck import rel_error
+from oracle import conv_backward, conv_forward, maxpool_backward, maxpool_forward
 
 RTOL = 1e-12  # float64: blocked sums (dW, dbias, overlapping col2im) in another order, ulps
 

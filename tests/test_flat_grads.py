@@ -45,21 +45,34 @@ def _per_parameter(net):
 
 
 def _same(a, b):
-    for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
-        assert ka == kb
-        np.testing.assert_array_equal(va, vb, err_msg=ka)  # bit for bit: no tolerance
+    assert a.keys() == b.keys()  # as sets: a velocity's entries may come in another order
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)  # bit for bit: no tolerance
+
+
+def _twins(prepare=None, between=None, model="skylark", momentum=0.9):
+    """Train a model (the flat path where it applies) and its twin parameter by parameter in
+    the same way: `prepare(net, opt)` first, `between(net, opt)(step)` before each update.
+    Asserts both end bit-identical, parameters and velocity; returns the first (net, opt)."""
+    pair = []
+    for plain in (False, True):
+        net = _per_parameter(_net(model)) if plain else _net(model)
+        opt = sk.SGD(net, 0.05, momentum)
+        if prepare is not None:
+            prepare(net, opt)
+        _train(net, opt, between=None if between is None else between(net, opt))
+        pair.append((net, opt))
+    (net, opt), (ref, opt_ref) = pair
+    _same(net.params(), ref.params())
+    _same(opt.state(), opt_ref.state())
+    return net, opt
 
 
 @pytest.mark.parametrize("model", ["skylark", "vgg-bn"])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_fused_step_is_bit_identical(model, momentum):
-    fused, plain = _net(model), _per_parameter(_net(model))
-    opt_f, opt_p = sk.SGD(fused, 0.05, momentum), sk.SGD(plain, 0.05, momentum)
-    _train(fused, opt_f)
-    _train(plain, opt_p)
+    fused, _ = _twins(model=model, momentum=momentum)
     assert fused.flat_grads() is not None  # the fused path really ran
-    _same(fused.params(), plain.params())
-    _same(opt_f.state(), opt_p.state())
 
 
 def test_every_gradient_is_a_view_of_one_buffer():
@@ -67,17 +80,14 @@ def test_every_gradient_is_a_view_of_one_buffer():
     net.zero_grad()
     buffer, entries = net.flat_grads()
     assert [name for name, _, _ in entries] == list(net.params())
-    for (name, g), (_, p, span) in zip(net.grads().items(), entries, strict=True):
+    for (name, g), (_, p, _) in zip(net.grads().items(), entries, strict=True):
         assert np.shares_memory(g, buffer) and g.shape == p.shape, name
         assert not np.shares_memory(p, buffer), name  # parameters stay the layers' own
 
 
 @pytest.mark.parametrize("disturb", ["layer zero_grad", "grad replaced", "param swapped"])
 def test_broken_views_fall_back_and_stay_correct(disturb):
-    net, ref = _net(), _per_parameter(_net())
-    opt, opt_ref = sk.SGD(net, 0.05, 0.9), sk.SGD(ref, 0.05, 0.9)
-
-    def poke(model):
+    def poke(model, _):
         def between(i):
             if i != 2:
                 return
@@ -90,10 +100,7 @@ def test_broken_views_fall_back_and_stay_correct(disturb):
                 dense.weight = dense.weight.copy()
         return between
 
-    _train(net, opt, between=poke(net))
-    _train(ref, opt_ref, between=poke(ref))
-    _same(net.params(), ref.params())
-    _same(opt.state(), opt_ref.state())
+    _twins(between=poke)
 
 
 def test_layers_added_after_a_step_are_trained():
@@ -118,27 +125,13 @@ def _copy(layer):
 
 
 def test_loaded_velocity_is_gathered_into_the_flat_buffer():
-    a, b = _net(), _per_parameter(_net())
-    opt_a, opt_b = sk.SGD(a, 0.05, 0.9), sk.SGD(b, 0.05, 0.9)
-    velocity = {k: np.full(p.shape, 0.01 * i, p.dtype) for i, (k, p) in
-                enumerate(a.params().items())}
-    opt_a.load_state(velocity)
-    opt_b.load_state(velocity)
-    _train(a, opt_a)
-    _train(b, opt_b)
-    _same(a.params(), b.params())
-    _same(opt_a.state(), opt_b.state())
+    _twins(prepare=lambda net, opt: opt.load_state(
+        {k: np.full(p.shape, 0.01 * i, p.dtype) for i, (k, p) in enumerate(net.params().items())}))
 
 
 def test_partial_velocity_falls_back():
-    a, b = _net(), _per_parameter(_net())
-    opt_a, opt_b = sk.SGD(a, 0.05, 0.9), sk.SGD(b, 0.05, 0.9)
     only = {"3.bias": np.full(4, 0.5, np.float32)}  # a velocity for one parameter only
-    opt_a.load_state(only)
-    opt_b.load_state(only)
-    _train(a, opt_a)
-    _train(b, opt_b)
-    _same(a.params(), b.params())
+    _twins(prepare=lambda net, opt: opt.load_state(only))
 
 
 def test_mixed_dtypes_and_shared_layers_go_parameter_by_parameter():
@@ -170,40 +163,24 @@ def test_a_copied_model_and_optimizer_train_like_the_original(how):
 
 
 def test_a_parameter_that_appears_is_trained():
-    net, ref = _net(), _per_parameter(_net())
-    for model in (net, ref):
-        model.zero_grad()  # the flat buffer is built without the conv's bias (bias=False)
-        model[0].bias = np.zeros(model[0].out_channels, np.float32)
-    opt, opt_ref = sk.SGD(net, 0.05, 0.9), sk.SGD(ref, 0.05, 0.9)
-    _train(net, opt)
-    _train(ref, opt_ref)
+    def add_bias(net, _):
+        net.zero_grad()  # the flat buffer is built without the conv's bias (bias=False)
+        net[0].bias = np.zeros(net[0].out_channels, np.float32)
+
+    net, _ = _twins(prepare=add_bias)
     assert "0.bias" in net.params() and np.abs(net.params()["0.bias"]).max() > 0
-    _same(net.params(), ref.params())
 
 
 def test_a_velocity_entry_replaced_by_hand_is_used():
-    net, ref = _net(), _per_parameter(_net())
-    opt, opt_ref = sk.SGD(net, 0.05, 0.9), sk.SGD(ref, 0.05, 0.9)
-
-    def reset(o):
+    def reset(_, opt):
         def between(i):
             if i == 2:  # reset one parameter's momentum, as a user might
-                o.velocity["3.bias"] = np.zeros_like(o.velocity["3.bias"])
+                opt.velocity["3.bias"] = np.zeros_like(opt.velocity["3.bias"])
         return between
 
-    _train(net, opt, between=reset(opt))
-    _train(ref, opt_ref, between=reset(opt_ref))
-    _same(net.params(), ref.params())
-    _same(opt.state(), opt_ref.state())
+    _twins(between=reset)
 
 
 def test_a_velocity_of_another_dtype_goes_parameter_by_parameter():
-    net, ref = _net(), _per_parameter(_net())
-    opt, opt_ref = sk.SGD(net, 0.05, 0.9), sk.SGD(ref, 0.05, 0.9)
-    velocity = {k: np.full(p.shape, 0.01, np.float64) for k, p in net.params().items()}
-    opt.load_state(velocity)
-    opt_ref.load_state(velocity)
-    _train(net, opt)
-    _train(ref, opt_ref)
-    _same(net.params(), ref.params())
-    _same(opt.state(), opt_ref.state())
+    _twins(prepare=lambda net, opt: opt.load_state(
+        {k: np.full(p.shape, 0.01, np.float64) for k, p in net.params().items()}))

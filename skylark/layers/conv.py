@@ -6,8 +6,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import Layer, as_dtype, check_grad, check_input, positive_pair
 from . import blocks as _blocks
+from .base import Layer, as_dtype, check_grad, check_input, positive_pair
 from .blocks import blocks
 from .padding import Pads, check_padding, out_size, padding_config, resolve_pads
 

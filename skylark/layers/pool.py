@@ -9,8 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import Layer, check_grad, check_input, positive_pair
 from . import blocks as _blocks
+from .base import Layer, check_grad, check_input, positive_pair
 from .blocks import blocks
 from .padding import Pads, check_padding, padding_config, pool_out_size, resolve_pads
 
