@@ -8,7 +8,6 @@ import numpy as np
 
 from . import blocks as _blocks
 from .base import Layer, as_dtype, check_grad, check_input, positive_pair
-from .blocks import blocks
 from .padding import Pads, check_padding, out_size, padding_config, resolve_pads
 
 
@@ -19,6 +18,7 @@ class ConvCache(NamedTuple):
     xt: np.ndarray | None  # (C, Hp, Wp, N): the padded input, batch innermost (if no cols)
     cols: np.ndarray | None  # the im2col matrix when forward built it in one block, else None
     padded_shape: tuple[int, ...]  # (C, Hp, Wp, N)
+    row_blocks: list[slice]  # forward's blocks of output rows, which backward follows
     input_shape: tuple[int, ...]  # (N, C, H, W) of the input
     top: int  # rows of padding above the input
     left: int  # columns of padding left of the input
@@ -175,10 +175,10 @@ class Conv2D(Layer):
         # when it already had the (C, H, W, N) layout and no padding, and an in-place change
         # to it before backward would silently change the weight gradient.
         if len(row_blocks) == 1:  # keep the matrix, not the input
-            self._cache = ConvCache(None, cols, xt.shape, x.shape, top=t, left=l)
+            self._cache = ConvCache(None, cols, xt.shape, row_blocks, x.shape, top=t, left=l)
         else:
             own = xt.copy() if np.may_share_memory(xt, x) else xt
-            self._cache = ConvCache(own, None, xt.shape, x.shape, top=t, left=l)
+            self._cache = ConvCache(own, None, xt.shape, row_blocks, x.shape, top=t, left=l)
         # Returned as a transposed VIEW: (N, O, Ho, Wo) to the caller, (O, Ho, Wo, N) in memory.
         # No copy here, and a gradient that comes back in the same layout (MaxPool2D, Flatten,
         # Dense and the element-wise layers keep it) makes the reshape in `backward` free too.
@@ -193,7 +193,7 @@ class Conv2D(Layer):
         row = self._row_bytes(wo, n)
         if c // g * kh * kw > _blocks.BLOCK_MAX_K or row > 2 * _blocks.BLOCK_BYTES:
             return [slice(0, ho)]
-        return blocks(ho, row)
+        return _blocks.blocks(ho, row)
 
     def _row_bytes(self, wo: int, n: int) -> int:
         """The bytes of one output row's im2col matrix and GEMM output."""
@@ -257,8 +257,7 @@ class Conv2D(Layer):
         db = self._grad("bias") if self.bias is not None else None
         dxt = np.zeros(cache.padded_shape, self.dtype) if input_grad else None  # (C, Hp, Wp, N)
         # forward's blocks (one, whose im2col matrix forward kept, for a small batch)
-        row_blocks = [slice(0, ho)] if cache.cols is not None else self._row_blocks(ho, wo, n)
-        for rows in row_blocks:
+        for rows in cache.row_blocks:
             dyb = dy3[:, rows].reshape(o, -1)  # (O, R*Wo*N), a view
             # forward's im2col block again: rebuilt from the input in cache, cheaper than
             # keeping the whole 9x-the-input matrix and reading it back from memory

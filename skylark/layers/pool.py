@@ -11,7 +11,6 @@ import numpy as np
 
 from . import blocks as _blocks
 from .base import Layer, check_grad, check_input, positive_pair
-from .blocks import blocks
 from .padding import Pads, check_padding, padding_config, pool_out_size, resolve_pads
 
 
@@ -357,11 +356,11 @@ def _first_max(a: np.ndarray, axis: int, k: int, s: int, n: int, d: int = 1, *,
         # the winning tap's index: False for tap 0, True for tap 1.
         return (np.maximum(taps[0], taps[1], out=out),
                 np.greater(taps[1], taps[0], out=arg_out))
-    best = taps[0].copy() if out is None else out
+    best = taps[0].copy() if out is None else out  # C-contiguous
     if out is not None:
         np.copyto(best, taps[0])
-    arg = np.zeros(best.shape, _arg_dtype(k)) if arg_out is None else arg_out
-    arg.fill(0)
+    arg = np.empty(best.shape, _arg_dtype(k)) if arg_out is None else arg_out
+    arg.fill(0)  # every window's leader so far: tap 0
     for i, tap in enumerate(taps[1:], start=1):
         better = tap > best
         np.maximum(best, tap, out=best)  # not copyto(where=better): a nan still propagates
@@ -388,7 +387,7 @@ def _outer_blocks(a: np.ndarray, order: tuple[int, ...]) -> list[slice]:
     1.3x and backward 1.25x faster a channel at a time than on the whole batch."""
     if order[0] > 1 or a.nbytes * 3 // 2 <= _blocks.BLOCK_BYTES:
         return [slice(None)]
-    return blocks(a.shape[0], a[:1].nbytes * 3 // 2)  # the block and its row maxima (half)
+    return _blocks.blocks(a.shape[0], a[:1].nbytes * 3 // 2)  # the block and its row maxima (half)
 
 
 def _memory_order(x: np.ndarray) -> tuple[int, ...]:
