@@ -39,6 +39,14 @@ def test_loss_gradient_fd():
     [
         (np.array([0, 10]), r"\[0, 10\). Received: label=10"),
         (np.array([-1, 0]), "Received: label=-1"),
+        # every int dtype (the range check reads signed labels as unsigned), byte order,
+        # and a strided view
+        (np.array([0, -1], np.int8), "Received: label=-1"),
+        (np.array([0, -128], np.int8), "Received: label=-128"),
+        (np.array([0, -1], ">i4"), "Received: label=-1"),
+        (np.array([0, 10], ">i8"), "Received: label=10"),
+        (np.array([0, 300], np.uint16), "Received: label=300"),
+        (np.array([0, 9, -5, 9])[::2][::-1], "Received: label=-5"),
         (np.array([[0, 1]]), r"shape \(2,\).*Received: labels with shape \(1, 2\)"),
         (np.array([0.0, 1.0]), "dtype float64"),
         (np.array([0, 1, 2]), r"Received: labels with shape \(3,\)"),
@@ -182,3 +190,13 @@ def test_any_memory_order_of_the_logits_gives_the_same_loss(eps):
         loss, dz = sk.softmax_cross_entropy(other, y, label_smoothing=eps)
         assert loss == want_loss
         np.testing.assert_array_equal(dz, want_dz)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", ">i4", "<u8", "int64"])
+def test_valid_labels_of_every_int_dtype(dtype):
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((5, 7))
+    y = np.array([0, 6, 3, 6, 1])
+    want_loss, want_grad = sk.softmax_cross_entropy(z, y)
+    loss, grad = sk.softmax_cross_entropy(z, y.astype(dtype))
+    assert loss == want_loss and np.array_equal(grad, want_grad)

@@ -20,6 +20,7 @@ class ConvCache(NamedTuple):
     padded_shape: tuple[int, ...]  # (C, Hp, Wp, N)
     row_blocks: list[slice]  # forward's blocks of output rows, which backward follows
     input_shape: tuple[int, ...]  # (N, C, H, W) of the input
+    out_hw: tuple[int, int]  # (H_out, W_out)
     top: int  # rows of padding above the input
     left: int  # columns of padding left of the input
 
@@ -142,7 +143,8 @@ class Conv2D(Layer):
                 f"Conv2D expects {self.in_channels} input channels (NCHW). "
                 f"Received: input with shape {x.shape}"
             )
-        ho, wo, (t, b, l, r) = self._geometry(x.shape[1:])
+        o, n = self.out_channels, x.shape[0]
+        ho, wo, (t, b, l, r), row_blocks = self._plan(x.shape[1:], n)
         # Work in (C, H, W, N) memory order: the batch is the innermost axis, so every tap copy
         # below and every max-pool tap after us moves contiguous runs of N values instead of
         # gathering with a stride (one copy of the input here, free when the input already has
@@ -152,9 +154,7 @@ class Conv2D(Layer):
         xt = np.ascontiguousarray(x.transpose(1, 2, 3, 0))
         if t + b + l + r:
             xt = np.pad(xt, ((0, 0), (t, b), (l, r), (0, 0)))
-        o, n = self.out_channels, x.shape[0]
         y = np.empty((o, ho, wo * n), self.dtype)  # (O, Ho, Wo*N): (O, Ho, Wo, N) in memory
-        row_blocks = self._row_blocks(ho, wo, n)
         for rows in row_blocks:
             # A block of output rows at a time (see blocks.py): its im2col matrix is still in
             # the L2 cache when the GEMM reads it, and the GEMM writes straight into y.
@@ -175,10 +175,10 @@ class Conv2D(Layer):
         # when it already had the (C, H, W, N) layout and no padding, and an in-place change
         # to it before backward would silently change the weight gradient.
         if len(row_blocks) == 1:  # keep the matrix, not the input
-            self._cache = ConvCache(None, cols, xt.shape, row_blocks, x.shape, top=t, left=l)
+            self._cache = ConvCache(None, cols, xt.shape, row_blocks, x.shape, (ho, wo), t, l)
         else:
             own = xt.copy() if np.may_share_memory(xt, x) else xt
-            self._cache = ConvCache(own, None, xt.shape, row_blocks, x.shape, top=t, left=l)
+            self._cache = ConvCache(own, None, xt.shape, row_blocks, x.shape, (ho, wo), t, l)
         # Returned as a transposed VIEW: (N, O, Ho, Wo) to the caller, (O, Ho, Wo, N) in memory.
         # No copy here, and a gradient that comes back in the same layout (MaxPool2D, Flatten,
         # Dense and the element-wise layers keep it) makes the reshape in `backward` free too.
@@ -200,15 +200,17 @@ class Conv2D(Layer):
         (kh, kw), c, o = self.kernel_size, self.in_channels, self.out_channels
         return (c * kh * kw + o) * wo * n * self.dtype.itemsize
 
-    def _geometry(self, chw) -> tuple[int, int, Pads]:
-        """(H_out, W_out, pads) for an input of shape (C, H, W), validated as `output_shape`
-        does; remembered for the last input size and options (~4 us a call at batch 1)."""
-        key = (tuple(chw), self.kernel_size, self.stride, self.padding, self.dilation)
-        if getattr(self, "_geometry_key", None) != key:
-            _, ho, wo = self.output_shape(key[0])
-            self._geometry_value = ho, wo, self.pads(key[0][1:])
-            self._geometry_key = key
-        return self._geometry_value
+    def _plan(self, chw, n: int) -> tuple[int, int, Pads, list[slice]]:
+        """(H_out, W_out, pads, row blocks) for a batch of n inputs of shape (C, H, W),
+        validated as `output_shape` does; remembered for the last input size, options and
+        block settings (a batch-1 step would spend ~8 us here)."""
+        key = (chw, n, self.kernel_size, self.stride, self.padding, self.dilation,
+               _blocks.BLOCK_BYTES, _blocks.BLOCK_MAX_K)
+        if getattr(self, "_plan_key", None) != key:
+            _, ho, wo = self.output_shape(chw)
+            self._plan_value = ho, wo, self.pads(chw[1:]), self._row_blocks(ho, wo, n)
+            self._plan_key = key
+        return self._plan_value
 
     def _im2col(self, xt: np.ndarray, rows: slice, wo: int) -> np.ndarray:
         """xt (C, Hp, Wp, N) -> cols (C*kh*kw, R*Wo*N) for the R output rows `rows`: row
@@ -245,8 +247,7 @@ class Conv2D(Layer):
         layer's work.
         """
         cache: ConvCache = self._need_cache(self._cache)
-        n = cache.input_shape[0]
-        ho, wo, _ = self._geometry(cache.input_shape[1:])
+        n, (ho, wo) = cache.input_shape[0], cache.out_hw
         o, g = self.out_channels, self.groups
         dy = check_grad(dy, (n, o, ho, wo), "Conv2D").astype(self.dtype, copy=False)
         # (N, O, Ho, Wo) -> (O, Ho, Wo*N): a free reshape when dy has forward's (O, Ho, Wo, N)
