@@ -80,7 +80,7 @@ class Dense(Layer):
             dw = np.dot(dy.T, x)
         self._accumulate("weight", dw)
         if self.bias is not None:
-            self._accumulate("bias", dy.sum(axis=0))
+            self._accumulate("bias", np.add.reduce(dy, axis=0))  # dy.sum(0) minus its wrapper
         if not input_grad:
             return None
         if x.flags.f_contiguous and not x.flags.c_contiguous:
