@@ -14,7 +14,7 @@ import sys
 
 from skylark.cli import HelpFormatter
 
-from .porting import TARGETS, VerificationError, export_weights, verify_line
+from .porting import TARGETS, VerificationError, check_format, export_weights, verify_line
 
 HELP = "write a checkpoint as torch, Keras, TensorFlow or ONNX weights (verified)"
 DESCRIPTION = ("A skylark .npz checkpoint as a torch state_dict, Keras .weights.h5, TensorFlow "
@@ -70,6 +70,7 @@ def usage_error(command: str, e: BaseException) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        check_format(args.to, "--to")  # named as the user typed it, not as the function's to=
         rep = export_weights(args.checkpoint, args.to, args.out, verify=not args.no_verify,
                              force=args.force, model=args.model, input_shape=args.input_shape)
     except VerificationError as e:

@@ -19,7 +19,7 @@ from skylark.cli import HelpFormatter
 from skylark.models import from_config, to_config
 
 from .export_cmd import add_common, usage_error
-from .porting import TARGETS, check_out, read_weights, verify_file, verify_line
+from .porting import TARGETS, check_format, check_out, read_weights, verify_file, verify_line
 
 HELP = "read torch, Keras, TensorFlow or ONNX weights into a skylark checkpoint"
 DESCRIPTION = ("A torch state_dict, Keras .weights.h5, TensorFlow SavedModel (as `skylark "
@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     shape = args.input_shape or (1, 28, 28)
     try:
+        check_format(args.source, "--from")  # the flag, not the function's framework=
         out = check_out(args.out, "npz", args.force, suffix=".npz")
         p = read_weights(args.path, args.source, args.model or "skylark", shape, args.dtype)
         v = None if args.no_verify else verify_file(args.path, args.source, p)

@@ -49,7 +49,8 @@ class VerificationError(RuntimeError):
     """An exported file whose outputs are not within the bar (nothing was written)."""
 
 
-def _check_format(name: str, what: str = "to") -> None:
+def check_format(name: str, what: str = "to") -> None:
+    """ValueError naming `what` (an argument, or a command-line flag such as "--to")."""
     if name not in FORMATS:
         raise ValueError(f"{what} must be one of {', '.join(TARGETS)}. Received: {what}={name!r}")
 
@@ -167,7 +168,7 @@ def verify_file(path, fmt: str, p: Portable, batch: int = 4, seed: int = 0) -> d
     """Load `path` in its framework, run a random and a ties batch (evaluation mode), compare
     its logits with numpy's within the check's bar. {"ok", "rows": [{input, max_abs, budget,
     ok}], "seconds"}."""
-    _check_format(fmt)
+    check_format(fmt)
     last, k = f"out.{len(p.spec) - 1}", shapes(p.spec, p.input_shape)[-1][0]
     rows, t0 = [], time.perf_counter()
     for kind in ("random", "ties"):
@@ -205,7 +206,7 @@ def export_weights(model_or_ckpt, to: str, path, *, verify: bool = True, force: 
 
     Returns {"path", "format", "portable", "verification" (verify_file's, or None)}; raises
     VerificationError (nothing written) when the file's outputs are not within the bar."""
-    _check_format(to)
+    check_format(to)
     if isinstance(model_or_ckpt, sk.Sequential):
         p = portable(model_or_ckpt, input_shape or DEFAULT_INPUT_SHAPE)
     else:
@@ -242,7 +243,7 @@ def read_weights(path, framework: str, model, input_shape=DEFAULT_INPUT_SHAPE,
     """The state a `framework` file at `path` holds for `model`'s architecture, in skylark's
     layout and names, checked (ValueError naming missing, unexpected and mis-shaped entries).
     `dtype` None: the file's own (Keras: float32, the dtype its model is built in)."""
-    _check_format(framework, "framework")
+    check_format(framework, "framework")
     if not Path(path).exists():
         raise FileNotFoundError(f"no {framework} file at this path. Received: {str(path)!r}")
     shape = tuple(int(d) for d in input_shape)

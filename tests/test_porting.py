@@ -176,7 +176,8 @@ def test_export_errors_are_one_line_naming_the_value(tmp_path, capsys):
     ck = _checkpoint(tmp_path, sk.skylark_cnn((1, 8, 8)), {"dataset": "digits"})
     (tmp_path / "taken.pt").write_bytes(b"keep me")
     cases = [
-        (["--to", "caffe", "--out", "x.pt"], "Received: to='caffe'"),
+        (["--to", "caffe", "--out", "x.pt"], "--to must be one of torch, keras, tf, onnx. "
+                                             "Received: --to='caffe'"),
         (["--to", "torch", "--out", str(tmp_path / "taken.pt")], "taken.pt' exists: pass --force"),
         (["--to", "torch", "--out", str(tmp_path / "no" / "x.pt")], "does not exist"),
         (["--to", "keras", "--out", str(tmp_path / "x.h5")], "must end in .weights.h5"),
@@ -213,3 +214,14 @@ def test_import_names_what_does_not_fit(tmp_path, capsys):
                           str(tmp_path / "a.npz")])
     assert "Received: " in err and "gone.pt" in err
     assert not (tmp_path / "a.npz").exists()
+
+
+def test_an_unknown_framework_is_named_by_its_flag(tmp_path, capsys):
+    """The command line names `--to` / `--from` as typed, not the functions' to= / framework=;
+    nothing is written."""
+    ck = _checkpoint(tmp_path, sk.skylark_cnn((1, 8, 8)), {"dataset": "digits"})
+    err = _error(capsys, ["export", str(ck), "--to", "onnx2", "--out", str(tmp_path / "x.onnx")])
+    assert "--to must be one of torch, keras, tf, onnx. Received: --to='onnx2'" in err
+    err = _error(capsys, ["import", str(ck), "--from", "caffe", "--out", str(tmp_path / "y.npz")])
+    assert "--from must be one of torch, keras, tf, onnx. Received: --from='caffe'" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ck.name]
