@@ -114,6 +114,45 @@ def test_blocked_conv_matches_oracle(monkeypatch, cfg, kind):
     assert rel_error(conv.grads["weight"], rdw) <= RTOL
 
 
+@pytest.mark.parametrize("kind", ["random", "ties"])
+@pytest.mark.parametrize("cfg", CONVS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_input_gradient_blocks_of_a_kept_im2col_match_oracle(monkeypatch, cfg, kind):
+    """A conv in one forward block (im2col kept) with its input gradient forced into blocks of
+    one output row (DX_BLOCK_FROM 0, DX_BLOCK_BYTES 1): overlapping rows add up in col2im."""
+    monkeypatch.setattr(blocks_module, "DX_BLOCK_FROM", 0)
+    monkeypatch.setattr(blocks_module, "DX_BLOCK_BYTES", 1)
+    conv = sk.Conv2D(**cfg, dtype="float64", seed=1)
+    x = _input((3, cfg["in_channels"], 9, 8), kind)
+    y = conv.forward(x)
+    assert conv._cache.cols is not None  # one forward block: the blocks are the input grad's
+    pads = conv.pads(x.shape[2:])
+    dy = np.random.default_rng(2).standard_normal(y.shape)
+    rdx, rdw, _ = conv_backward(dy, x, conv.weight, conv.stride, pads, conv.dilation,
+                                conv.groups)
+    for _ in range(2):  # twice: forward's kept im2col matrix must survive the first backward
+        conv.zero_grad()
+        assert rel_error(conv.backward(dy), rdx) <= RTOL
+        assert rel_error(conv.grads["weight"], rdw) <= RTOL
+
+
+def test_input_gradient_blocks_only_past_the_threshold(monkeypatch):
+    """The policy: W^T dy over DX_BLOCK_FROM goes in blocks, under it in one piece."""
+    calls = []
+    real = sk.Conv2D._col2im
+
+    def spy(self, dyb, scratch, dxt, rows, wo):
+        calls.append(rows)
+        return real(self, dyb, scratch, dxt, rows, wo)
+
+    monkeypatch.setattr(sk.Conv2D, "_col2im", spy)
+    conv = sk.Conv2D(6, 16, 5)  # LeNet-5's second conv: K = 150, W^T dy 150*100*N*4 bytes
+    for n, blocks_expected in [(128, 1), (256, 10)]:  # 7.7 MB: one block; 15.4 MB: a row each
+        x = np.zeros((n, 6, 14, 14), np.float32)
+        conv.backward(np.zeros_like(conv.forward(x)))
+        assert len(calls) == blocks_expected, (n, calls)
+        calls.clear()
+
+
 POOLS = [
     dict(kernel_size=2),
     dict(kernel_size=3, stride=2, padding=1),

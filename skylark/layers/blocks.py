@@ -21,6 +21,17 @@ BLOCK_BYTES = 1 << 19
 # blocks in backward made forward plus backward 1.1-1.8x slower than keeping the matrix.
 BLOCK_MAX_K = 32
 
+# A conv that keeps its im2col matrix (one block) computes its input gradient, W^T dy and the
+# col2im scatter, a block of output rows at a time once W^T dy would exceed DX_BLOCK_FROM, in
+# blocks of about DX_BLOCK_BYTES. Measured at batch 256, backward with the input gradient,
+# 1 MiB blocks against one block: 0.72-0.83x the time for LeNet-5's second conv (K = 150,
+# W^T dy 15 MB), a K = 72 conv on a 14x14 output (14 MB) and vgg-bn's second conv (stride 2,
+# 14 MB); but 1.03-1.15x for a K = 144 conv on 7x7 (7.2 MB) and for LeNet-5's at batch 128
+# (7.5 MB), hence the threshold. Blocks of 512 KiB at batch 64 were 1.2-1.4x slower: many
+# small col2im calls.
+DX_BLOCK_FROM = 8 << 20
+DX_BLOCK_BYTES = 1 << 20
+
 
 def blocks(n: int, bytes_per_item: int, budget: int | None = None) -> list[slice]:
     """range(n) as consecutive slices of at least one item and about `budget` bytes each

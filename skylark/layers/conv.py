@@ -195,10 +195,14 @@ class Conv2D(Layer):
             return [slice(0, ho)]
         return _blocks.blocks(ho, row)
 
+    def _cols_row_bytes(self, wo: int, n: int) -> int:
+        """The bytes of one output row's im2col matrix (or of its gradient, W^T dy)."""
+        (kh, kw), c = self.kernel_size, self.in_channels
+        return c * kh * kw * wo * n * self.dtype.itemsize
+
     def _row_bytes(self, wo: int, n: int) -> int:
         """The bytes of one output row's im2col matrix and GEMM output."""
-        (kh, kw), c, o = self.kernel_size, self.in_channels, self.out_channels
-        return (c * kh * kw + o) * wo * n * self.dtype.itemsize
+        return self._cols_row_bytes(wo, n) + self.out_channels * wo * n * self.dtype.itemsize
 
     def _plan(self, chw, n: int) -> tuple[int, int, Pads, list[slice]]:
         """(H_out, W_out, pads, row blocks) for a batch of n inputs of shape (C, H, W),
@@ -274,10 +278,23 @@ class Conv2D(Layer):
                 dw += _grouped(dyb.reshape(g, o // g, -1), cols_t)
             if db is not None:
                 db += dyb.sum(axis=1)
-            if dxt is not None:  # (forward's kept cols must survive a second backward)
-                self._col2im(dyb, cols if cache.cols is None else None, dxt, rows, wo)
+            if dxt is not None and cache.cols is None:  # the im2col block is free now
+                self._col2im(dyb, cols, dxt, rows, wo)
         if dxt is None:
             return None
+        if cache.cols is not None:  # (forward's kept cols must survive a second backward)
+            # One block in forward; a large input gradient still goes in blocks of output rows
+            # (see blocks.py, DX_BLOCK_FROM): W^T dy for all rows, a (C*kh*kw, Ho*Wo*N) matrix,
+            # is otherwise written whole and read back from memory by col2im.
+            row = self._cols_row_bytes(wo, n)
+            dx_blocks = (_blocks.blocks(ho, row, _blocks.DX_BLOCK_BYTES)
+                         if row * ho > _blocks.DX_BLOCK_FROM else [slice(0, ho)])
+            k = cache.cols.shape[0]  # C*kh*kw
+            buffer = np.empty(k * (dx_blocks[0].stop - dx_blocks[0].start) * wo * n, self.dtype)
+            for rows in dx_blocks:
+                size = (rows.stop - rows.start) * wo * n
+                scratch = buffer[: k * size].reshape(k, size)  # C-contiguous, as matmul's out
+                self._col2im(dy3[:, rows].reshape(o, -1), scratch, dxt, rows, wo)
         h, w = cache.input_shape[2:]
         t, l = cache.top, cache.left
         # (N, C, H, W) to the caller, in the (C, H, W, N) memory layout of forward's input copy
