@@ -282,23 +282,28 @@ class Conv2D(Layer):
                 self._col2im(dyb, cols, dxt, rows, wo)
         if dxt is None:
             return None
-        if cache.cols is not None:  # (forward's kept cols must survive a second backward)
-            # One block in forward; a large input gradient still goes in blocks of output rows
-            # (see blocks.py, DX_BLOCK_FROM): W^T dy for all rows, a (C*kh*kw, Ho*Wo*N) matrix,
-            # is otherwise written whole and read back from memory by col2im.
-            row = self._cols_row_bytes(wo, n)
-            dx_blocks = (_blocks.blocks(ho, row, _blocks.DX_BLOCK_BYTES)
-                         if row * ho > _blocks.DX_BLOCK_FROM else [slice(0, ho)])
-            k = cache.cols.shape[0]  # C*kh*kw
-            buffer = np.empty(k * (dx_blocks[0].stop - dx_blocks[0].start) * wo * n, self.dtype)
-            for rows in dx_blocks:
-                size = (rows.stop - rows.start) * wo * n
-                scratch = buffer[: k * size].reshape(k, size)  # C-contiguous, as matmul's out
-                self._col2im(dy3[:, rows].reshape(o, -1), scratch, dxt, rows, wo)
+        if cache.cols is not None:  # forward's kept cols must survive a second backward
+            self._input_grad_in_blocks(dy3, dxt, wo)
         h, w = cache.input_shape[2:]
         t, l = cache.top, cache.left
         # (N, C, H, W) to the caller, in the (C, H, W, N) memory layout of forward's input copy
         return dxt[:, t : t + h, l : l + w].transpose(3, 0, 1, 2)
+
+    def _input_grad_in_blocks(self, dy3: np.ndarray, dxt: np.ndarray, wo: int) -> None:
+        """Add the input gradient of dy3 (O, Ho, Wo*N) into dxt (C, Hp, Wp, N) when forward
+        ran in one block: in blocks of output rows once W^T dy, a (C*kh*kw, Ho*Wo*N) matrix,
+        exceeds DX_BLOCK_FROM (see blocks.py), so it is never written whole and read back
+        from memory by col2im."""
+        o, ho, n = dy3.shape[0], dy3.shape[1], dxt.shape[3]
+        row = self._cols_row_bytes(wo, n)
+        dx_blocks = (_blocks.blocks(ho, row, _blocks.DX_BLOCK_BYTES)
+                     if row * ho > _blocks.DX_BLOCK_FROM else [slice(0, ho)])
+        k = self.in_channels * self.kernel_size[0] * self.kernel_size[1]  # rows of W^T dy
+        buffer = np.empty(k * (dx_blocks[0].stop - dx_blocks[0].start) * wo * n, self.dtype)
+        for rows in dx_blocks:
+            size = (rows.stop - rows.start) * wo * n
+            scratch = buffer[: k * size].reshape(k, size)  # C-contiguous, as matmul's out
+            self._col2im(dy3[:, rows].reshape(o, -1), scratch, dxt, rows, wo)
 
     def _col2im(self, dyb: np.ndarray, scratch: np.ndarray | None, dxt: np.ndarray,
                 rows: slice, wo: int) -> None:
