@@ -91,8 +91,9 @@ def _check_labels(labels, z) -> np.ndarray:
         )
     k = z.shape[1]
     # one reduction, not a min and a max: read as unsigned, a negative label is huge
+    # (only while k <= 2**(bits-1): past it, a negative label read as unsigned can be < k)
     unsigned = _UNSIGNED.get(y.dtype)  # None: unsigned already, or not in native byte order
-    if unsigned is not None:
+    if unsigned is not None and k <= 1 << (8 * y.itemsize - 1):
         out_of_range = np.maximum.reduce(y.view(unsigned)) >= k
     else:
         out_of_range = y.min() < 0 or y.max() >= k

@@ -200,3 +200,11 @@ def test_valid_labels_of_every_int_dtype(dtype):
     want_loss, want_grad = sk.softmax_cross_entropy(z, y)
     loss, grad = sk.softmax_cross_entropy(z, y.astype(dtype))
     assert loss == want_loss and np.array_equal(grad, want_grad)
+
+
+@pytest.mark.parametrize("dtype, label, k", [("int8", -1, 300), ("int8", -128, 129),
+                                             ("int16", -20000, 50000), ("int8", -1, 128)])
+def test_negative_small_int_labels_with_many_classes(dtype, label, k):
+    """Read as unsigned, int8 -1 is 255 < 300: the one-reduction check must not be used then."""
+    with pytest.raises(ValueError, match=f"Received: label={label}"):
+        sk.softmax_cross_entropy(np.zeros((2, k), np.float32), np.array([0, label], dtype))
