@@ -171,13 +171,12 @@ class MaxPool2D(_Window2D):
                self.dilation, self.ceil_mode, _blocks.BLOCK_BYTES)
         if getattr(self, "_layout_key", None) == key:
             pads, (ho, wo), order, parts = self._layout
-            xp = _padded_in_memory_order(x, pads, -np.inf, order)[1]
+            _, xp, ah, aw = _padded_in_memory_order(x, pads, -np.inf, order)
         else:
             pads, (ho, wo) = self._checked_plan(x.shape[2:])
-            order, xp, _, _ = _padded_in_memory_order(x, pads, -np.inf)
+            order, xp, ah, aw = _padded_in_memory_order(x, pads, -np.inf)
             parts = _outer_blocks(xp, order)
             self._layout, self._layout_key = (pads, (ho, wo), order, parts), key
-        ah, aw = order.index(2), order.index(3)
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         # Separable: the max over each window's columns (along W), then over its rows (along H).
         # The first maximum of each row, then the first row holding the overall maximum, IS the
