@@ -80,7 +80,9 @@ def add_sgd_arguments(p: argparse.ArgumentParser, dtype: str, dtype_help: str) -
     """The options `train` and `compare` share: model, data, batch, SGD, seed, dtype."""
     add_model_arguments(p)
     p.add_argument("--dataset", default="digits",
-                   help="digits, fashion-mnist, mnist, or a folder of MNIST-format IDX files")
+                   help="digits, fashion-mnist, mnist ($SKYLARK_MNIST_DIR), cifar-10 "
+                        "($SKYLARK_CIFAR10_DIR), or a folder: the four MNIST-format IDX files, or "
+                        "CIFAR-10's binary version (cifar-10-batches-bin); nothing is downloaded")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per SGD step")
     p.add_argument("--lr", type=positive_float, default=0.2, help="SGD learning rate")
     p.add_argument("--momentum", type=momentum, default=0.0,

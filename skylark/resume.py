@@ -42,12 +42,14 @@ def model_dtype(model: Sequential) -> str:
 def run_config(model: Sequential, data, *, lr: float, batch_size: int, momentum: float,
                seed: int, loss: dict | None) -> dict:
     """The configuration a checkpoint records and a resumed run must match (JSON-able;
-    "model" is `skylark.models.to_config(model)`)."""
+    "model" is `skylark.models.to_config(model)`), and the data's "input_shape" (C, H, W), which
+    `skylark export` reads (not a RESUME_KEY: the model and data_sha256 already pin it)."""
     loss = loss or {}
     config = {
         "lr": float(lr), "batch_size": int(batch_size), "momentum": float(momentum),
         "seed": int(seed), "dtype": model_dtype(model), "dataset": data.name,
-        "data_sha256": data_fingerprint(data), "model": to_config(model),
+        "data_sha256": data_fingerprint(data), "input_shape": list(data.input_shape),
+        "model": to_config(model),
         "loss": {"label_smoothing": float(loss.get("label_smoothing", 0.0)),
                  "reduction": loss.get("reduction", "mean")},
     }

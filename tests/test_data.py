@@ -277,7 +277,7 @@ def test_fashion_missing_says_how_to_install(tmp_path, monkeypatch):
 def test_digits():
     sklearn_datasets = pytest.importorskip("sklearn.datasets")
     ds = load_dataset("digits")
-    assert DATASETS == ("digits", "fashion-mnist", "mnist")
+    assert DATASETS == ("digits", "fashion-mnist", "mnist", "cifar-10")
     assert ds.x_train.shape == (1437, 1, 8, 8) and ds.x_test.shape == (360, 1, 8, 8)
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
     assert ds.x_train.min() == -0.5 and ds.x_train.max() == 0.5 and ds.num_classes == 10

@@ -8,16 +8,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cifar import cifar10_kind, read_cifar10
 from .digits import load_digits_arrays
 from .idx import read_idx
 
 __all__ = ["DATASETS", "FASHION_MNIST_DIR", "Dataset", "batches", "check_dataset",
            "load_dataset"]
 
-DATASETS = ("digits", "fashion-mnist", "mnist")
+DATASETS = ("digits", "fashion-mnist", "mnist", "cifar-10")
 # where Debian's package dataset-fashion-mnist installs the four .gz IDX files
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 MNIST_ENV = "SKYLARK_MNIST_DIR"
+CIFAR10_ENV = "SKYLARK_CIFAR10_DIR"
 IDX_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -29,7 +31,8 @@ DIGITS_TEST = 360  # digits split: the last 360 of scikit-learn's 1,797 images a
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """Images ``x_train``, ``x_test``: (N, 1, H, W) float in [-0.5, 0.5].
+    """Images ``x_train``, ``x_test``: (N, C, H, W) float in [-0.5, 0.5] (C = 1, or 3 for
+    CIFAR-10's red, green, blue).
     Labels ``y_train``, ``y_test``: (N,) int64 in [0, num_classes).
     """
 
@@ -42,7 +45,7 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one image, e.g. (1, 28, 28)."""
+        """(C, H, W) of one image, e.g. (1, 28, 28), or (3, 32, 32) for CIFAR-10."""
         return tuple(self.x_train.shape[1:])
 
     def __repr__(self) -> str:
@@ -54,7 +57,10 @@ class Dataset:
 
 def load_dataset(name_or_dir: str | os.PathLike, dtype: str | np.dtype = "float32") -> Dataset:
     """Load ``"digits"`` (8x8, bundled), ``"fashion-mnist"`` (Debian's folder), ``"mnist"``
-    (the folder in $SKYLARK_MNIST_DIR) or any folder holding the four MNIST-format IDX files.
+    (the folder in $SKYLARK_MNIST_DIR), ``"cifar-10"`` (the folder in $SKYLARK_CIFAR10_DIR), or a
+    folder: CIFAR-10's binary version (cifar-10-batches-bin: data_batch_1.bin ... data_batch_5.bin,
+    test_batch.bin; see skylark.data.cifar) or the four MNIST-format IDX files. Nothing is ever
+    downloaded.
 
     Names win over a folder of the same name; pass ``./digits`` to mean the folder.
     """
@@ -87,11 +93,30 @@ def load_dataset(name_or_dir: str | os.PathLike, dtype: str | np.dtype = "float3
                 f"or set {MNIST_ENV} to it. Received: {got}"
             )
         return _idx_folder(folder, "mnist", dt)
+    if key == "cifar-10":
+        folder = os.environ.get(CIFAR10_ENV)
+        if not folder or not os.path.isdir(folder):
+            got = f"{CIFAR10_ENV}={folder!r}" if folder else f"{CIFAR10_ENV} unset"
+            raise FileNotFoundError(
+                "dataset 'cifar-10' needs the folder of CIFAR-10's binary version "
+                "(cifar-10-batches-bin: data_batch_1.bin ... data_batch_5.bin, test_batch.bin; "
+                "skylark never downloads it): pass that folder instead of 'cifar-10', or set "
+                f"{CIFAR10_ENV} to it. Received: {got}"
+            )
+        return _cifar_folder(folder, dt)
     if os.path.isdir(key):
-        return _idx_folder(key, os.path.basename(os.path.normpath(key)), dt)
+        kind = cifar10_kind(key)
+        if kind == "binary":
+            return _cifar_folder(key, dt)
+        try:
+            return _idx_folder(key, os.path.basename(os.path.normpath(key)), dt)
+        except FileNotFoundError:
+            if kind is None:
+                raise
+            return _cifar_folder(key, dt)  # raises, saying which CIFAR-10 folder to pass instead
     raise ValueError(
         f"load_dataset: unknown dataset. Expected one of {DATASETS} or an existing folder of "
-        f"MNIST-format IDX files, Received: dataset={key!r}"
+        f"MNIST-format IDX files or CIFAR-10 binary batches, Received: dataset={key!r}"
     )
 
 
@@ -100,6 +125,13 @@ def _digits(dt: np.dtype) -> Dataset:
     x = (images[:, None] / 16 - 0.5).astype(dt)  # exact: values are k/16 - 1/2
     n = len(y) - DIGITS_TEST
     return Dataset("digits", x[:n], y[:n], x[n:], y[n:], 10)
+
+
+def _cifar_folder(folder: str, dt: np.dtype) -> Dataset:
+    data = read_cifar10(folder)
+    table = (np.arange(256) / 255 - 0.5).astype(dt)  # x/255 - 0.5, as for IDX images
+    return Dataset("cifar-10", table[data.x_train], data.y_train, table[data.x_test],
+                   data.y_test, 10)
 
 
 def _find(folder: str, stem: str) -> str:
