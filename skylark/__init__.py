@@ -8,9 +8,13 @@
 
 __version__ = "0.1.0"
 
+from .graph import INPUT, Graph
 from .layers import (
+    Add,
     AvgPool2D,
     BatchNorm2d,
+    ChannelSlice,
+    Concat,
     Conv2D,
     Dense,
     Dropout,
@@ -19,6 +23,7 @@ from .layers import (
     Layer,
     LeakyReLU,
     MaxPool2D,
+    Multiply,
     ReLU,
     Sigmoid,
     Softmax,
@@ -30,19 +35,25 @@ from .model import CheckpointError, CheckpointNotFoundError, Sequential, skylark
 from .optim import SGD
 
 __all__ = [
+    "INPUT",
     "SGD",
+    "Add",
     "AvgPool2D",
     "BatchNorm2d",
+    "ChannelSlice",
     "CheckpointError",
     "CheckpointNotFoundError",
+    "Concat",
     "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
     "GlobalAvgPool2D",
+    "Graph",
     "Layer",
     "LeakyReLU",
     "MaxPool2D",
+    "Multiply",
     "ReLU",
     "Sequential",
     "Sigmoid",

@@ -19,38 +19,95 @@ from pathlib import Path
 import numpy as np
 
 from . import layers as L
+from .graph import INPUT, Graph
 from .layers.base import as_dtype
 from .model import Sequential, skylark_cnn
+from .zoo import ZOO
 
 LAYERS = {cls.kind: cls for cls in (getattr(L, name) for name in L.__all__)
           if isinstance(cls, type) and issubclass(cls, L.Layer) and cls.kind}
 
 
-def to_config(model: Sequential) -> list[dict]:
-    """The architecture of `model` as JSON-able dicts: {"kind": ..., **layer.config()}."""
-    return [{"kind": layer.kind, **layer.config()} for layer in model]
+def to_config(model: Graph) -> list[dict]:
+    """The architecture of `model` as JSON-able dicts: {"kind": ..., **layer.config()}, plus
+    "name" and "inputs" where they differ from a Sequential's ("i"; the node before)."""
+    out = []
+    for i, node in enumerate(model.nodes):
+        entry = {"kind": node.layer.kind, **node.layer.config()}
+        if node.name != str(i):
+            entry["name"] = node.name
+        if list(node.inputs) != [model.nodes[i - 1].name if i else INPUT]:
+            entry["inputs"] = list(node.inputs)
+        out.append(entry)
+    return out
 
 
-def from_config(config, *, dtype="float32", seed: int = 0) -> Sequential:
-    """A freshly initialised Sequential (layer i seeded with seed + i) from `to_config` output;
-    ValueError naming the layer for an unknown kind or a bad argument."""
+def from_config(config, *, dtype="float32", seed: int = 0) -> Graph:
+    """A freshly initialised model (layer i seeded with seed + i) from `to_config` output: a
+    Sequential when no entry names its inputs or itself, else a Graph. ValueError naming the
+    layer for an unknown kind or a bad argument, and the node for a bad graph (an unknown
+    input, a cycle, a dangling node, a wrong number of inputs)."""
     if not isinstance(config, list) or not config:
         raise ValueError(f"a model config is a non-empty list of layers. Received: {config!r}")
-    out = []
+    layers = []
     for i, entry in enumerate(config):
         kind = entry.get("kind") if isinstance(entry, dict) else None
         if kind not in LAYERS:
             raise ValueError(f"layer {i}: kind must be one of {sorted(LAYERS)}. "
                              f"Received: {entry!r}")
-        cls, args = LAYERS[kind], {k: v for k, v in entry.items() if k != "kind"}
+        cls = LAYERS[kind]
+        args = {k: v for k, v in entry.items() if k not in ("kind", "name", "inputs")}
         extra = {"dtype": dtype, "seed": seed + i} if cls.param_names else {}
         try:
-            out.append(cls(**args, **extra))
+            layers.append(cls(**args, **extra))
         except TypeError as e:  # a missing or unknown argument
             raise ValueError(f"layer {i} ({kind}): {e}. Received: {entry!r}") from None
         except ValueError as e:  # a bad value: the layer's own message names it
             raise ValueError(f"layer {i} ({kind}): {e}") from None
-    return Sequential(*out)
+    if not any("name" in e or "inputs" in e for e in config):
+        return Sequential(*layers)
+    names = [e.get("name", str(i)) for i, e in enumerate(config)]
+    _check_order(config, names)
+    net = Graph()
+    for entry, name, layer in zip(config, names, layers, strict=True):
+        net.add(name, layer, entry.get("inputs"))
+    return net.check()
+
+
+def _check_order(config: list[dict], names: list[str]) -> None:
+    """A node that reads a node listed after it: a cycle (named, node by node) or an order
+    that is not the running order; both ValueErrors."""
+    where = {n: i for i, n in enumerate(names) if isinstance(n, str)}
+    for i, entry in enumerate(config):
+        refs = entry.get("inputs") or []
+        for ref in [refs] if isinstance(refs, str) else refs:
+            j = where.get(ref) if isinstance(ref, str) else None
+            if j is None or j < i:
+                continue
+            path = _path(config, names, where, j, i)
+            if path:
+                loop = " -> ".join(names[k] for k in [i, *path])
+                raise ValueError(f"the graph has a cycle: {loop}. Received: node {names[i]!r} "
+                                 f"with inputs={refs!r}")
+            raise ValueError(f"node {names[i]!r} reads {ref!r}, which is listed after it: list "
+                             f"the nodes in the order they run. Received: inputs={refs!r}")
+
+
+def _path(config, names, where, start: int, goal: int) -> list[int] | None:
+    """Node indices from `start` back to `goal` along inputs (the reads), or None."""
+    stack, seen = [(start, [start])], set()
+    while stack:
+        k, path = stack.pop()
+        if k == goal:
+            return path
+        if k in seen:
+            continue
+        seen.add(k)
+        refs = config[k].get("inputs")
+        refs = [names[k - 1]] if refs is None and k else ([refs] if isinstance(refs, str)
+                                                           else refs or [])
+        stack += [(where[r], [*path, where[r]]) for r in refs if r in where]
+    return None
 
 
 def lenet5(input_shape=(1, 28, 28), *, num_classes: int = 10, seed: int = 0,
@@ -90,7 +147,7 @@ def vgg_bn(input_shape=(1, 28, 28), *, num_classes: int = 10, seed: int = 0,
     ], dtype=dtype, seed=seed)
 
 
-MODELS = {"skylark": skylark_cnn, "lenet5": lenet5, "vgg-bn": vgg_bn}
+MODELS = {"skylark": skylark_cnn, "lenet5": lenet5, "vgg-bn": vgg_bn, **ZOO}
 
 
 def build_model(model: str, input_shape, *, num_classes: int = 10, seed: int = 0,
@@ -136,15 +193,16 @@ def _from_function(text: str, dtype) -> Sequential:
     except (ImportError, AttributeError) as e:
         raise ValueError(f"cannot import the model function {text!r}: {e}") from None
     net = fn()
-    if not isinstance(net, Sequential):
-        raise ValueError(f"{text} must return a skylark Sequential. Received: {type(net)!r}")
+    if not isinstance(net, Graph):
+        raise ValueError(f"{text} must return a skylark Graph or Sequential. "
+                         f"Received: {type(net)!r}")
     # the same architecture and weights in the requested dtype
     out = from_config(to_config(net), dtype=dtype)
     out.load_state({k: np.asarray(v, dtype) for k, v in net.state().items()})
     return out
 
 
-def _check_fits(net: Sequential, model: str, input_shape, num_classes: int) -> None:
+def _check_fits(net: Graph, model: str, input_shape, num_classes: int) -> None:
     """One evaluation-mode forward of a zero image: every shape, channel and size checked."""
     try:
         out = net.eval().forward(np.zeros((1, *input_shape), net[0].dtype

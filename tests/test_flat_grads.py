@@ -107,7 +107,7 @@ def test_layers_added_after_a_step_are_trained():
     net = _net()
     opt = sk.SGD(net, 0.05, 0.9)
     _train(net, opt, steps=1)
-    net.layers.append(sk.Dense(4, 4, seed=3))
+    net.append(sk.Dense(4, 4, seed=3))
     ref = _per_parameter(sk.Sequential(*[_copy(layer) for layer in net.layers]))
     opt_ref = sk.SGD(ref, 0.05, 0.9)
     opt_ref.load_state(opt.state())
@@ -134,14 +134,18 @@ def test_partial_velocity_falls_back():
     _twins(prepare=lambda net, opt: opt.load_state(only))
 
 
-def test_mixed_dtypes_and_shared_layers_go_parameter_by_parameter():
+def test_mixed_dtypes_go_parameter_by_parameter():
     mixed = sk.Sequential(sk.Dense(3, 3, dtype="float32"), sk.Dense(3, 2, dtype="float64"))
     mixed.zero_grad()
     assert mixed.flat_grads() is None
+
+
+def test_a_layer_in_two_nodes_is_refused():
+    """A layer keeps one forward's cache: in two nodes, the second forward would overwrite
+    what the first node's backward needs. One layer object, one node."""
     shared = sk.Dense(3, 3, dtype="float64")
-    twice = sk.Sequential(shared, sk.ReLU(), shared)
-    twice.zero_grad()
-    assert twice.flat_grads() is None
+    with pytest.raises(ValueError, match=r"node '2': this layer object is already node '0'"):
+        sk.Sequential(shared, sk.ReLU(), shared)
 
 
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])

@@ -96,6 +96,10 @@ CONFIG_LAYERS = [
     sk.Dropout(),
     sk.Softmax(),
     sk.Flatten(),
+    sk.Add(),
+    sk.Concat(),
+    sk.Multiply(),
+    sk.ChannelSlice(1, 3),
 ]
 
 
@@ -464,6 +468,10 @@ EVERY_KIND = [
 ]
 # a global pool ends the map, so it round-trips in a model of its own
 GLOBAL = [sk.GlobalAvgPool2D()]
+# the kinds that join or split tensors, in a graph of their own: (name, layer, inputs)
+GRAPH = [("a", sk.ChannelSlice(0, 2), "input"), ("b", sk.ChannelSlice(1, 3), "input"),
+         ("sum", sk.Add(), ["a", "b"]), ("cat", sk.Concat(), ["sum", "input"]),
+         ("gate", sk.ChannelSlice(0, 1), "cat"), ("mul", sk.Multiply(), ["cat", "gate"])]
 
 
 def test_every_layer_kind_round_trips_through_a_config():
@@ -471,8 +479,10 @@ def test_every_layer_kind_round_trips_through_a_config():
 
     model = sk.Sequential(*EVERY_KIND)
     config, config_global = to_config(model), to_config(sk.Sequential(*GLOBAL))
-    assert {entry["kind"] for entry in config + config_global} == set(LAYERS)  # every kind
+    config_graph = to_config(sk.Graph(GRAPH))
+    assert {entry["kind"] for entry in config + config_global + config_graph} == set(LAYERS)
     assert to_config(from_config(config_global)) == config_global
+    assert to_config(from_config(json.loads(json.dumps(config_graph)))) == config_graph
     assert json.loads(json.dumps(config)) == config
     again = from_config(config, dtype="float64", seed=3)
     assert to_config(again) == config
@@ -559,8 +569,8 @@ def test_build_model_from_a_json_file_list_or_layers(tmp_path):
 
 
 @pytest.mark.parametrize("what, match", [
-    ("unknown_name", r"--model is one of \['lenet5', 'skylark', 'vgg-bn'\], a .json file or "
-                     r"module:function. Received: 'resnet'"),
+    ("unknown_name", r"--model is one of \['densenet', .*'lenet5', .*'resnet', .*'vgg-bn'\], "
+                     r"a .json file or module:function. Received: 'resnet50'"),
     ("missing_file", r"cannot read the model file '.*nowhere.json'"),
     ("bad_json", r"the model file '.*m.json' is not valid JSON"),
     ("json_without_layers", r"needs a \"layers\" list. Received: keys \['model'\]"),
@@ -570,8 +580,8 @@ def test_build_model_from_a_json_file_list_or_layers(tmp_path):
     ("wrong_classes", r"model '.*m.json' must end in 10 logits for this data. "
                       r"Received: output shape \(5,\)"),
     ("ends_in_a_map", r"must end in 10 logits for this data. Received: output shape \(1, 8, 8\)"),
-    ("not_a_model", r"skylark_test_models:not_a_model must return a skylark Sequential. "
-                    r"Received: <class 'list'>"),
+    ("not_a_model", r"skylark_test_models:not_a_model must return a skylark Graph or "
+                    r"Sequential. Received: <class 'list'>"),
     ("missing_function", r"cannot import the model function 'skylark_test_models:nope'"),
     ("missing_module", r"cannot import the model function 'no_such_module_xyz:net'"),
 ])
@@ -579,7 +589,7 @@ def test_build_model_errors_name_what_was_received(what, match, tmp_path, model_
     from skylark.models import build_model
 
     sources = {
-        "unknown_name": "resnet",
+        "unknown_name": "resnet50",
         "missing_file": str(tmp_path / "nowhere.json"),
         "bad_json": lambda: write_json(tmp_path, "{not json"),
         "json_without_layers": lambda: write_json(tmp_path, {"model": []}),

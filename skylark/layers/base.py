@@ -77,6 +77,9 @@ class Layer:
     kind: str = ""
     param_names: tuple[str, ...] = ()
     buffer_names: tuple[str, ...] = ()  # state that is not trained (BatchNorm running stats)
+    # how many tensors forward takes: 1 (an array), None (a list of two or more: Add, Concat)
+    # or k (a list of k: Multiply's [x, gate]); backward returns one gradient per input
+    n_inputs: int | None = 1
 
     def __init__(self) -> None:
         self.grads: dict[str, np.ndarray] = {}
