@@ -44,6 +44,13 @@ def _keep(mask: np.ndarray, a: np.ndarray) -> np.ndarray:
     return out
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) without overflow: exp of a negative number only, exp(-x) for x >= 0
+    and exp(x) for x < 0 (Sigmoid and SiLU)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Stable softmax: subtracting the row max changes nothing mathematically and stops exp
     overflowing (exp(1000) is inf in float64, exp(89) in float32)."""
@@ -127,10 +134,7 @@ class Sigmoid(Layer):
         self._y = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        # exp of a negative number only: exp(-x) for x >= 0, exp(x) for x < 0 (no overflow)
-        e = np.exp(-np.abs(x))
-        self._y = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        self._y = sigmoid(np.asarray(x))
         return self._y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
