@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -97,6 +99,41 @@ class ExactLeakyReLU(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+class ExactHardsigmoid(keras.layers.Layer):
+    """relu6(x + 3) / 6 with torch's kinks (the gradient 1/6 strictly inside -3 < x < 3), as a
+    where on x: exact in float64 on every backend. Keras' hard_sigmoid on the torch backend is
+    F.hardsigmoid, whose backward multiplies by a float32 1/6 (reference.kinds.hard)."""
+
+    def call(self, x):
+        inside = ops.logical_and(x > -3, x < 3)
+        return ops.where(inside, (x + 3) / 6, ops.cast(x >= 3, x.dtype))
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+class ExactGELU(keras.layers.Layer):
+    """GELU ("none": x/2 (1 + erf(x / sqrt 2)); "tanh": its tanh approximation) with every
+    constant in the input's dtype. Keras' gelu on the TensorFlow backend is tf.nn.gelu, whose
+    constants are cast through float32 (reference.kinds.gated): 4e-9 off in float64."""
+
+    def __init__(self, approximate: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.approximate = approximate
+
+    def call(self, x):
+        if self.approximate == "tanh":
+            k, c = _exact(math.sqrt(2 / math.pi), x.dtype), _exact(0.044715, x.dtype)
+            return 0.5 * x * (1 + ops.tanh(k * (x + c * x * x * x)))
+        return 0.5 * x * (1 + ops.erf(x * _exact(math.sqrt(0.5), x.dtype)))
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
 
 
 def _window_taps(x, kernel, strides, dilation, out_hw):

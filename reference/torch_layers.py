@@ -71,6 +71,20 @@ class MaskedDropout(nn.Module):
         return x * (mask / keep if keep else mask * 0)  # torch's order: scale the mask
 
 
+class Hardsigmoid(nn.Module):
+    """nn.Hardsigmoid, exact in float64 too. torch's hardsigmoid_backward multiplies by a
+    FLOAT32 1/6 for every dtype (aten/src/ATen/native/cpu/Activation.cpp: `const scalar_t
+    one_sixth(1.0f / 6.0f)`), so its float64 gradient is 3e-8 relative off. In float64 this is
+    a where on x instead (torch's own kinks: the gradient 1/6 strictly inside -3 < x < 3, 0 at
+    both ends); in float32 it is F.hardsigmoid itself."""
+
+    def forward(self, x):
+        if x.dtype != torch.float64:
+            return F.hardsigmoid(x)
+        inside = (x > -3) & (x < 3)
+        return torch.where(inside, (x + 3) / 6, (x >= 3).to(x.dtype))
+
+
 class AvgPool2dTF(nn.Module):
     """TF's "same" average pooling: the mean of each window's REAL cells, with TF's padding
     (the odd pixel bottom/right), which nn.AvgPool2d cannot say (its padding is symmetric).

@@ -80,6 +80,16 @@ LAYERS = [
     sk.Dropout(0.25),
     sk.Flatten(),
     sk.Dense(7, 5, bias=False),
+    sk.ReLU6(),
+    sk.Hardsigmoid(),
+    sk.Hardswish(),
+    sk.SiLU(),
+    sk.GELU(),
+    sk.GELU("tanh"),
+    sk.AdaptiveAvgPool2d(1),
+    sk.AdaptiveAvgPool2d((3, 5)),
+    sk.ChannelShuffle(3),
+    sk.Identity(),
 ]
 
 

@@ -8,19 +8,28 @@ and tests. Nothing else branches on the kind.
 from __future__ import annotations
 
 from .activations import LeakyReLU, Sigmoid, Tanh
+from .adaptiveavgpool2d import AdaptiveAvgPool2d
 from .avgpool2d import AvgPool2d
 from .base import FRAMEWORK_BUILDERS, Kind
 from .batchnorm2d import BatchNorm2d
+from .channelshuffle import ChannelShuffle
 from .conv2d import Conv2d
 from .dense import Dense
 from .dropout import Dropout
 from .flatten import Flatten
+from .gated import GELU, SiLU
 from .globalavgpool2d import GlobalAvgPool2d
+from .hard import Hardsigmoid, Hardswish, ReLU6
+from .identity import Identity
 from .maxpool2d import MaxPool2d
 from .relu import ReLU
 
 _ALL = (Conv2d(), MaxPool2d(), AvgPool2d(), GlobalAvgPool2d(), BatchNorm2d(), ReLU(), LeakyReLU(),
         Sigmoid(), Tanh(), Dropout(), Flatten(), Dense())
+# the mobile nets' activations and pools (reference.kinds.hard, .gated, .adaptiveavgpool2d,
+# .channelshuffle) and the identity
+_ALL += (ReLU6(), Hardsigmoid(), Hardswish(), SiLU(), GELU(), AdaptiveAvgPool2d(),
+         ChannelShuffle(), Identity())
 KINDS: dict[str, Kind] = {k.name: k for k in _ALL}
 
 
