@@ -100,6 +100,34 @@ def read_cifar10_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
     an empty file, a size that is not a whole number of records, a label out of 0..9 (the first
     such record named), corrupt gzip data, a pickle."""
     name = os.fspath(path)
+    data, what = _read_bytes(name)
+    n, extra = divmod(len(data), RECORD_BYTES)
+    if not data:
+        raise CIFARError(f"{name}: empty file: expected records of {RECORD_BYTES} bytes (1 label "
+                         f"byte, 3,072 pixel bytes). Received: 0 {what}")
+    if extra:
+        raise CIFARError(
+            f"{name}: truncated or not a CIFAR-10 batch: its size is not a multiple of the "
+            f"{RECORD_BYTES}-byte record (1 label byte, 3,072 pixel bytes), but {n} records and "
+            f"{extra} bytes. Received: {len(data)} {what}"
+        )
+    records = np.frombuffer(data, np.uint8).reshape(n, RECORD_BYTES)
+    labels = records[:, 0]
+    bad = np.flatnonzero(labels >= NUM_CLASSES)
+    if bad.size:
+        i = int(bad[0])
+        raise CIFARError(
+            f"{name}: expected labels in 0..9; {bad.size} of {n} records have others, the first "
+            f"record {i} (byte offset {i * RECORD_BYTES}). "
+            f"Received: label={labels[i]} in record {i}"
+        )
+    images = records[:, 1:].reshape(n, *IMAGE_SHAPE).copy()  # a writable copy, not the bytes
+    return images, labels.astype(np.int64)
+
+
+def _read_bytes(name: str) -> tuple[bytes, str]:
+    """The file's bytes (gunzipped when it is gzip) and how to call them in an error; the
+    read's own failures and a pickle as the errors read_cifar10_batch promises."""
     try:
         with open(name, "rb") as f:
             data = f.read()
@@ -129,28 +157,7 @@ def read_cifar10_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
             f"use the binary version (cifar-10-binary.tar.gz from {SOURCE}). "
             f"Received: first bytes {data[:2].hex(' ')}"
         )
-    n, extra = divmod(len(data), RECORD_BYTES)
-    if not data:
-        raise CIFARError(f"{name}: empty file: expected records of {RECORD_BYTES} bytes (1 label "
-                         f"byte, 3,072 pixel bytes). Received: 0 {what}")
-    if extra:
-        raise CIFARError(
-            f"{name}: truncated or not a CIFAR-10 batch: its size is not a multiple of the "
-            f"{RECORD_BYTES}-byte record (1 label byte, 3,072 pixel bytes), but {n} records and "
-            f"{extra} bytes. Received: {len(data)} {what}"
-        )
-    records = np.frombuffer(data, np.uint8).reshape(n, RECORD_BYTES)
-    labels = records[:, 0]
-    bad = np.flatnonzero(labels >= NUM_CLASSES)
-    if bad.size:
-        i = int(bad[0])
-        raise CIFARError(
-            f"{name}: expected labels in 0..9; {bad.size} of {n} records have others, the first "
-            f"record {i} (byte offset {i * RECORD_BYTES}). "
-            f"Received: label={labels[i]} in record {i}"
-        )
-    images = records[:, 1:].reshape(n, *IMAGE_SHAPE).copy()  # a writable copy, not the bytes
-    return images, labels.astype(np.int64)
+    return data, what
 
 
 def _find(folder: str, stem: str) -> str | None:

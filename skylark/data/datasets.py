@@ -84,26 +84,13 @@ def load_dataset(name_or_dir: str | os.PathLike, dtype: str | np.dtype = "float3
             )
         return _idx_folder(FASHION_MNIST_DIR, "fashion-mnist", dt)
     if key == "mnist":
-        folder = os.environ.get(MNIST_ENV)
-        if not folder or not os.path.isdir(folder):
-            got = f"{MNIST_ENV}={folder!r}" if folder else f"{MNIST_ENV} unset"
-            raise FileNotFoundError(
-                "dataset 'mnist' needs the folder holding the four MNIST IDX files "
-                f"({', '.join(IDX_FILES)}, raw or .gz): pass that folder instead of 'mnist', "
-                f"or set {MNIST_ENV} to it. Received: {got}"
-            )
-        return _idx_folder(folder, "mnist", dt)
+        return _idx_folder(_env_folder("mnist", MNIST_ENV, (
+            "the folder holding the four MNIST IDX files "
+            f"({', '.join(IDX_FILES)}, raw or .gz)")), "mnist", dt)
     if key == "cifar-10":
-        folder = os.environ.get(CIFAR10_ENV)
-        if not folder or not os.path.isdir(folder):
-            got = f"{CIFAR10_ENV}={folder!r}" if folder else f"{CIFAR10_ENV} unset"
-            raise FileNotFoundError(
-                "dataset 'cifar-10' needs the folder of CIFAR-10's binary version "
-                "(cifar-10-batches-bin: data_batch_1.bin ... data_batch_5.bin, test_batch.bin; "
-                "skylark never downloads it): pass that folder instead of 'cifar-10', or set "
-                f"{CIFAR10_ENV} to it. Received: {got}"
-            )
-        return _cifar_folder(folder, dt)
+        return _cifar_folder(_env_folder("cifar-10", CIFAR10_ENV, (
+            "the folder of CIFAR-10's binary version (cifar-10-batches-bin: data_batch_1.bin "
+            "... data_batch_5.bin, test_batch.bin; skylark never downloads it)")), dt)
     if os.path.isdir(key):
         kind = cifar10_kind(key)
         if kind == "binary":
@@ -118,6 +105,17 @@ def load_dataset(name_or_dir: str | os.PathLike, dtype: str | np.dtype = "float3
         f"load_dataset: unknown dataset. Expected one of {DATASETS} or an existing folder of "
         f"MNIST-format IDX files or CIFAR-10 binary batches, Received: dataset={key!r}"
     )
+
+
+def _env_folder(name: str, env: str, what: str) -> str:
+    """The folder that environment variable `env` names for dataset `name`, or a
+    FileNotFoundError saying what to pass instead."""
+    folder = os.environ.get(env)
+    if not folder or not os.path.isdir(folder):
+        got = f"{env}={folder!r}" if folder else f"{env} unset"
+        raise FileNotFoundError(f"dataset {name!r} needs {what}: pass that folder instead of "
+                                f"{name!r}, or set {env} to it. Received: {got}")
+    return folder
 
 
 def _digits(dt: np.dtype) -> Dataset:
