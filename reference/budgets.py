@@ -31,10 +31,11 @@ class Step(NamedTuple):
     """What a kind's backward budget rule sees (Kind.f32_backward)."""
 
     n: float  # n_reduce of the output gradient so far
-    n_in: float  # n_reduce of the error already in this layer's input (forward)
-    m_in: float  # max of the magnitude bound of this layer's input (forward)
+    n_in: float  # n_reduce of the error already in this layer's (first) input (forward)
+    m_in: float  # max of the magnitude bound of this layer's (first) input (forward)
     batch: int
     geometry: object  # the layer's reference.spec.Geometry
+    n_ins: tuple = ()  # n_in of every input (a multi-input kind's)
 
 
 def float32_budgets(spec, state, input_shape, x, cotangent, *, training: bool = True,
@@ -89,19 +90,28 @@ def _model(spec, state, transform, training, masks):
 
 
 def _forward(spec, geo, absm, real, a, total: bool):
-    """Budgets of out.{i}, the running statistics and the loss; every output's n_reduce and
-    magnitude; the max |logit| bound."""
-    budget, fwd_n, fwd_m, n = {}, [], [], 0
+    """Budgets of out.{node}, the running statistics and the loss; every output's n_reduce and
+    magnitude; the max |logit| bound. A node's input bound and count are its readers' (the
+    model's input: |x| and 0); a multi-input kind merges its inputs' (Kind.f32_merge_n)."""
+    budget, fwd_n, fwd_m, bounds, n = {}, [], [], [], 0
+    batch = a.shape[0]
     for i, s in enumerate(spec):
-        kind, batch = KINDS[s["kind"]], a.shape[0]
-        stats = kind.f32_stats(s, real[i], a, n, batch)
-        budget.update({f"stat.{i}.{k}": _b32(nr, m) for k, (nr, m) in stats.items()})
-        a = kind.f32_abs_forward(s, absm[i], real[i], a)
-        n += kind.f32_forward(s, geo[i], batch)
+        kind, g = KINDS[s["kind"]], geo[i]
+        a_in = [a if j < 0 else bounds[j] for j in g.inputs]
+        n_in = [0 if j < 0 else fwd_n[j] for j in g.inputs]
+        if kind.multi_input:
+            n, b = kind.f32_merge_n(n_in), kind.f32_abs_forward(s, absm[i], real[i], a_in)
+        else:
+            n = n_in[0]
+            stats = kind.f32_stats(s, real[i], a_in[0], n, batch)
+            budget.update({f"stat.{g.name}.{k}": _b32(nr, m) for k, (nr, m) in stats.items()})
+            b = kind.f32_abs_forward(s, absm[i], real[i], a_in[0])
+        n += kind.f32_forward(s, g, batch)
+        bounds.append(b)
         fwd_n.append(n)
-        fwd_m.append(float(np.max(a, initial=0.0)))
-        budget[f"out.{i}"] = _b32(n, a)
-    m_logits, k = float(a.max()), a.shape[1]
+        fwd_m.append(float(np.max(b, initial=0.0)))
+        budget[f"out.{g.name}"] = _b32(n, b)
+    m_logits, k = float(bounds[-1].max()), bounds[-1].shape[1]
     # a sum over the batch: N terms, each up to the mean's bound
     n_sum = batch if total else 0
     budget["loss"] = _b32(fwd_n[-1] + k + n_sum, 2 * (m_logits + math.log(k)) * (n_sum or 1))
@@ -109,16 +119,33 @@ def _forward(spec, geo, absm, real, a, total: bool):
 
 
 def _backward(tag, spec, geo, real, absm, fwd_n, fwd_m, g, n) -> dict[str, float]:
-    """Budgets of one backward pass from the logits' gradient bound `g` (n_reduce `n`)."""
+    """Budgets of one backward pass from the logits' gradient bound `g` (n_reduce `n`), node by
+    node in reverse. Where a tensor feeds several nodes, the gradient bounds add and the count
+    is the larger one plus the addition's rounding."""
     budget, batch = {}, g.shape[0]
+    grads = {len(spec) - 1: (g, n)}  # node index (-1: the input) -> (bound, n_reduce)
     for i in reversed(range(len(spec))):
-        s, kind = spec[i], KINDS[spec[i]["kind"]]
-        budget[f"{tag}/d.out.{i}"] = _b32(n, g)
-        step = Step(n, fwd_n[i - 1] if i else 0, fwd_m[i - 1] if i else 1.0, batch, geo[i])
-        g_in, n, grads = kind.f32_backward(s, g, absm[i], real[i], step)
-        budget.update({f"{tag}/d.{i}.{k}": _b32(nr, m) for k, (nr, m) in grads.items()})
-        assert g_in.shape[1:] == geo[i].in_shape, (g_in.shape, geo[i].in_shape)
-        g = g_in
+        s, kind, geo_i = spec[i], KINDS[spec[i]["kind"]], geo[i]
+        g, n = grads.pop(i)
+        budget[f"{tag}/d.out.{geo_i.name}"] = _b32(n, g)
+        first = geo_i.inputs[0]
+        n_ins = tuple(0 if j < 0 else fwd_n[j] for j in geo_i.inputs)
+        step = Step(n, n_ins[0], fwd_m[first] if first >= 0 else 1.0, batch, geo_i, n_ins)
+        g_in, n_in, params = kind.f32_backward(s, g, absm[i], real[i], step)
+        budget.update({f"{tag}/d.{geo_i.name}.{k}": _b32(nr, m)
+                       for k, (nr, m) in params.items()})
+        if not kind.multi_input:
+            g_in, n_in = [g_in], [n_in]
+        elif not isinstance(n_in, (list, tuple)):
+            n_in = [n_in] * len(g_in)
+        for j, gj, nj, shape in zip(geo_i.inputs, g_in, n_in, geo_i.in_shapes, strict=True):
+            assert gj.shape[1:] == tuple(shape), (gj.shape, shape)
+            if j in grads:  # a fan-out: the gradients add
+                g0, n0 = grads[j]
+                grads[j] = (g0 + gj, max(n0, nj) + 1)
+            else:
+                grads[j] = (gj, nj)
+    g, n = grads.pop(-1)
     budget[f"{tag}/d.input"] = _b32(n, g)
     return budget
 

@@ -39,6 +39,18 @@ EXIT_CODES = ("exit status: 0 every tensor of every framework within budget; 1 a
               "nothing compared at all; 2 bad usage.")
 
 
+def input_shape_arg(text: str) -> tuple[int, int, int]:
+    """"3,32,32" -> (3, 32, 32): three positive ints."""
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (three positive ints, e.g. 3,32,32). "
+                                         f"Received: {text!r}")
+    return shape
+
+
 def _plant(text: str) -> tuple[str, str]:
     fw, _, bug = text.partition("=")
     if fw not in COMPARED or bug not in PLANTS or fw not in PLANTS[bug]:
@@ -70,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--input", choices=INPUTS, default="random",
                         help="random: U[-0.5, 0.5]; ties: flat background (pool windows tie); "
                              "digits: the bundled 8x8 digits")
+    parser.add_argument("--input-shape", type=input_shape_arg, default=None, metavar="C,H,W",
+                        help="the per-sample input shape, e.g. 3,32,32 for CIFAR-sized RGB "
+                             "(default: 1,8,8 for --input digits, else 1,28,28)")
     parser.add_argument("--batch", type=positive_int, default=4, help="batch size")
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the model and the batch")
     parser.add_argument("--json", metavar="PATH", help="also write the full report here")
@@ -174,7 +189,11 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(f"argument --frameworks: {e}")
     if args.json and (why := _json_path_error(args.json)):
         return _usage_error(why)
-    input_shape = (1, 8, 8) if args.input == "digits" else (1, 28, 28)
+    input_shape = getattr(args, "input_shape", None) or (
+        (1, 8, 8) if args.input == "digits" else (1, 28, 28))
+    if args.input == "digits" and tuple(input_shape) != (1, 8, 8):
+        return _usage_error(f"--input digits are 1,8,8 images. Received: --input-shape "
+                            f"{','.join(map(str, input_shape))}")
     try:
         model = build_model(args.model, input_shape, num_classes=10, seed=args.seed,
                             dtype=args.dtype)

@@ -126,7 +126,7 @@ def _tf_export_module(p: Portable):
     import tensorflow as tf
 
     from .kinds import KINDS
-    from .spec import geometry
+    from .spec import geometry, node_of, run_graph
     from .tf_ref import TFRun
 
     geo = geometry(p.spec, p.input_shape)
@@ -135,13 +135,16 @@ def _tf_export_module(p: Portable):
                                 for k, v in to_keras(p.state, p.spec, p.input_shape).items()}
     c, h, w = p.input_shape
 
+    own = {g.name: {} for g in geo}  # node -> its variables by Keras name
+    for k, var in module.variables_by_name.items():
+        own[node_of(k)][k.rsplit(".", 1)[1]] = var
+
     @tf.function(input_signature=[tf.TensorSpec([None, h, w, c], p.dtype, name="x")])
     def serve(x):
-        for s, g in zip(p.spec, geo, strict=True):
-            v = {k.split(".", 1)[1]: var for k, var in module.variables_by_name.items()
-                 if k.split(".")[0] == str(g.index)}
-            x = KINDS[s["kind"]].tf(s, g, x, v, TFRun(training=False))
-        return {"logits": x}
+        run = TFRun(training=False)
+        outs = run_graph(p.spec, geo, x,
+                         lambda s, g, t: KINDS[s["kind"]].tf(s, g, t, own[g.name], run))
+        return {"logits": outs[-1]}
 
     module.serve = serve
     return module

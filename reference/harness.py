@@ -41,7 +41,7 @@ from .inputs import (
 )
 from .numpy_ref import NumpyRunner
 from .runner import FrameworkUnavailable, loss_options
-from .spec import buffer_names, describe, param_shapes, shapes
+from .spec import buffer_names, describe, node_names, node_of, param_shapes, shapes
 from .startup import StartTimeout, Startup
 
 # --- which tensors, in which order --------------------------------------------------------------
@@ -51,18 +51,18 @@ def tensor_order(spec: list[dict], training: bool = True) -> dict[str, list[str]
     """{"forward": [out.0, ..., loss, stat...], "loss": [...], "cot": [...]} in computation
     order; the updated running statistics (stat.{i}.{buffer}) come with a training forward.
 
-    A backward pass runs from the logits down: d.out.{i}, layer i's parameter gradients, then
-    d.out.{i-1} ... and finally d.input.
+    A backward pass runs from the logits down, node by node in reverse: d.out.{n}, node n's
+    parameter gradients, then the node before ... and finally d.input.
     """
-    n = len(spec)
+    nodes = node_names(spec)
     pnames = list(param_shapes(spec))
     stats = [f"stat.{b}" for b in buffer_names(spec)] if training else []
-    order = {"forward": [f"out.{i}" for i in range(n)] + ["loss", *stats]}
+    order = {"forward": [f"out.{n}" for n in nodes] + ["loss", *stats]}
     for tag in ("loss", "cot"):
         names = []
-        for i in reversed(range(n)):
-            names.append(f"{tag}/d.out.{i}")
-            names += [f"{tag}/d.{p}" for p in pnames if p.split(".")[0] == str(i)]
+        for n in reversed(nodes):
+            names.append(f"{tag}/d.out.{n}")
+            names += [f"{tag}/d.{p}" for p in pnames if node_of(p) == n]
         order[tag] = [*names, f"{tag}/d.input"]
     return order
 

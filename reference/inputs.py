@@ -119,11 +119,12 @@ def informative_state(spec: list[dict], state: dict, seed: int) -> dict:
     or a missing copy of the running statistics would compare equal), from
     np.random.default_rng((seed, layer index))."""
     from .kinds import KINDS
+    from .spec import node_names, node_of
 
     out = dict(state)
-    for i, s in enumerate(spec):
-        own = {k.split(".", 1)[1]: v for k, v in state.items() if k.split(".")[0] == str(i)}
+    for i, (s, name) in enumerate(zip(spec, node_names(spec), strict=True)):
+        own = {k.rsplit(".", 1)[1]: v for k, v in state.items() if node_of(k) == name}
         if own:
             new = KINDS[s["kind"]].informative_state(s, own, np.random.default_rng((seed, i)))
-            out.update({f"{i}.{k}": v for k, v in new.items()})
+            out.update({f"{name}.{k}": v for k, v in new.items()})
     return out

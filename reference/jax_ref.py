@@ -26,6 +26,7 @@ import numpy as np
 
 from .kinds import KINDS, require_builders
 from .runner import PassGrads, Runner, name_tensors
+from .spec import node_of, run_graph
 from .transfer import from_jax, to_jax
 
 require_builders("jax")
@@ -40,10 +41,13 @@ class JaxRun:
         self.training, self.masks, self.new_state = training, masks or {}, {}
 
 
-def _layer_state(state: dict, index: int) -> dict:
-    """Layer `index`'s arrays by their own names: "3.weight" -> "weight"."""
-    prefix = f"{index}."
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+def _node_state(state: dict, names) -> dict:
+    """Each node's arrays by their own names: "layer1.0.conv1.weight" -> {"layer1.0.conv1":
+    {"weight": ...}}."""
+    out = {n: {} for n in names}
+    for k, v in state.items():
+        out[node_of(k)][k.rsplit(".", 1)[1]] = v
+    return out
 
 
 class JaxRunner(Runner):
@@ -68,14 +72,13 @@ class JaxRunner(Runner):
     def _forward(self, x, params, buffers, run: JaxRun, deltas=None):
         """x NCHW -> every layer's output; `deltas` (zeros) are added to the outputs so that
         their gradients are the outputs' gradients."""
-        state = {**params, **buffers}
-        outs, h = [], x
-        for s, g in zip(self.spec, self.geometry, strict=True):
-            h = KINDS[s["kind"]].jax(s, g, h, _layer_state(state, g.index), run)
-            if deltas is not None:
-                h = h + deltas[g.index]
-            outs.append(h)
-        return outs
+        own = _node_state({**params, **buffers}, self.node_names)
+
+        def apply(s, g, h):
+            out = KINDS[s["kind"]].jax(s, g, h, own[g.name], run)
+            return out if deltas is None else out + deltas[g.index]
+
+        return run_graph(self.spec, self.geometry, x, apply)
 
     def _loss(self, logits, labels):
         eps, k = self.loss["label_smoothing"], logits.shape[-1]
@@ -113,7 +116,7 @@ class JaxRunner(Runner):
             grads = from_jax({k: np.asarray(v) for k, v in dp.items()}, self.spec, grads=True)
             passes[tag] = PassGrads(np.asarray(dx), [np.asarray(d) for d in dd], grads)
         return name_tensors([np.asarray(o) for o in outs], np.asarray(loss), passes,
-                            self._stats(training, new_state))
+                            self._stats(training, new_state), self.node_names)
 
     def _train_loss(self, params, buffers, x, labels, masks):
         run = JaxRun(True, masks)

@@ -238,3 +238,21 @@ class StridedDilatedConv2D(keras.layers.Conv2D):
 
     def get_config(self):
         return {**super().get_config(), "strides": self.subsample}
+
+
+class ChannelSlice(keras.layers.Layer):
+    """Channels start .. stop - 1 of an NHWC map or a flat input: the LAST axis in Keras (the
+    same slice on axis 1, as in torch's NCHW, would cut rows of the image instead)."""
+
+    def __init__(self, start: int, stop: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, x):
+        return x[..., self.start:self.stop]
+
+    def compute_output_shape(self, shape):
+        return (*shape[:-1], self.stop - self.start)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}

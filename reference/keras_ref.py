@@ -38,6 +38,7 @@ from keras import ops
 
 from .kinds import KINDS, require_builders
 from .runner import PassGrads, Runner, name_tensors
+from .spec import node_of, run_graph
 from .transfer import (
     TRANSFER_PLANTS,
     activation_from_keras,
@@ -165,16 +166,16 @@ class KerasRunner(Runner):
         _no_tf32(self.backend)
         c, h, w = self.input_shape
         self.groups = build_keras_groups(self.spec, self.geometry, self.dtype, self.plant)
-        self.model = keras.Sequential(
-            [keras.Input(shape=(h, w, c), dtype=self.dtype)]
-            + [layer for g in self.groups for layer in g]
-        )
+        inp = keras.Input(shape=(h, w, c), dtype=self.dtype)
+        # the functional API: a node's group of layers applied to the tensors it reads
+        self.model = keras.Model(inp, self._apply(inp)[-1])
         plant = self.plant if self.plant in TRANSFER_PLANTS else None
         trainable = keras_param_shapes(self.spec, self.input_shape, grads=True)
         self.vars, self.buffers = {}, {}  # "i.kernel" / "i.moving_mean" -> keras.Variable
+        index = {name: i for i, name in enumerate(self.node_names)}
         for k, v in to_keras(params, self.spec, self.input_shape, plant=plant).items():
-            i, n = k.split(".")
-            var = getattr(self.groups[int(i)][-1], n)
+            node, n = node_of(k), k.rsplit(".", 1)[1]
+            var = getattr(self.groups[index[node]][-1], n)
             if tuple(var.shape) != v.shape:
                 raise ValueError(
                     f"Keras variable {k!r}: expected shape {tuple(var.shape)}, received {v.shape}"
@@ -209,15 +210,22 @@ class KerasRunner(Runner):
         mapping = [*zip(self.vars.values(), values, strict=True),
                    *((v, v.value) for v in self.buffers.values())]
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            outs, h = [], x
-            for i, group in enumerate(self.groups):
-                for layer in group:
-                    h = layer(h, training=self._training)
-                outs.append(ops.add(h, eps[i]))
-                h = outs[-1]
+            outs = self._apply(x, eps, training=self._training)
+            h = outs[-1]
             loss = self.loss_fn(labels, h)
             new = {k: scope.get_current_value(v) for k, v in self.buffers.items()}
         return (loss, h), (outs, new)
+
+    def _apply(self, x, eps=None, **call):
+        """Every node's output: its Keras layers applied in turn to what it reads, plus
+        eps[i] when given (+ 0: its gradient is d/d out.i, exactly)."""
+
+        def node(s, g, h):
+            for layer in self.groups[g.index]:
+                h = layer(h, **call)
+            return h if eps is None else ops.add(h, eps[g.index])
+
+        return run_graph(self.spec, self.geometry, x, node)
 
     def _grads_tensorflow(self, prim, labels, cot):
         import tensorflow as tf
@@ -298,7 +306,7 @@ class KerasRunner(Runner):
             d_outs = [activation_from_keras(d, src[i]) for i, d in enumerate(g[nv + 1:])]
             passes[tag] = PassGrads(activation_from_keras(g[nv]), d_outs, params)
         return name_tensors([activation_from_keras(o, src[i]) for i, o in enumerate(outs)],
-                            loss, passes, self._stats())
+                            loss, passes, self._stats(), self.node_names)
 
     def _train_setup(self):
         self.velocity = {}

@@ -20,13 +20,12 @@ class NumpyRunner(Runner):
         self.optimizer = None
 
     def _backward(self, g) -> PassGrads:
-        """One backward pass from d loss / d logits `g`, keeping every layer's output gradient."""
+        """One backward pass from d loss / d logits `g`, keeping every node's output gradient
+        (at a fan-out: the sum of its readers' gradients)."""
         self.model.zero_grad()
-        d_outs = [None] * len(self.model)
-        for i in reversed(range(len(self.model))):
-            d_outs[i] = np.array(g)
-            g = self.model[i].backward(g)
-        return PassGrads(np.array(g), d_outs,
+        dx, seen = self.model.backward_all(g)
+        d_outs = [np.array(seen[n]) for n in self.node_names]
+        return PassGrads(np.array(dx), d_outs,
                          {k: np.array(v) for k, v in self.model.grads().items()})
 
     def _set_mode(self, training: bool, masks) -> None:
@@ -37,16 +36,15 @@ class NumpyRunner(Runner):
     def trace(self, x, labels, cotangent, *, training=True, masks=None):
         x, labels, cot = self._check_batch(x, labels, cotangent)
         self._set_mode(training, self._check_masks(masks, len(x), training))
-        outs, h = [], x
-        for layer in self.model:
-            h = layer.forward(h)
-            outs.append(np.array(h))
+        values = self.model.forward_all(x)
+        outs = [np.array(values[n]) for n in self.node_names]
+        h = values[self.node_names[-1]]
         loss, dz = sk.softmax_cross_entropy(h, labels, **self.loss)
         if self.plant == "loss_sum":  # planted bug, tests only
             loss, dz = loss * len(x), dz * len(x)
         stats = {k: np.array(v) for k, v in self.model.buffers().items()} if training else {}
         passes = {"loss": self._backward(dz), "cot": self._backward(cot)}
-        return name_tensors(outs, loss, passes, stats)
+        return name_tensors(outs, loss, passes, stats, self.node_names)
 
     def _train_setup(self):
         self.optimizer = sk.SGD(self.model, self.lr, self.momentum)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kinds import KINDS
-from .spec import geometry
+from .spec import geometry, run_graph
 
 OPSET = 17
 IR_VERSION = 8
@@ -123,14 +123,18 @@ def build_onnx_model(spec: list[dict], state: dict, dtype: str, input_shape, *,
     b = OnnxGraph(dtype, training and outputs == "trace")
     b.params = {k: np.asarray(v, b.dtype) for k, v in to_onnx(state, spec).items()}
     b.inits += [numpy_helper.from_array(v, k) for k, v in b.params.items()]
-    h = b.add_input("x", b.elem, ["N", *input_shape])
+    x = b.add_input("x", b.elem, ["N", *input_shape])
     geo = geometry(spec, input_shape)
-    for s, g in zip(spec, geo, strict=True):
+
+    def node(s, g, h):
         if b.training and KINDS[s["kind"]].uses_mask:
             b.add_input(f"mask.{g.index}", TensorProto.BOOL, ["N", *g.in_shape])
-        h = KINDS[s["kind"]].onnx(s, g, b, h)
+        out = KINDS[s["kind"]].onnx(s, g, b, h)
         if outputs == "trace":
-            b.add_output(f"out.{g.index}", h, ["N", *g.out_shape])
+            b.add_output(f"out.{g.index}", out, ["N", *g.out_shape])
+        return out
+
+    h = run_graph(spec, geo, x, node)[-1]
     if outputs == "logits":
         b.add_output("logits", h, ["N", *geo[-1].out_shape])
     else:

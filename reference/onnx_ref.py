@@ -63,7 +63,7 @@ class OnnxRunner(Runner):
         got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
         outs = [got[f"out.{i}"] for i in range(len(self.spec))]
         stats = {k[len("stat."):]: v for k, v in got.items() if k.startswith("stat.")}
-        return name_tensors(outs, got["loss"], {}, stats)
+        return name_tensors(outs, got["loss"], {}, stats, self.node_names)
 
     def predict(self, x):
         (x,) = self._check_batch(x)

@@ -14,11 +14,13 @@ framework (reference.inputs.dropout_masks).
 Every runner takes x as NCHW (skylark's layout) and returns everything in skylark's layout and
 names; the conversions happen inside (reference.transfer). The names `trace` returns:
 
-    out.{i}                       layer i's output, i = 0 .. L-1 (out.{L-1} are the logits)
+    out.{n}                       node n's output (n its name: "0" .. "L-1" in a Sequential;
+                                  the last node's are the logits)
     loss                          softmax cross-entropy (a 0-d array; mean unless the loss
                                   options say "sum")
-    stat.{i}.{buffer}             in training, layer i's running statistics after the update
-    {p}/d.out.{i}, {p}/d.{name}, {p}/d.input   gradients for pass p:
+    stat.{n}.{buffer}             in training, node n's running statistics after the update
+    {p}/d.out.{n}, {p}/d.{name}, {p}/d.input   gradients for pass p (d.out.{n}: the whole
+                                  gradient of node n's output, every reader's added):
         p = "loss": backpropagated from the mean loss;
         p = "cot":  from the given random cotangent on the logits (a sum of the outputs, i.e. an
                     all-ones cotangent, is blind to a permutation of the outputs).
@@ -71,6 +73,8 @@ PLANTS = {
     "torch_avg_divisor": ("torch",),
     # TF's "same" padding (odd pixel bottom/right) done as torch's symmetric padding
     "torch_same_symmetric": ("torch",),
+    # ShuffleNet's NCHW channel shuffle (reshape (N, g, C/g, H, W), swap 1 and 2) run on NHWC
+    "keras_shuffle_nchw": _KERAS,
 }
 
 # absl's pre-initialisation INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are
@@ -171,15 +175,19 @@ class PassGrads(NamedTuple):
     d_params: dict[str, np.ndarray]  # skylark parameter name -> gradient
 
 
-def name_tensors(outs, loss, passes: dict[str, PassGrads], stats=None) -> dict[str, np.ndarray]:
+def name_tensors(outs, loss, passes: dict[str, PassGrads], stats=None,
+                 names=None) -> dict[str, np.ndarray]:
     """The `trace` dict: every runner builds it here, so every runner names tensors alike.
-    `stats`: updated buffers by skylark name ("2.running_mean")."""
-    result = {f"out.{i}": np.asarray(o) for i, o in enumerate(outs)}
+    `stats`: updated buffers by skylark name ("2.running_mean"); `names`: the nodes' names
+    (reference.spec.node_names; default "0", "1", ...), which name the outputs."""
+    names = [str(i) for i in range(len(outs))] if names is None else list(names)
+    result = {f"out.{n}": np.asarray(o) for n, o in zip(names, outs, strict=True)}
     result["loss"] = np.asarray(loss)
     result.update({f"stat.{k}": np.asarray(v) for k, v in (stats or {}).items()})
     for tag, p in passes.items():
         result[f"{tag}/d.input"] = np.asarray(p.d_input)
-        result.update({f"{tag}/d.out.{i}": np.asarray(g) for i, g in enumerate(p.d_outs)})
+        result.update({f"{tag}/d.out.{n}": np.asarray(g)
+                       for n, g in zip(names, p.d_outs, strict=True)})
         result.update({f"{tag}/d.{k}": np.asarray(v) for k, v in p.d_params.items()})
     return result
 
@@ -228,6 +236,7 @@ class Runner:
             )
         self.spec, self.dtype, self.input_shape = spec, dtype, tuple(int(d) for d in input_shape)
         self.geometry = geo
+        self.node_names = [g.name for g in geo]
         self.out_shapes = [g.out_shape for g in geo]
         self.flat_sources = [g.flat_source for g in geo]
         self.param_names = list(param_shapes(spec))

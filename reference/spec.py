@@ -1,12 +1,18 @@
 """A JSON-able architecture spec: what every reference framework builds its copy of a model from.
 
     spec = describe(model)            # [{"kind": "conv2d", "in_channels": 1, ...}, {"kind": ...}]
-    model2 = build(spec, "float64")   # the same architecture as a skylark Sequential (fresh init)
+    model2 = build(spec, "float64")   # the same architecture as a skylark model (fresh init)
     shapes(spec, (1, 28, 28))         # [(8, 26, 26), (8, 13, 13), (1352,), (10,)]
+    outs = run_graph(spec, geo, x, lambda s, g, h: ...)   # how every framework walks a graph
 
 An entry is a layer's `config()` (its constructor arguments by torch's names) plus its "kind";
 the kinds, their fields and their framework builders are in reference.kinds. Pairs are [h, w]
 lists and padding is "valid", "same" or [ph, pw].
+
+A graph (skylark.Graph) is the same list with two optional fields per entry, exactly as
+skylark.models.to_config writes them: "name" (default: the entry's position, "0", "1", ...)
+and "inputs" (node names or "input"; default: the entry before, or "input" for the first).
+Entries are in running order; the last is the output. Parameters are "{name}.weight", ...
 """
 
 from __future__ import annotations
@@ -14,24 +20,59 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import skylark as sk
+from skylark.models import check_order, to_config
 
 from .kinds import KINDS, kind_of
 
+INPUT = sk.INPUT
+
 
 class Geometry(NamedTuple):
-    """Layer `index` of a spec run on one per-sample input shape."""
+    """Node `index` (named `name`) of a spec run on one per-sample input shape."""
 
     index: int
-    in_shape: tuple[int, ...]  # (C, H, W) or (F,)
+    in_shape: tuple[int, ...]  # (C, H, W) or (F,): the first input's
     out_shape: tuple[int, ...]
     pads: tuple[int, int, int, int] | None  # (top, bottom, left, right) for windowed layers
     flat_source: tuple[int, int, int] | None  # the map whose flatten order a flat output has
-    in_flat_source: tuple[int, int, int] | None  # the same for this layer's input
+    in_flat_source: tuple[int, int, int] | None  # the same for this layer's (first) input
+    name: str = ""  # the node's name: its parameters are "{name}.weight", ...
+    inputs: tuple[int, ...] = (-1,)  # the nodes it reads, by index; -1 is the model's input
+    in_shapes: tuple = ()  # every input's shape, in order
+    in_flat_sources: tuple = ()  # every input's flat source, in order
 
 
-def describe(model: sk.Sequential) -> list[dict]:
-    """The layers of `model` as plain dicts (JSON-able); ValueError on a layer we cannot mirror."""
-    return [kind_of(layer, i).describe(layer) for i, layer in enumerate(model)]
+def describe(model: sk.Graph) -> list[dict]:
+    """The nodes of `model` as plain dicts (JSON-able): each layer's kind and config, with
+    "name" and "inputs" where they are not a Sequential's; ValueError on a layer we cannot
+    mirror."""
+    for i, layer in enumerate(model):
+        kind_of(layer, i)
+    return [{**kind_of(node.layer, i).describe(node.layer),
+             **{k: v for k, v in entry.items() if k in ("name", "inputs")}}
+            for i, (node, entry) in enumerate(zip(model.nodes, to_config(model), strict=True))]
+
+
+def node_names(spec: list[dict]) -> list[str]:
+    """Every node's name, in order ("0", "1", ... where the spec names none)."""
+    return [s.get("name", str(i)) if isinstance(s, dict) else str(i)
+            for i, s in enumerate(spec)]
+
+
+def node_of(key: str) -> str:
+    """The node a state or gradient name belongs to: "layer1.0.conv1.weight" -> "layer1.0.conv1"
+    (parameter and buffer names have no dot of their own)."""
+    return key.rsplit(".", 1)[0]
+
+
+def run_graph(spec: list[dict], geo: list[Geometry], x, apply) -> list:
+    """Every node's output, in order: `apply(s, g, h)` computes node g from `h`, its input
+    (a list of them for a kind that takes several); -1 in g.inputs is `x`."""
+    outs: list = []
+    for s, g in zip(spec, geo, strict=True):
+        hs = [x if j < 0 else outs[j] for j in g.inputs]
+        outs.append(apply(s, g, hs if KINDS[s["kind"]].multi_input else hs[0]))
+    return outs
 
 
 def _kind(s, i: int):
@@ -41,35 +82,55 @@ def _kind(s, i: int):
     return KINDS[kind]
 
 
-def build(spec: list[dict], dtype="float32") -> sk.Sequential:
-    """A skylark Sequential with the architecture of `spec` (torch-default init, seed i)."""
+def build(spec: list[dict], dtype="float32") -> sk.Graph:
+    """A skylark model with the architecture of `spec` (torch-default init, seed i): a
+    Sequential when the spec names no node and no input, else a Graph."""
     layers = []
     for i, s in enumerate(spec):
         try:
-            layers.append(_kind(s, i).build(s, dtype, seed=i))
+            cfg = {k: v for k, v in s.items() if k not in ("name", "inputs")}
+            layers.append(_kind(s, i).build(cfg, dtype, seed=i))
         except TypeError as e:  # a missing or unknown field
             raise ValueError(f"spec layer {i} ({s.get('kind')}): {e}. Received: {s!r}") from None
-    return sk.Sequential(*layers)
+    if not any("name" in s or "inputs" in s for s in spec):
+        return sk.Sequential(*layers)
+    check_order(spec, node_names(spec))  # a cycle, or a node listed before what it reads
+    net = sk.Graph()
+    for name, s, layer in zip(node_names(spec), spec, layers, strict=True):
+        net.add(name, layer, s.get("inputs"))
+    return net.check()
 
 
 def geometry(spec: list[dict], input_shape) -> list[Geometry]:
-    """Every layer's Geometry for a per-sample input (C, H, W), validating the stack the way
-    skylark's forward would (ranks, channels, features, sizes that fit)."""
+    """Every node's Geometry for a per-sample input (C, H, W), validating the graph the way
+    skylark's forward would (ranks, channels, features, sizes that fit, the shapes an Add or a
+    Concat joins); a ValueError names the node."""
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3:
         raise ValueError(f"input_shape is (C, H, W). Received: input_shape={input_shape!r}")
-    out, shape, src = [], input_shape, None
-    for i, (s, layer) in enumerate(zip(spec, build(spec), strict=True)):
-        kind = KINDS[s["kind"]]
+    model, names = build(spec), node_names(spec)
+    where = {n: i for i, n in enumerate(names)}
+    out: list[Geometry] = []
+    for i, (s, node) in enumerate(zip(spec, model.nodes, strict=True)):
+        kind, layer = KINDS[s["kind"]], node.layer
+        idx = tuple(-1 if r == INPUT else where[r] for r in node.inputs)
+        shapes_in = tuple(input_shape if j < 0 else out[j].out_shape for j in idx)
+        srcs = tuple(None if j < 0 else out[j].flat_source for j in idx)
+        what = f"spec layer {i}" if names[i] == str(i) else f"spec node {names[i]!r}"
         try:
-            kind.validate(s, shape)
+            if kind.multi_input:
+                kind.validate_inputs(s, shapes_in, srcs)
+                out_shape = tuple(int(d) for d in layer.output_shape(shapes_in))
+                new_src = kind.merged_flat_source(shapes_in, out_shape, srcs)
+            else:
+                kind.validate(s, shapes_in[0])
+                out_shape = tuple(int(d) for d in layer.output_shape(shapes_in[0]))
+                new_src = kind.flat_source(shapes_in[0], out_shape, srcs[0])
         except ValueError as e:
-            raise ValueError(f"spec layer {i}: {e}") from None
-        out_shape = tuple(int(d) for d in layer.output_shape(shape))
-        pads = tuple(layer.pads(shape[1:])) if hasattr(layer, "pads") else None
-        new_src = kind.flat_source(shape, out_shape, src)
-        out.append(Geometry(i, shape, out_shape, pads, new_src, src))
-        shape, src = out_shape, new_src
+            raise ValueError(f"{what}: {e}") from None
+        pads = tuple(layer.pads(shapes_in[0][1:])) if hasattr(layer, "pads") else None
+        out.append(Geometry(i, shapes_in[0], out_shape, pads, new_src, srcs[0], names[i], idx,
+                            shapes_in, srcs))
     return out
 
 
@@ -93,5 +154,5 @@ def buffer_names(spec: list[dict]) -> list[str]:
     return list(build(spec).buffers())
 
 
-__all__ = ["Geometry", "buffer_names", "build", "describe", "geometry", "param_shapes", "shapes",
-           "state_shapes"]
+__all__ = ["INPUT", "Geometry", "buffer_names", "build", "describe", "geometry", "node_names",
+           "node_of", "param_shapes", "run_graph", "shapes", "state_shapes"]

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from .kinds import KINDS, require_builders
 from .runner import PassGrads, Runner, name_tensors
+from .spec import node_of, run_graph
 from .transfer import (
     TRANSFER_PLANTS,
     activation_from_keras,
@@ -52,15 +53,13 @@ class TFRunner(Runner):
         self.velocity = None
 
     def _forward(self, x, run: TFRun | None = None):
-        """x NHWC -> list of every layer's output (TF layout)."""
+        """x NHWC -> list of every node's output (TF layout)."""
         run = run or TFRun()
-        outs, h = [], x
-        for s, g in zip(self.spec, self.geometry, strict=True):
-            prefix = f"{g.index}."
-            v = {k[len(prefix):]: var for k, var in self.vars.items() if k.startswith(prefix)}
-            h = KINDS[s["kind"]].tf(s, g, h, v, run)
-            outs.append(h)
-        return outs
+        own = {g.name: {} for g in self.geometry}  # node -> its variables by Keras name
+        for k, var in self.vars.items():
+            own[node_of(k)][k.rsplit(".", 1)[1]] = var
+        return run_graph(self.spec, self.geometry, x,
+                         lambda s, g, h: KINDS[s["kind"]].tf(s, g, h, own[g.name], run))
 
     def _loss(self, logits, labels):
         eps, k = self.loss["label_smoothing"], logits.shape[-1]
@@ -110,7 +109,7 @@ class TFRunner(Runner):
                 [activation_from_keras(d, src[i]) for i, d in enumerate(g[1 : 1 + n])], params)
         del tape
         return name_tensors([activation_from_keras(o.numpy(), src[i]) for i, o in enumerate(outs)],
-                            loss.numpy(), passes, self._stats(run))
+                            loss.numpy(), passes, self._stats(run), self.node_names)
 
     def _train_setup(self):
         # The update is written out (there is no SGD in raw TF; tf.keras' SGD is Keras, and its

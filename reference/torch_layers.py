@@ -104,3 +104,38 @@ class AvgPool2dTF(nn.Module):
     def forward(self, x):
         ones = torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype)
         return self._window_sum(x) / self._window_sum(ones)
+
+
+class AddN(nn.Module):
+    """The sum of a list of tensors, left to right (skylark's Add)."""
+
+    def forward(self, xs):
+        out = xs[0] + xs[1]
+        for x in xs[2:]:
+            out = out + x
+        return out
+
+
+class Cat(nn.Module):
+    """torch.cat along the channels (dim 1 of NCHW; the features of a flat input)."""
+
+    def forward(self, xs):
+        return torch.cat(list(xs), dim=1)
+
+
+class Mul(nn.Module):
+    """[x, gate] -> x * gate, broadcast (squeeze-excite's (N, C, 1, 1) gate)."""
+
+    def forward(self, xs):
+        return xs[0] * xs[1]
+
+
+class ChannelSlice(nn.Module):
+    """x[:, start:stop]: a channel range (one half of ShuffleNet's x.chunk(2, dim=1))."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def forward(self, x):
+        return x[:, self.start:self.stop]

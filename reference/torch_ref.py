@@ -1,8 +1,10 @@
-"""The PyTorch reference: an nn.Sequential built from a spec, autograd for every gradient.
+"""The PyTorch reference: an nn.Module built from a spec, autograd for every gradient.
 
-torch has skylark's layouts (NCHW, OIHW, Linear (out, in), CHW flatten), so module i is skylark
-layer i and the state_dict names match. Each layer comes from its kind's `torch` builder
-(reference.kinds); what torch.nn cannot express directly is in reference.torch_layers.
+torch has skylark's layouts (NCHW, OIHW, Linear (out, in), CHW flatten), so node "layer1.0.conv1"
+is the submodule at that path and the state_dict names match skylark's. Each layer comes from its
+kind's `torch` builder (reference.kinds); what torch.nn cannot express directly is in
+reference.torch_layers. `GraphModule.forward` walks the nodes in order (reference.spec.run_graph):
+a tensor read twice is read twice, and autograd adds its two gradients.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from torch import nn
 
 from .kinds import KINDS, require_builders
 from .runner import PassGrads, Runner, name_tensors
-from .spec import geometry
+from .spec import geometry, run_graph
 from .transfer import from_torch, to_torch
 
 require_builders("torch")
@@ -21,14 +23,45 @@ require_builders("torch")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+class GraphModule(nn.Module):
+    """The spec's nodes as submodules at their names' paths ("layer1.0.conv1" is
+    self.layer1[0].conv1, so its state_dict key is "layer1.0.conv1.weight", as skylark names
+    it); forward runs them in the spec's order, each on the outputs it reads."""
+
+    def __init__(self, spec: list[dict], geo, mods) -> None:
+        super().__init__()
+        self.spec, self.geo = spec, geo
+        self.nodes = list(mods)  # a plain list: registered below, once, at their paths
+        for g, m in zip(geo, self.nodes, strict=True):
+            *path, leaf = g.name.split(".")
+            parent = self
+            for part in path:
+                if not hasattr(parent, part):
+                    parent.add_module(part, nn.Module())
+                parent = getattr(parent, part)
+            parent.add_module(leaf, m)
+
+    def __getitem__(self, i: int) -> nn.Module:
+        return self.nodes[i]
+
+    def forward_all(self, x) -> list:
+        """Every node's output, in order."""
+        return run_graph(self.spec, self.geo, x,
+                         lambda s, g, h: self.nodes[g.index](h))
+
+    def forward(self, x):
+        return self.forward_all(x)[-1]
+
+
 def build_torch_model(spec: list[dict], input_shape, dtype: str = "float32",
-                      plant: str | None = None) -> nn.Sequential:
-    """nn.Sequential whose module i mirrors skylark layer i (same state_dict names).
+                      plant: str | None = None) -> GraphModule:
+    """The nn.Module whose submodule at each node's name mirrors that skylark node (same
+    state_dict names).
 
     `plant` is the test-only bug hook (reference.runner), passed to every builder."""
-    mods = [KINDS[s["kind"]].torch(s, g, plant)
-            for s, g in zip(spec, geometry(spec, input_shape), strict=True)]
-    return nn.Sequential(*mods).to(_DTYPES[dtype])
+    geo = geometry(spec, input_shape)
+    mods = [KINDS[s["kind"]].torch(s, g, plant) for s, g in zip(spec, geo, strict=True)]
+    return GraphModule(spec, geo, mods).to(_DTYPES[dtype])
 
 
 class TorchRunner(Runner):
@@ -72,10 +105,8 @@ class TorchRunner(Runner):
         x, labels, cot = self._check_batch(x, labels, cotangent)
         self._set_mode(training, self._check_masks(masks, len(x), training))
         xt = torch.tensor(x, requires_grad=True)
-        outs, h = [], xt
-        for m in self.model:
-            h = m(h)
-            outs.append(h)
+        outs = self.model.forward_all(xt)
+        h = outs[-1]
         loss = self._loss(h, torch.tensor(labels))
         stats = self._stats() if training else {}
         names = [n for n, _ in self.model.named_parameters()]
@@ -88,7 +119,7 @@ class TorchRunner(Runner):
             params = from_torch(dict(zip(names, g[1 + n:], strict=True)), self.spec, grads=True)
             passes[tag] = PassGrads(g[0], g[1 : 1 + n], params)
         return name_tensors([o.detach().numpy().copy() for o in outs],
-                            loss.detach().numpy().copy(), passes, stats)
+                            loss.detach().numpy().copy(), passes, stats, self.node_names)
 
     def _train_setup(self):
         # torch.optim.SGD is the definition skylark's SGD follows (dampening 0, no Nesterov).

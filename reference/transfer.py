@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kinds import KINDS
-from .spec import geometry, param_shapes, state_shapes
+from .spec import geometry, node_names, param_shapes, state_shapes
 
 TRANSFER_PLANTS = ("dense_hwc", "kernel_transposed")
 
@@ -66,6 +66,12 @@ def check_params(params, spec: list[dict], what: str = "skylark",
     return check_names_shapes(params, expected_shapes(spec, grads), what)
 
 
+def _split(key: str, spec: list[dict]) -> tuple[int, str]:
+    """"layer1.0.conv1.weight" -> (the node's index in `spec`, "weight")."""
+    node, name = key.rsplit(".", 1)
+    return node_names(spec).index(node), name
+
+
 def _check_plant(plant, allowed) -> None:
     if plant is not None and plant not in allowed:
         raise ValueError(f"plant must be None or one of {allowed}. Received: plant={plant!r}")
@@ -86,7 +92,7 @@ def to_torch(params, spec: list[dict], plant: str | None = None) -> dict[str, np
     _check_plant(plant, ("kernel_transposed",))
     out = {}
     for k, v in check_params(params, spec).items():
-        i = int(k.split(".")[0])
+        i, _ = _split(k, spec)
         if plant == "kernel_transposed" and spec[i]["kind"] == "conv2d" and k.endswith("weight"):
             v = _transposed_kernel(v, k)
         out[k] = np.array(v)
@@ -190,9 +196,10 @@ check_layout_rules()
 
 
 def _keras_name(skylark_name: str, spec: list[dict]) -> str:
-    """"3.weight" -> "3.kernel" (a conv or dense), "3.gamma" (a batchnorm2d), ..."""
-    i, n = skylark_name.split(".")
-    return f"{i}.{KINDS[spec[int(i)]['kind']].keras_names.get(n, n)}"
+    """"3.weight" -> "3.kernel" (a conv or dense), "3.gamma" (a batchnorm2d), ... (the node's
+    own name kept: "layer1.0.conv1.weight" -> "layer1.0.conv1.kernel")."""
+    i, n = _split(skylark_name, spec)
+    return f"{node_names(spec)[i]}.{KINDS[spec[i]['kind']].keras_names.get(n, n)}"
 
 
 def keras_param_shapes(spec: list[dict], input_shape, grads: bool = False):
@@ -202,10 +209,10 @@ def keras_param_shapes(spec: list[dict], input_shape, grads: bool = False):
     geo = geometry(spec, input_shape)
     out = {}
     for k, shape in expected_shapes(spec, grads).items():
-        i, n = k.split(".")
-        rule = KERAS_LAYOUTS.get(spec[int(i)]["kind"])
+        i, n = _split(k, spec)
+        rule = KERAS_LAYOUTS.get(spec[i]["kind"])
         if n == "weight" and rule:
-            shape = rule[0](np.empty(shape, np.float32), geo[int(i)]).shape
+            shape = rule[0](np.empty(shape, np.float32), geo[i]).shape
         out[_keras_name(k, spec)] = tuple(shape)
     return out
 
@@ -216,8 +223,8 @@ def to_keras(params, spec: list[dict], input_shape, plant: str | None = None):
     geo = geometry(spec, input_shape)
     out = {}
     for k, v in check_params(params, spec).items():
-        i, n = k.split(".")
-        s, g = spec[int(i)], geo[int(i)]
+        i, n = _split(k, spec)
+        s, g = spec[i], geo[i]
         if n == "weight" and s["kind"] in KERAS_LAYOUTS:
             if plant == "kernel_transposed" and s["kind"] == "conv2d":
                 v = _transposed_kernel(v, k)
@@ -234,11 +241,11 @@ def from_keras(kparams, spec: list[dict], input_shape, grads: bool = False):
     geo = geometry(spec, input_shape)
     out = {}
     for k in expected_shapes(spec, grads):
-        i, n = k.split(".")
+        i, n = _split(k, spec)
         v = got[_keras_name(k, spec)]
-        kind = spec[int(i)]["kind"]
+        kind = spec[i]["kind"]
         if n == "weight" and kind in KERAS_LAYOUTS:
-            v = KERAS_LAYOUTS[kind][1](v, geo[int(i)])
+            v = KERAS_LAYOUTS[kind][1](v, geo[i])
         out[k] = np.ascontiguousarray(v)
     return out
 

@@ -69,9 +69,11 @@ def probability(s: str) -> float:
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """--model and the loss options: what `train`, `compare` and `check` share."""
     p.add_argument("--model", default="skylark", metavar="NAME|FILE",
-                   help="skylark, lenet5 (28x28 inputs), vgg-bn, a .json model file (e.g. "
-                        "docs/example_model.json), or module:function returning a skylark "
-                        "Sequential")
+                   help="skylark, lenet5 (28x28 inputs), vgg-bn; the graph zoo: resnet, "
+                        "mobilenet-v2, densenet, shufflenet, inception, efficientnet; a .json "
+                        "model file (a Sequential, e.g. docs/example_model.json, or a graph, "
+                        "docs/example_graph.json), or module:function returning a skylark "
+                        "Graph or Sequential")
     p.add_argument("--label-smoothing", type=probability, default=0.0, metavar="EPS",
                    help="cross-entropy label smoothing (torch's and Keras' definition)")
 

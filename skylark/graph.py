@@ -184,8 +184,8 @@ class Graph:
         for i in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[i]
             g = grads.pop(node.name)
-            if seen is not None:
-                seen[node.name] = g
+            if seen is not None:  # a copy: a layer's backward may reuse dy's memory
+                seen[node.name] = np.array(g)
             layer = node.layer
             if plan.reads_input_only[i] and not input_grad:
                 if layer.param_names:  # it still owes its parameter gradients

@@ -67,14 +67,14 @@ def from_config(config, *, dtype="float32", seed: int = 0) -> Graph:
     if not any("name" in e or "inputs" in e for e in config):
         return Sequential(*layers)
     names = [e.get("name", str(i)) for i, e in enumerate(config)]
-    _check_order(config, names)
+    check_order(config, names)
     net = Graph()
     for entry, name, layer in zip(config, names, layers, strict=True):
         net.add(name, layer, entry.get("inputs"))
     return net.check()
 
 
-def _check_order(config: list[dict], names: list[str]) -> None:
+def check_order(config: list[dict], names: list[str]) -> None:
     """A node that reads a node listed after it: a cycle (named, node by node) or an order
     that is not the running order; both ValueErrors."""
     where = {n: i for i, n in enumerate(names) if isinstance(n, str)}

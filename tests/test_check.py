@@ -230,7 +230,7 @@ def test_mode_and_loss_options_are_accepted(argv, config, tmp_path, monkeypatch,
 
 
 @pytest.mark.parametrize("model, message", [
-    ("resnet", "Received: 'resnet'"),
+    ("resnet50", "Received: 'resnet50'"),
     ("nowhere.json", "cannot read the model file 'nowhere.json'"),
     ("no_such_module_xyz:net", "cannot import the model function 'no_such_module_xyz:net'"),
 ])

@@ -105,8 +105,24 @@ def test_describe_then_build_is_the_same_layer(layer):
             {k: v.shape for k, v in getattr(layer, state)().items()}, state
 
 
+# the kinds that join or split tensors, in a graph: (name, layer, inputs)
+GRAPH = [("a", sk.ChannelSlice(0, 2), "input"), ("b", sk.ChannelSlice(1, 3), "input"),
+         ("sum", sk.Add(), ["a", "b"]), ("cat", sk.Concat(), ["sum", "input"]),
+         ("gate", sk.AdaptiveAvgPool2d(1), "cat"), ("mul", sk.Multiply(), ["cat", "gate"])]
+
+
+def test_describe_then_build_is_the_same_graph():
+    graph = sk.Graph(GRAPH)
+    spec = describe(graph)
+    assert [s.get("name") for s in spec] == [n for n, _, _ in GRAPH]
+    again = build(spec)
+    assert [(n.name, type(n.layer), n.inputs) for n in again.nodes] == \
+        [(n.name, type(n.layer), n.inputs) for n in graph.nodes]
+
+
 def test_every_kind_has_a_layer_in_this_grid():
-    assert {kind_of(layer).name for layer in LAYERS} == set(KINDS)
+    graph_kinds = {kind_of(layer).name for _, layer, _ in GRAPH}
+    assert {kind_of(layer).name for layer in LAYERS} | graph_kinds == set(KINDS)
 
 
 def test_unknown_kind_and_unknown_field_are_named():

@@ -22,10 +22,12 @@ from .globalavgpool2d import GlobalAvgPool2d
 from .hard import Hardsigmoid, Hardswish, ReLU6
 from .identity import Identity
 from .maxpool2d import MaxPool2d
+from .merge import Add, ChannelSlice, Concat, Multiply
 from .relu import ReLU
 
 _ALL = (Conv2d(), MaxPool2d(), AvgPool2d(), GlobalAvgPool2d(), BatchNorm2d(), ReLU(), LeakyReLU(),
-        Sigmoid(), Tanh(), Dropout(), Flatten(), Dense())
+        Sigmoid(), Tanh(), Dropout(), Flatten(), Dense(), Add(), Concat(), Multiply(),
+        ChannelSlice())
 # the mobile nets' activations and pools (reference.kinds.hard, .gated, .adaptiveavgpool2d,
 # .channelshuffle) and the identity
 _ALL += (ReLU6(), Hardsigmoid(), Hardswish(), SiLU(), GELU(), AdaptiveAvgPool2d(),

@@ -30,6 +30,7 @@ class Kind:
     input_rank: int | None = None  # 3: a (C, H, W) map; 1: a flat vector; None: any
     in_field: str | None = None  # the spec field the input's channels (features) must equal
     uses_mask = False  # training needs a keep-mask from the harness (dropout)
+    multi_input = False  # the builders get a LIST of input tensors (Add, Concat, Multiply)
     # Keras/TF names of the layer's state where they differ from torch's ("weight" -> "kernel")
     keras_names: ClassVar[dict] = {"weight": "kernel"}
 
@@ -44,7 +45,7 @@ class Kind:
 
     def build(self, s: dict, dtype: str, seed: int):
         """A skylark layer from spec entry `s` (fresh torch-style init from `seed`)."""
-        cfg = {k: v for k, v in s.items() if k != "kind"}
+        cfg = {k: v for k, v in s.items() if k not in ("kind", "name", "inputs")}
         if self.layer.param_names:
             return self.layer(**cfg, dtype=dtype, seed=seed)
         return self.layer(**cfg)
@@ -60,6 +61,19 @@ class Kind:
             unit = "features" if len(in_shape) == 1 else "channels"
             raise ValueError(f"{self.name} expects {s[self.in_field]} {unit}. "
                              f"Received: input shape {in_shape}")
+
+    def validate_inputs(self, s: dict, in_shapes, in_sources) -> None:
+        """The multi-input kinds' `validate`: ValueError when the inputs cannot be joined. A
+        flattened map among them is refused: its feature order differs between frameworks
+        (CHW in torch, HWC in Keras), and a join of two such orders has no single layout."""
+        if any(src is not None for src in in_sources):
+            raise ValueError(f"{self.name} of flattened maps cannot be mirrored (the flatten "
+                             f"order differs between frameworks): flatten after the "
+                             f"{self.name}. Received: input shapes {list(in_shapes)}")
+
+    def merged_flat_source(self, in_shapes, out_shape, in_sources):
+        """The multi-input kinds' `flat_source`: none (flattened inputs are refused)."""
+        return None
 
     def flat_source(self, in_shape, out_shape, in_source):
         """The (C, H, W) map whose flatten order a flat output carries, or None.
@@ -78,6 +92,11 @@ class Kind:
     def f32_forward(self, s: dict, g, batch: int) -> int:
         """Length of the sums this layer's forward adds (0: none, e.g. an element-wise op)."""
         return 0
+
+    def f32_merge_n(self, ns) -> float:
+        """A multi-input kind's n_reduce before its own work, from its inputs' counts: the
+        largest (a sum or a concatenation errs no more than its worst input)."""
+        return max(ns)
 
     def f32_input_grad(self, s: dict) -> int:
         """Length of the sums in this layer's input gradient."""

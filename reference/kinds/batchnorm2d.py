@@ -44,9 +44,15 @@ class BatchNorm2d(Kind):
                 "running_var": (0.5, 2.0)}
         return {k: rng.uniform(*draw[k], c).astype(v.dtype) for k, v in state.items()}
 
-    # float32 budget: the mean and variance are sums over N*H*W; an input error passes scaled
-    # by |weight| * invstd (twice: through x and through the mean), and the variance's own
-    # error moves invstd, which the cubic term bounds.
+    # float32 budget: the mean and variance are sums over N*H*W (2 * NHW in the count). An
+    # input error d (|d| <= D per channel: the mean and variance mix a channel's elements) moves
+    # y = weight * (x - mean) * invstd + bias by at most |weight| * invstd * (2 + |xhat|) * D:
+    # d - mean(d) is at most 2D, and the variance moves by 2 mean(|x - mean| |d|) <= 2 std D
+    # (Cauchy-Schwarz), so invstd by invstd**3 * std * D <= invstd**2 * D, which |x - mean|
+    # turns into |xhat| * invstd * D. The bound is LINEAR in the input's: a BN renormalises,
+    # and a bound that grew with a power of the input's (as (dev * invstd)**3 once did) blew
+    # up to inf through the five BatchNorms of a ResNet. M(y) adds |y|'s own bound, the
+    # magnitude the next layer's sums see.
     def f32_forward(self, s, g, batch):
         return 2 * _nhw(g, batch)
 
@@ -54,9 +60,10 @@ class BatchNorm2d(Kind):
         c = real_layer._cache
         gamma = np.abs(real_layer.weight)[:, None, None]
         inv = c.invstd[:, None, None]
-        dev = a + np.abs(c.mean)[:, None, None]
-        return 2 * gamma * inv * dev + gamma * (dev * inv) ** 3 + np.abs(real_layer.bias)[:, None,
-                                                                                           None]
+        xhat = np.abs(c.xhat) if c.xhat is not None else np.abs(a) * inv
+        per_channel = a.max(axis=_AXES)[:, None, None]  # D: the largest input bound, per channel
+        beta = np.abs(real_layer.bias)[:, None, None]
+        return gamma * inv * (2 + xhat) * per_channel + gamma * xhat + beta
 
     def f32_stats(self, s, real_layer, a, n_in, batch):
         if not real_layer.training:
@@ -94,8 +101,8 @@ class BatchNorm2d(Kind):
             mean, var = tf.nn.moments(h, axes=[0, 1, 2])
             n = int(h.shape[0]) * int(h.shape[1]) * int(h.shape[2])
             m = tf.constant(s["momentum"], h.dtype)
-            run.new_state[f"{g.index}.moving_mean"] = (1 - m) * v["moving_mean"] + m * mean
-            run.new_state[f"{g.index}.moving_variance"] = (
+            run.new_state[f"{g.name}.moving_mean"] = (1 - m) * v["moving_mean"] + m * mean
+            run.new_state[f"{g.name}.moving_variance"] = (
                 (1 - m) * v["moving_variance"] + m * var * (n / (n - 1)))  # torch: unbiased
         else:
             mean, var = v["moving_mean"], v["moving_variance"]
@@ -123,15 +130,15 @@ class BatchNorm2d(Kind):
             var = ((h - mean[c]) ** 2).mean(axis=_AXES)  # biased: what normalises the batch
             n = h.shape[0] * h.shape[2] * h.shape[3]
             m = s["momentum"]  # torch's convention: the weight of the batch value
-            run.new_state[f"{g.index}.running_mean"] = (1 - m) * p["running_mean"] + m * mean
-            run.new_state[f"{g.index}.running_var"] = (
+            run.new_state[f"{g.name}.running_mean"] = (1 - m) * p["running_mean"] + m * mean
+            run.new_state[f"{g.name}.running_var"] = (
                 (1 - m) * p["running_var"] + m * var * (n / (n - 1)))  # torch: unbiased
         else:
             mean, var = p["running_mean"], p["running_var"]
         return (h - mean[c]) / jnp.sqrt(var[c] + s["eps"]) * p["weight"][c] + p["bias"][c]
 
     def onnx(self, s, g, b, h):
-        i, c = g.index, s["num_features"]
+        i, c = g.name, s["num_features"]
         mean, var = b.param(f"{i}.running_mean"), b.param(f"{i}.running_var")
         weight, bias = b.param(f"{i}.weight"), b.param(f"{i}.bias")
         if not b.training and not b.portable:  # float32 inference: the standard node
@@ -151,7 +158,7 @@ class BatchNorm2d(Kind):
 def _onnx_batch_stats(b, s, g, h):
     """The batch mean and biased variance (1, C, 1, 1) of `h`, and the running statistics'
     update (torch's: the unbiased variance) exposed as outputs "stat.{i}.running_mean/var"."""
-    i, c = g.index, s["num_features"]
+    i, c = g.name, s["num_features"]
     mean = b.node("ReduceMean", [h], axes=list(_AXES), keepdims=1)
     dev = b.node("Sub", [h, mean])
     var = b.node("ReduceMean", [b.node("Mul", [dev, dev])], axes=list(_AXES), keepdims=1)

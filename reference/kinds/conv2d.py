@@ -145,8 +145,8 @@ class Conv2d(Kind):
         return h + p["bias"][None, :, None, None] if s["bias"] else h
 
     def onnx(self, s, g, b, h):
-        w = b.param(f"{g.index}.weight")
-        bias = [b.param(f"{g.index}.bias")] if s["bias"] else []
+        w = b.param(f"{g.name}.weight")
+        bias = [b.param(f"{g.name}.bias")] if s["bias"] else []
         if not b.portable:
             return b.node("Conv", [h, w, *bias], kernel_shape=pair(s["kernel_size"]),
                           strides=pair(s["stride"]), dilations=_dilation(s), group=_groups(s),

@@ -54,6 +54,6 @@ class Dense(Kind):
         return h + p["bias"] if s["bias"] else h
 
     def onnx(self, s, g, b, h):
-        bias = [b.param(f"{g.index}.bias")] if s["bias"] else []
+        bias = [b.param(f"{g.name}.bias")] if s["bias"] else []
         # Gemm(transB=1) takes torch's (out, in) weight as it is
-        return b.node("Gemm", [h, b.param(f"{g.index}.weight"), *bias], transB=1)
+        return b.node("Gemm", [h, b.param(f"{g.name}.weight"), *bias], transB=1)

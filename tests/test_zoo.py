@@ -1,0 +1,72 @@
+"""Graph models in every framework: each tensor of the zoo (and of the documented JSON graph and a
+graph written in Python) against numpy, float64 on tie-heavy inputs and float32 on random ones,
+on 28x28 gray and 32x32 RGB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import FRAMEWORK_PARAMS
+from equivalence import assert_equivalent, make_case, runner
+
+import skylark as sk
+from reference.harness import trace_all
+from skylark.models import build_model
+
+ZOO = ["resnet", "mobilenet-v2", "densenet", "shufflenet", "inception", "efficientnet"]
+EXAMPLE = str(Path(__file__).parent.parent / "docs" / "example_graph.json")
+# (dtype, input): exact ties need float64 or dyadic weights (make_case rounds them for "ties")
+VARIANTS = [("float64", "ties"), ("float32", "random")]
+
+
+def python_graph() -> sk.Graph:
+    """A graph written in Python: a squeeze-excite gate and a residual around a depthwise conv,
+    a channel split and a concat."""
+    g = sk.Graph()
+    g.add("stem", sk.Conv2D(1, 4, 3, padding=1, seed=1))
+    g.add("dw", sk.Conv2D(4, 4, 3, padding=1, groups=4, seed=2))
+    g.add("pool", sk.AdaptiveAvgPool2d(1))
+    g.add("fc", sk.Conv2D(4, 4, 1, seed=3))
+    g.add("gate", sk.Sigmoid())
+    g.add("se", sk.Multiply(), ["dw", "gate"])
+    g.add("res", sk.Add(), ["se", "stem"])
+    g.add("lo", sk.ChannelSlice(0, 2), "res")
+    g.add("hi", sk.ChannelSlice(2, 4), "res")
+    g.add("hi_act", sk.ReLU6())
+    g.add("cat", sk.Concat(), ["hi_act", "lo"])
+    g.add("shuffle", sk.ChannelShuffle(2))
+    g.add("gap", sk.GlobalAvgPool2D())
+    g.add("out", sk.Dense(4, 5, seed=4))
+    return g
+
+
+def _check(model, shape, framework, dtype, kind, training=True, batch=2):
+    case = make_case(model, shape, dtype, kind, batch, training=training)
+    got = trace_all({framework: runner(framework)}, case)
+    assert_equivalent(framework, case, got[framework], f"{kind}, {shape}")
+
+
+@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
+@pytest.mark.parametrize("dtype, kind", VARIANTS)
+def test_graphs_written_in_json_and_python_match_every_framework(framework, dtype, kind):
+    _check(build_model(EXAMPLE, (1, 12, 12), dtype=dtype), (1, 12, 12), framework, dtype, kind)
+    _check(python_graph(), (1, 8, 8), framework, dtype, kind)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)], ids=["gray28", "rgb32"])
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_matches_every_framework(name, shape, framework):
+    for dtype, kind in VARIANTS:
+        _check(build_model(name, shape, dtype=dtype), shape, framework, dtype, kind)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_in_evaluation_mode(name, framework):
+    """Running statistics instead of the batch's (BatchNorm's other half)."""
+    _check(build_model(name, (3, 16, 16), dtype="float64"), (3, 16, 16), framework,
+           "float64", "random", training=False)
