@@ -256,3 +256,39 @@ class ChannelSlice(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+class ConcatNCHWMemory(keras.layers.Layer):
+    """PLANTED BUG (tests only): a port's channel concat done the NCHW way on NHWC tensors:
+    each input transposed to NCHW, joined on axis 1, then RESHAPED (not transposed) back to
+    the (H, W, C) output shape. Same shape, every value in the wrong place."""
+
+    def __init__(self, out_shape, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.out_shape = tuple(int(d) for d in out_shape)  # (C, H, W)
+
+    def call(self, xs):
+        c, h, w = self.out_shape
+        cat = ops.concatenate([ops.transpose(x, (0, 3, 1, 2)) for x in xs], axis=1)
+        return ops.reshape(cat, (-1, h, w, c))
+
+    def compute_output_shape(self, shapes):
+        c, h, w = self.out_shape
+        return (shapes[0][0], h, w, c)
+
+
+class GateNCHW(keras.layers.Layer):
+    """PLANTED BUG (tests only): a squeeze-excite gate reshaped to torch's (N, C, 1, 1) and
+    multiplied into an NHWC map: where H == C it broadcasts without an error, each ROW scaled
+    by the gate of the channel with its index."""
+
+    def __init__(self, channels: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+
+    def call(self, xs):
+        x, gate = xs
+        return ops.multiply(x, ops.reshape(gate, (-1, self.channels, 1, 1)))
+
+    def compute_output_shape(self, shapes):
+        return shapes[0]

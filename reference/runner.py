@@ -75,6 +75,16 @@ PLANTS = {
     "torch_same_symmetric": ("torch",),
     # ShuffleNet's NCHW channel shuffle (reshape (N, g, C/g, H, W), swap 1 and 2) run on NHWC
     "keras_shuffle_nchw": _KERAS,
+    # a channel concat done on NCHW memory and reshaped (not transposed) back to NHWC
+    "keras_concat_nchw_memory": _KERAS,
+    # the residual added after the block's ReLU instead of before it
+    "torch_residual_after_relu": ("torch",),
+    # ReLU6 ported as a ReLU (no clipping at 6)
+    "keras_relu6_as_relu": _KERAS,
+    # a squeeze-excite gate reshaped to (N, C, 1, 1) on an NHWC map (broadcasts when H == C)
+    "keras_se_gate_nchw": _KERAS,
+    # AdaptiveAvgPool2d ported as a fixed-stride average pool (other bins where H % out != 0)
+    "keras_adaptive_as_avgpool": _KERAS,
 }
 
 # absl's pre-initialisation INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are

@@ -139,3 +139,11 @@ class ChannelSlice(nn.Module):
 
     def forward(self, x):
         return x[:, self.start:self.stop]
+
+
+class AddAfterReLU(AddN):
+    """PLANTED BUG (tests only): the residual added after the block's ReLU, relu(h) + x,
+    instead of before it, relu(h + x) (the graph's ReLU after the Add still runs)."""
+
+    def forward(self, xs):
+        return super().forward([torch.relu(xs[0]), *xs[1:]])

@@ -149,7 +149,7 @@ MUTANTS = [
            "IDX data read from inside the header"),
     Mutant("idx_int16_little_endian", "skylark/data/idx.py", '0x0B: ">i2"', '0x0B: "<i2"',
            (T + "test_data.py", "-k", "idx"), "IDX int16 read little-endian"),
-    Mutant("checkpoint_drops_extra", "skylark/model.py",
+    Mutant("checkpoint_drops_extra", "skylark/graph.py",
            "for k, v in (extra or {}).items()})", "for k, v in {}.items()})",
            (T + "test_model.py", "-k", "resume or checkpoint"),
            "checkpoints lose the optimizer state"),
@@ -256,7 +256,7 @@ MUTANTS = [
            "                v += g\n            g = v",
            "            else:\n                v += g\n            g = v",
            (T + "test_flat_grads.py",), "the fused SGD step forgets to decay the velocity"),
-    Mutant("flat_grads_unchecked", "skylark/model.py",
+    Mutant("flat_grads_unchecked", "skylark/graph.py",
            "if flat is None or not flat.current(self.layers) or not flat.intact():",
            "if flat is None:", (T + "test_flat_grads.py",),
            "SGD trusts the flat gradient buffer after a layer's gradient was replaced"),
@@ -280,12 +280,34 @@ MUTANTS = [
            "self._col2im(dy3[:, : rows.stop - rows.start].reshape(o, -1), scratch, dxt, rows, wo)",
            (T + "test_blocks.py", "-k", "input_gradient"),
            "each input-gradient block scatters the first rows' dy"),
-    Mutant("load_overflow_unchecked", "skylark/model.py",
+    Mutant("load_overflow_unchecked", "skylark/checkpoint.py",
            "    if not np.isfinite(cast).all():", "    if False:",
            (T + "test_reliability.py", T + "test_model.py"),
            "load_params turns a float64 1e300 into inf in float32 without a word"),
 ]
 
+# --- graphs -----------------------------------------------------------------------------------
+MUTANTS += [
+    Mutant("graph_fanout_overwrites", "skylark/graph.py",
+           "grads[ref] = d_ref if prev is None else prev + d_ref", "grads[ref] = d_ref",
+           (T + "test_graph.py", "-k", "fan_out"),
+           "a tensor read by two nodes keeps only the last reader's gradient"),
+    Mutant("concat_split_offsets", "skylark/layers/merge.py",
+           "return [dy[:, a:b] for a, b in zip(starts, splits, strict=True)]",
+           "return [dy[:, : b - a] for a, b in zip(starts, splits, strict=True)]",
+           (T + "test_graph.py", "-k", "merge"),
+           "every Concat input gets the first channels' gradient"),
+    Mutant("multiply_reduces_the_batch", "skylark/layers/merge.py",
+           "axes = tuple(i for i in range(1, x.ndim) if gate.shape[i] != x.shape[i])",
+           "axes = tuple(i for i in range(x.ndim) if gate.shape[i] != x.shape[i] or i == 0)",
+           (T + "test_graph.py", "-k", "merge"),
+           "the gate's gradient summed over the batch too (one gate for every sample)"),
+    Mutant("multiply_misses_broadcast_axes", "skylark/layers/merge.py",
+           "axes = tuple(i for i in range(1, x.ndim) if gate.shape[i] != x.shape[i])",
+           "axes = (2, 3)", (T + "test_graph.py", "-k", "merge"),
+           "the gate's gradient reduced over H and W only, whatever axes it broadcast on"),
+]
+
 # the subset CI runs (tests/test_mutants.py): one per area, each killed in seconds
 FAST = ["relu_grad_at_zero", "conv_stride_collapsed", "sgd_lr_in_velocity", "f64_bar_loose",
-        "lockstep_loose", "harness_compares_numpy", "transfer_dense_chw"]
+        "lockstep_loose", "harness_compares_numpy", "transfer_dense_chw", "graph_fanout_overwrites"]

@@ -44,6 +44,67 @@ def skylark_net():
     return sk.skylark_cnn((1, 8, 8))
 
 
+def shuffle_net():
+    """conv (4 channels) -> ShuffleNet's channel shuffle (2 groups) -> flatten -> dense."""
+    return sk.Sequential(sk.Conv2D(1, 4, 3, seed=1), sk.ChannelShuffle(2), sk.Flatten(),
+                         sk.Dense(4 * 6 * 6, 4, seed=2))
+
+
+# --- graph traps: each model is the smallest graph around the joint the trap is about ---------
+
+
+def _head(g: sk.Graph, c: int, hw: int) -> sk.Graph:
+    g.add("flat", sk.Flatten())
+    g.add("fc", sk.Dense(c * hw * hw, 4, seed=9))
+    return g
+
+
+def concat_net():
+    """Two branches joined along the channels (2 + 3 of them)."""
+    g = sk.Graph()
+    g.add("a", sk.Conv2D(1, 2, 3, padding=1, seed=1), "input")
+    g.add("b", sk.Conv2D(1, 3, 1, seed=2), "input")
+    g.add("cat", sk.Concat(), ["a", "b"])
+    return _head(g, 5, 8)
+
+
+def residual_net():
+    """relu(conv(x) + shortcut(x)): a residual added BEFORE the ReLU, as ResNet's block."""
+    g = sk.Graph()
+    g.add("conv", sk.Conv2D(1, 2, 3, padding=1, seed=1), "input")
+    g.add("short", sk.Conv2D(1, 2, 1, seed=2), "input")
+    g.add("add", sk.Add(), ["conv", "short"])
+    g.add("relu", sk.ReLU())
+    return _head(g, 2, 8)
+
+
+def relu6_net():
+    """A conv whose outputs reach past 6 (weights x 60), then ReLU6: on small activations a
+    ReLU and a ReLU6 agree, and the trap hides."""
+    conv = sk.Conv2D(1, 2, 3, seed=1)
+    conv.weight *= 60
+    return sk.Sequential(conv, sk.ReLU6(), sk.Flatten(), sk.Dense(2 * 6 * 6, 4, seed=2))
+
+
+def se_net():
+    """A squeeze-excite gate on an 8x8 map of 8 channels: H == C, so a gate laid out
+    (N, C, 1, 1) on NHWC broadcasts over the rows without an error."""
+    g = sk.Graph()
+    g.add("conv", sk.Conv2D(1, 8, 3, padding=1, seed=1), "input")
+    g.add("pool", sk.AdaptiveAvgPool2d(1))
+    g.add("fc1", sk.Conv2D(8, 8, 1, seed=2))
+    g.add("gate", sk.Sigmoid())
+    g.add("mul", sk.Multiply(), ["conv", "gate"])
+    return _head(g, 8, 8)
+
+
+def adaptive_net():
+    """AdaptiveAvgPool2d(3) on a 5x5 map: torch's bins [0, 2), [1, 4), [3, 5) are not the
+    windows of any fixed-stride pool."""
+    return sk.Sequential(sk.Conv2D(1, 2, 4, seed=1), sk.AdaptiveAvgPool2d(3), sk.Flatten(),
+                         sk.Dense(2 * 3 * 3, 4, seed=2))
+
+
 TRAPS = [
     # BatchNorm: Keras moves the running variance with the biased variance. In training the
     # outputs use the batch's statistics, so only the running variance differs.
@@ -78,6 +139,29 @@ TRAPS = [
     # conv kernels: OIHW <-> HWIO, kh and kw not swapped
     ("kernel_layout", "kernel_transposed", "keras", skylark_net, "random",
      ("out.0", "loss/d.out.3", "cot/d.3.weight")),
+    # channel shuffle: torch's NCHW reshape-transpose-reshape run on Keras' NHWC memory mixes
+    # pixels and channels; the shuffle's output is the first wrong tensor, and cot^T out.2 (the
+    # dense's weight gradient) the first in the cotangent pass
+    ("channel_shuffle_layout", "keras_shuffle_nchw", "keras", shuffle_net, "random",
+     ("out.1", "loss/d.out.3", "cot/d.3.weight")),
+    # --- graphs: the joint itself is the first wrong tensor; the loss pass starts at the
+    # (now different) logits, and in the cotangent pass the head's weight gradient
+    # (cot^T out.flat) is the first to see it ---
+    # concat along the channels: axis 1 in NCHW, -1 in NHWC; done on NCHW memory and reshaped
+    ("concat_axis", "keras_concat_nchw_memory", "keras", concat_net, "random",
+     ("out.cat", "loss/d.out.fc", "cot/d.fc.weight")),
+    # the residual added after the ReLU instead of before it
+    ("residual_order", "torch_residual_after_relu", "torch", residual_net, "random",
+     ("out.add", "loss/d.out.fc", "cot/d.fc.weight")),
+    # ReLU6 (MobileNet) ported as ReLU: the same below 6
+    ("relu6", "keras_relu6_as_relu", "keras", relu6_net, "random",
+     ("out.1", "loss/d.out.3", "cot/d.3.weight")),
+    # squeeze-excite: the (N, C, 1, 1) gate of NCHW put on an NHWC map
+    ("se_gate_axis", "keras_se_gate_nchw", "keras", se_net, "random",
+     ("out.mul", "loss/d.out.fc", "cot/d.fc.weight")),
+    # AdaptiveAvgPool2d's bins (start floor(i*H/out), end ceil((i+1)*H/out)) vs a fixed pool
+    ("adaptive_bins", "keras_adaptive_as_avgpool", "keras", adaptive_net, "random",
+     ("out.1", "loss/d.out.3", "cot/d.3.weight")),
 ]
 
 

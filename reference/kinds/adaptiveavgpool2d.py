@@ -96,6 +96,12 @@ class AdaptiveAvgPool2d(Kind):
     def keras(self, s, g, dtype, plant=None):
         import keras
 
+        if plant == "keras_adaptive_as_avgpool":  # planted (tests only): fixed windows
+            (h, w), (oh, ow) = g.in_shape[1:], pair(s["output_size"])
+            stride = (h // oh, w // ow)  # the usual port: stride H // out, the rest the window
+            pool = (h - (oh - 1) * stride[0], w - (ow - 1) * stride[1])
+            return [keras.layers.AveragePooling2D(pool, stride, name=f"l{g.index}",
+                                                  dtype=dtype)]
         return [keras.layers.AdaptiveAveragePooling2D(pair(s["output_size"]),
                                                       data_format="channels_last",
                                                       name=f"l{g.index}", dtype=dtype)]

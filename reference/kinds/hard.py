@@ -56,6 +56,8 @@ class ReLU6(Kind):
     def keras(self, s, g, dtype, plant=None):
         import keras
 
+        if plant == "keras_relu6_as_relu":  # planted (tests only): no clipping at 6
+            return [keras.layers.ReLU(name=f"l{g.index}", dtype=dtype)]
         return [keras.layers.Activation("relu6", name=f"l{g.index}", dtype=dtype)]
 
     def jax(self, s, g, h, p, run):

@@ -33,9 +33,9 @@ class Add(Kind):
         return len(g.in_shapes) - 1  # k - 1 additions, each one rounding
 
     def torch(self, s, g, plant=None):
-        from ..torch_layers import AddN
+        from ..torch_layers import AddAfterReLU, AddN
 
-        return AddN()
+        return AddAfterReLU() if plant == "torch_residual_after_relu" else AddN()
 
     def tf(self, s, g, h, v, run):
         out = h[0] + h[1]
@@ -86,8 +86,11 @@ class Concat(Kind):
     def keras(self, s, g, dtype, plant=None):
         import keras
 
-        axis = 1 if plant == "concat_axis_nchw" else -1  # planted (tests only): torch's axis
-        return [keras.layers.Concatenate(axis=axis, name=f"l{g.index}", dtype=dtype)]
+        if plant == "keras_concat_nchw_memory":  # planted (tests only)
+            from ..keras_layers import ConcatNCHWMemory
+
+            return [ConcatNCHWMemory(g.out_shape, name=f"l{g.index}", dtype=dtype)]
+        return [keras.layers.Concatenate(axis=-1, name=f"l{g.index}", dtype=dtype)]
 
     def jax(self, s, g, h, p, run):
         import jax.numpy as jnp
@@ -141,6 +144,10 @@ class Multiply(Kind):
     def keras(self, s, g, dtype, plant=None):
         import keras
 
+        if plant == "keras_se_gate_nchw":  # planted (tests only)
+            from ..keras_layers import GateNCHW
+
+            return [GateNCHW(g.in_shapes[1][0], name=f"l{g.index}", dtype=dtype)]
         return [keras.layers.Multiply(name=f"l{g.index}", dtype=dtype)]
 
     def jax(self, s, g, h, p, run):
