@@ -155,7 +155,7 @@ class Case:
                               self.dtype, training=training, masks=self.masks, loss=self.loss)
 
     @classmethod
-    def from_model(cls, model: sk.Sequential, input_kind="random", batch=4, seed=0,
+    def from_model(cls, model: sk.Graph, input_kind="random", batch=4, seed=0,
                    dtype="float32", input_shape=(1, 28, 28), dyadic: bool = False,
                    informative: bool = True, **mode):
         """`informative`: replace initial states that would hide bugs (BatchNorm's 1, 0, 0, 1)

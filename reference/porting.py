@@ -39,7 +39,7 @@ from .formats import FORMATS, Portable
 from .harness import Case, compare_tensors
 from .inputs import make_batch
 from .runner import quiet_native_logs
-from .spec import describe, geometry, shapes
+from .spec import describe, geometry, node_names, shapes
 
 TARGETS = tuple(FORMATS)  # torch, keras, tf, onnx
 DEFAULT_INPUT_SHAPE = (1, 28, 28)
@@ -60,7 +60,7 @@ def _framework_scope(fmt: str):
     return quiet_native_logs() if fmt in ("keras", "tf") else contextlib.nullcontext()
 
 
-def portable(model: sk.Sequential, input_shape=DEFAULT_INPUT_SHAPE) -> Portable:
+def portable(model: sk.Graph, input_shape=DEFAULT_INPUT_SHAPE) -> Portable:
     """What a file is written from: `model`'s spec, state and dtype, for (C, H, W) inputs."""
     spec = describe(model)
     input_shape = tuple(int(d) for d in input_shape)
@@ -169,7 +169,7 @@ def verify_file(path, fmt: str, p: Portable, batch: int = 4, seed: int = 0) -> d
     its logits with numpy's within the check's bar. {"ok", "rows": [{input, max_abs, budget,
     ok}], "seconds"}."""
     check_format(fmt)
-    last, k = f"out.{len(p.spec) - 1}", shapes(p.spec, p.input_shape)[-1][0]
+    last, k = f"out.{node_names(p.spec)[-1]}", shapes(p.spec, p.input_shape)[-1][0]
     rows, t0 = [], time.perf_counter()
     for kind in ("random", "ties"):
         x, labels, cot = make_batch(kind, batch, p.input_shape, k, seed, p.dtype)
@@ -201,13 +201,13 @@ def verify_line(fmt: str, v: dict) -> str:
 
 def export_weights(model_or_ckpt, to: str, path, *, verify: bool = True, force: bool = False,
                    model: str | None = None, input_shape=None) -> dict:
-    """Write a skylark model (a Sequential, with `input_shape`, default 1x28x28) or checkpoint
+    """Write a skylark model (a Graph, with `input_shape`, default 1x28x28) or checkpoint
     (a .npz path; `model` and `input_shape` as read_checkpoint's) as a `to` file at `path`.
 
     Returns {"path", "format", "portable", "verification" (verify_file's, or None)}; raises
     VerificationError (nothing written) when the file's outputs are not within the bar."""
     check_format(to)
-    if isinstance(model_or_ckpt, sk.Sequential):
+    if isinstance(model_or_ckpt, sk.Graph):
         p = portable(model_or_ckpt, input_shape or DEFAULT_INPUT_SHAPE)
     else:
         p = read_checkpoint(model_or_ckpt, model, input_shape)[0]
@@ -229,9 +229,10 @@ def export_weights(model_or_ckpt, to: str, path, *, verify: bool = True, force: 
     return {"path": path, "format": to, "portable": p, "verification": v}
 
 
-def _architecture(model, input_shape, dtype: str) -> sk.Sequential:
-    """A Sequential, a config list (skylark.models.to_config), or a build_model name."""
-    if isinstance(model, sk.Sequential):
+def _architecture(model, input_shape, dtype: str) -> sk.Graph:
+    """A model (Graph or Sequential), a config list (skylark.models.to_config), or a
+    build_model name."""
+    if isinstance(model, sk.Graph):
         return from_config([dict(s) for s in describe(model)], dtype=dtype)
     if isinstance(model, list):
         return from_config(model, dtype=dtype)
@@ -256,9 +257,10 @@ def read_weights(path, framework: str, model, input_shape=DEFAULT_INPUT_SHAPE,
 
 
 def load_from(path, framework: str, model, *, input_shape=DEFAULT_INPUT_SHAPE,
-              dtype: str | None = None) -> sk.Sequential:
-    """A skylark Sequential with `model`'s architecture (a Sequential, a config list, or a
-    name/.json/module:function) and the weights of the `framework` file at `path`."""
+              dtype: str | None = None) -> sk.Graph:
+    """A skylark model (Graph or Sequential) with `model`'s architecture (a model, a config
+    list, or a name/.json/module:function) and the weights of the `framework` file at
+    `path`."""
     p = read_weights(path, framework, model, input_shape, dtype)
     net = from_config([dict(s) for s in p.spec], dtype=p.dtype)
     net.load_state(p.state)

@@ -53,6 +53,11 @@ def _per_kind_nets():
         "tanh": (sk.Tanh(), (2, 4, 3)),
         "dropout": (sk.Dropout(0.3), (2, 4, 3)),
         "dense": (sk.Sequential(sk.Flatten(), sk.Dense(24, 7, seed=3)), (2, 4, 3)),
+        "hard": (sk.Sequential(sk.ReLU6(), sk.Hardswish(), sk.Hardsigmoid()), (2, 4, 3)),
+        "gated": (sk.Sequential(sk.SiLU(), sk.GELU(), sk.GELU("tanh")), (2, 4, 3)),
+        "adaptive_shuffle": (sk.Sequential(sk.Conv2D(2, 4, 3, seed=4), sk.ChannelShuffle(2),
+                                           sk.AdaptiveAvgPool2d((2, 3)), sk.Identity()),
+                             (2, 7, 6)),
     }
     return {k: (_informative(minimal_net(layer, shape)), shape)
             for k, (layer, shape) in layers.items()}
@@ -95,6 +100,18 @@ def test_round_trip_every_kind_and_model_is_bit_exact(target, tmp_path):
             **{f"{k}_f64": v for k, v in _models("float64").items()}}
     for name, (net, shape) in nets.items():
         _round_trip(tmp_path, target, net, shape, name)
+
+
+@pytest.mark.slow  # the zoo: six graphs a target
+@pytest.mark.parametrize("target", TARGETS)
+def test_round_trip_of_the_graph_zoo_is_bit_exact(target, tmp_path):
+    """Each zoo model (skylark.zoo), float32 on 32x32 RGB: numpy -> file -> numpy bit-exact,
+    every node's state under its torchvision-style name; each file verified in its framework
+    (random and ties batches)."""
+    for name in ("resnet", "mobilenet-v2", "densenet", "shufflenet", "inception",
+                 "efficientnet"):
+        net = _informative(build_model(name, (3, 32, 32)))
+        _round_trip(tmp_path, target, net, (3, 32, 32), name)
 
 
 @pytest.mark.torch
