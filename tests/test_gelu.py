@@ -315,3 +315,24 @@ GATED_CASES = [
 
 test_gated_case_reference_tensors_are_nonzero, test_gated_matches_every_framework = \
     equivalence_tests(GATED_CASES)
+
+
+@pytest.mark.onnxruntime
+def test_float64_onnx_graph_avoids_the_kernels_onnxruntime_lacks():
+    """float32 uses ONNX's own Erf, HardSigmoid (alpha 1/6 stated) and HardSwish; float64 has no
+    kernel for any of them in onnxruntime's CPU provider, so its graph spells them out."""
+    pytest.importorskip("onnxruntime")
+    from reference.onnx_graph import build_onnx_model
+    from reference.spec import describe
+
+    model = sk.Sequential(sk.GELU(), sk.Hardsigmoid(), sk.Hardswish(), sk.Flatten(),
+                          sk.Dense(12, 3))
+    spec, state = describe(model), model.state()
+    ops = {d: {n.op_type for n in build_onnx_model(spec, state, d, (1, 3, 4)).graph.node}
+           for d in ("float32", "float64")}
+    lacking = {"Erf", "HardSigmoid", "HardSwish"}
+    assert lacking <= ops["float32"] and not lacking & ops["float64"]
+    graph = build_onnx_model(spec, state, "float32", (1, 3, 4)).graph
+    (hs,) = [n for n in graph.node if n.op_type == "HardSigmoid"]
+    attrs = {a.name: a.f for a in hs.attribute}
+    assert attrs["alpha"] == pytest.approx(1 / 6, rel=1e-7) and attrs["beta"] == 0.5
