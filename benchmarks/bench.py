@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))  # the repository root, for `reference`
 from reference.frameworks import pin_threads  # noqa: E402
 
 FRAMEWORKS = ("numpy", "torch", "torch-compile", "tf", "keras", "jax")
-MODELS = ("skylark", "lenet5", "vgg-bn")
+MODELS = ("skylark", "lenet5", "vgg-bn")  # the default; the graph zoo (skylark.zoo) by name
 PINNED = "SKYLARK_BENCH_THREADS"  # set once this process was started with pinned threads
 
 

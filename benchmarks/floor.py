@@ -29,18 +29,25 @@ FREE = ("flatten",)  # layers that are a view: no pass over memory
 
 
 def step_work(net, input_shape) -> dict:
-    """Per-sample multiply-adds and bytes of a training step and of inference."""
-    shape, fwd, bwd, f_bytes, b_bytes = tuple(input_shape), 0, 0, 0, 0
-    for i, layer in enumerate(net):
-        out = layer.output_shape(shape)
-        macs = _macs(layer, shape, out)
+    """Per-sample multiply-adds and bytes of a training step and of inference, node by node
+    of the graph (a join reads all its inputs; a node that reads only the data writes no input
+    gradient)."""
+    import skylark as sk
+
+    shapes = {sk.INPUT: tuple(input_shape)}
+    fwd, bwd, f_bytes, b_bytes = 0, 0, 0, 0
+    for node in net.nodes:
+        layer, ins = node.layer, [shapes[r] for r in node.inputs]
+        first = all(r == sk.INPUT for r in node.inputs)
+        out = shapes[node.name] = tuple(layer.output_shape(ins[0] if layer.n_inputs == 1
+                                                           else ins))
+        macs = _macs(layer, ins[0], out)
         fwd += macs
-        bwd += macs * (1 if i == 0 else 2)  # weight gradient, plus the input gradient
+        bwd += macs * (1 if first else 2)  # weight gradient, plus the input gradient
         if layer.kind not in FREE:
-            n_in, n_out = math.prod(shape), math.prod(out)
+            n_in, n_out = sum(math.prod(shape) for shape in ins), math.prod(out)
             f_bytes += 4 * (n_in + n_out)
-            b_bytes += 4 * (n_out + n_in + (0 if i == 0 else n_in))
-        shape = out
+            b_bytes += 4 * (n_out + n_in + (0 if first else n_in))
     return {"infer_macs": fwd, "train_macs": fwd + bwd,
             "infer_bytes": f_bytes, "train_bytes": f_bytes + b_bytes}
 

@@ -19,14 +19,15 @@ def jax_case(net, x: np.ndarray, y: np.ndarray, masks: dict, lr: float, momentum
     import jax
     import jax.numpy as jnp
 
-    layers = _plan(net, x.shape[1:], masks)
+    forward = _graph_forward(net, x.shape[1:], masks) if not _is_chain(net) else \
+        _chain_forward(net, x.shape[1:], masks)
     params = {k: jnp.asarray(v) for k, v in net.params().items()}
     stats = {k: jnp.asarray(v) for k, v in net.buffers().items()}
     vel = {k: jnp.zeros_like(v) for k, v in params.items()}
     xj, yj = jnp.asarray(x), jnp.asarray(y.astype(np.int32))
 
     def loss_fn(p, s, xb, yb):
-        logits, new_s = _forward(layers, p, s, xb, True)
+        logits, new_s = forward(p, s, xb, True)
         logp = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1)), new_s
 
@@ -37,7 +38,7 @@ def jax_case(net, x: np.ndarray, y: np.ndarray, masks: dict, lr: float, momentum
         v = {k: momentum * v[k] + g[k] for k in p}
         return {k: p[k] - lr * v[k] for k in p}, v, new_s, loss
 
-    predict = jax.jit(lambda p, s, xb: _forward(layers, p, s, xb, False)[0])
+    predict = jax.jit(lambda p, s, xb: forward(p, s, xb, False)[0])
     state = [params, vel, stats]
 
     def train():
@@ -48,6 +49,41 @@ def jax_case(net, x: np.ndarray, y: np.ndarray, masks: dict, lr: float, momentum
         return predict(state[0], state[2], xj).block_until_ready()
 
     return train, infer
+
+
+def _is_chain(net) -> bool:
+    """A Sequential (every node reads the one before) of the kinds `_plan` knows."""
+    import skylark as sk
+
+    return isinstance(net, sk.Sequential) and all(layer.kind in _PLANNED for layer in net)
+
+
+def _chain_forward(net, input_shape, masks):
+    layers = _plan(net, input_shape, masks)
+    return lambda p, s, xb, training: _forward(layers, p, s, xb, training)
+
+
+def _graph_forward(net, input_shape, masks):
+    """A graph (or a kind `_plan` does not write out): the reference's raw-JAX forward, each
+    kind's jax builder walked over the graph (reference.jax_ref), traced into the same jit."""
+    import jax.numpy as jnp
+
+    from reference.jax_ref import JaxRun, JaxRunner
+    from reference.spec import describe
+
+    runner = JaxRunner()
+    runner.setup(describe(net), net.state(), "float32", tuple(input_shape))
+    masks = {i: jnp.asarray(m) for i, m in masks.items()}
+
+    def forward(p, s, xb, training):
+        run = JaxRun(training, masks)
+        return runner._forward(xb, p, s, run)[-1], {**s, **run.new_state}
+
+    return forward
+
+
+_PLANNED = ("conv2d", "maxpool2d", "avgpool2d", "batchnorm2d", "dropout", "relu", "tanh",
+            "flatten", "dense", "globalavgpool2d")
 
 
 def _plan(net, input_shape, masks) -> list[tuple]:
