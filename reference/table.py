@@ -1,6 +1,8 @@
-"""The README's equivalence table: `skylark check` over float64/float32 x random/ties/digits.
+"""The README's equivalence tables: `skylark check` over float64/float32 x random/ties/digits,
+and (`--zoo`) every graph model of the zoo on 28x28 gray and 32x32 RGB.
 
     python -m reference.table            # ~1-2 minutes on 2 cores; exit 1 if any check fails
+    python -m reference.table --zoo      # ~5 minutes: the zoo, every framework
 
 Each cell: the worst relative error (max|a - b| / max|b|) over every tensor of that framework,
 and in brackets the largest fraction of its budget any tensor used ("fwd": a forward-only
@@ -11,6 +13,7 @@ worker subprocesses) are started once and reused for all six checks.
 from __future__ import annotations
 
 import sys
+import time
 
 from .frameworks import COMPARED
 from .harness import run_check
@@ -33,7 +36,70 @@ def cell(result: dict) -> str:
     return f"{rel:.1e} ({share}){flag}"
 
 
+ZOO_SHAPES = ((1, 28, 28), (3, 32, 32))
+
+
+def zoo_row(model: str, shape, names, runners) -> tuple[str, bool]:
+    """One markdown row: float64 on ties (worst max|a - b| over every tensor and framework,
+    and which) and float32 on random (verdict, largest share of a budget used), and the time."""
+    from skylark.models import build_model
+    from skylark.zoo import ZOO
+
+    assert model in ZOO, model
+    t0, cells, ok = time.perf_counter(), [], True
+    for dtype, kind in (("float64", "ties"), ("float32", "random")):
+        net = build_model(model, shape, dtype=dtype)
+        rep = run_check(names, dtype=dtype, input_kind=kind, runners=runners, model=net,
+                        input_shape=shape, log=lambda msg: None)
+        ok &= rep["ok"]
+        rows = [(r["max_abs"], f, r["tensor"]) for f, res in rep["frameworks"].items()
+                for r in res.get("rows", []) if r["ok"] is not None and r["max_abs"] is not None]
+        used = max((a / r["budget"] for f, res in rep["frameworks"].items()
+                    for r in res.get("rows", []) for a in [r["max_abs"]]
+                    if r["ok"] is not None and a is not None and r["budget"]), default=0.0)
+        worst = max(rows)
+        verdict = "pass" if rep["ok"] else "FAIL"
+        cells.append(f"{verdict}, {worst[0]:.1e} ({worst[1]})" if dtype == "float64"
+                     else f"{verdict}, {used:.0%} of a budget at most")
+    n = sum(v.size for v in build_model(model, shape).params().values())
+    shape_s = "x".join(map(str, shape))
+    return (f"| {model} | {shape_s} | {n:,} | {cells[0]} | {cells[1]} | "
+            f"{time.perf_counter() - t0:.0f} s |", ok)
+
+
+def zoo_table() -> int:
+    from skylark.zoo import ZOO
+
+    names = list(COMPARED)
+    runners, ok = _start(names), True
+    print("| model | input | parameters | float64 ties: verdict, worst max\\|a-b\\| (where) "
+          "| float32 random | time |")
+    print("|---|---|---:|---|---|---:|")
+    try:
+        for model in ZOO:
+            for shape in ZOO_SHAPES:
+                line, good = zoo_row(model, shape, names, runners)
+                ok &= good
+                print(line, flush=True)
+    finally:
+        for r in runners.values():
+            r.close()
+    return 0 if ok else 1
+
+
+def _start(names) -> dict:
+    runners = {}
+    for f in names:
+        try:
+            runners[f] = get_runner(f)
+        except FrameworkUnavailable as e:
+            print(f"{f} is MISSING: {e.reason}", file=sys.stderr)
+    return runners
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--zoo"]:
+        return zoo_table()
     names = list(COMPARED)
     runners, results, ok = {}, {}, True
     try:
