@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import FRAMEWORK_PARAMS
+from conftest import FRAMEWORK_PARAMS, TRAINING_PARAMS
 from equivalence import assert_equivalent, make_case, runner
 
 import skylark as sk
@@ -54,9 +55,15 @@ def test_graphs_written_in_json_and_python_match_every_framework(framework, dtyp
     _check(python_graph(), (1, 8, 8), framework, dtype, kind)
 
 
+# CI runs 32x32 RGB in every framework; 28x28 gray (the same graphs with one input channel)
+# is the exhaustive run: `python -m pytest -m exhaustive tests/test_zoo.py` (README, Tests).
+SHAPES = [pytest.param((3, 32, 32), id="rgb32"),
+          pytest.param((1, 28, 28), id="gray28", marks=pytest.mark.exhaustive)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
-@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)], ids=["gray28", "rgb32"])
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_matches_every_framework(name, shape, framework):
     for dtype, kind in VARIANTS:
@@ -64,9 +71,39 @@ def test_zoo_matches_every_framework(name, shape, framework):
 
 
 @pytest.mark.slow
+@pytest.mark.exhaustive
 @pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_in_evaluation_mode(name, framework):
     """Running statistics instead of the batch's (BatchNorm's other half)."""
     _check(build_model(name, (3, 16, 16), dtype="float64"), (3, 16, 16), framework,
            "float64", "random", training=False)
+
+
+LOCKSTEP_STEPS = 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", TRAINING_PARAMS)
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_trains_in_lockstep(name, framework):
+    """float64 SGD with momentum from the same weights on the same batches: every step's loss
+    and the final weights and running statistics within compare's lockstep bar of numpy's
+    (`skylark compare --model NAME --steps 200` is the long run; README)."""
+    from reference.compare import LOCKSTEP_ATOL64
+    from reference.spec import describe
+
+    shape = (3, 16, 16)
+    net = build_model(name, shape, dtype="float64")
+    ref, other = runner("numpy"), runner(framework)
+    for r in (ref, other):
+        r.setup(describe(net), net.state(), "float64", shape)
+        r.train_setup(lr=0.05, momentum=0.9)
+    rng = np.random.default_rng(0)
+    for step in range(LOCKSTEP_STEPS):
+        x, y = rng.uniform(-0.5, 0.5, (8, *shape)), rng.integers(0, 10, 8)
+        want, got = ref.train_step(x, y), other.train_step(x, y)
+        assert abs(got - want) <= LOCKSTEP_ATOL64, (framework, step, got, want)
+    mine = ref.get_params()
+    for k, v in other.get_params().items():
+        assert np.abs(v - mine[k]).max() <= LOCKSTEP_ATOL64, (framework, k)
