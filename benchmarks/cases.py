@@ -51,7 +51,7 @@ def make_cases(name: str, model: str, x, y, threads: int):
         from .jax_step import jax_case
 
         return jax_case(net, x, y, masks, LR, MOMENTUM)
-    from reference.registry import get_runner
+    from reference.runners.registry import get_runner
 
     runner = get_runner("torch" if name == "torch-compile" else name)  # FrameworkUnavailable
     runner.setup(describe(net), net.state(), "float32", INPUT_SHAPE)
@@ -102,7 +102,7 @@ def _torch_case(runner, x, y, threads, masks):
 def _tf_case(runner, x, y, threads, masks):
     import tensorflow as tf
 
-    from reference.tf_ref import TFRun
+    from reference.runners.tf_ref import TFRun
     from reference.transfer import activation_to_keras
 
     tvars = [runner.vars[k] for k in runner.trainable]

@@ -64,7 +64,7 @@ def _torch_epoch_step(net, data, threads: int):
     import torch
     import torch.nn.functional as F
 
-    from reference.registry import get_runner
+    from reference.runners.registry import get_runner
     from reference.spec import describe
 
     torch.set_num_threads(threads)

@@ -65,10 +65,11 @@ def _chain_forward(net, input_shape, masks):
 
 def _graph_forward(net, input_shape, masks):
     """A graph (or a kind `_plan` does not write out): the reference's raw-JAX forward, each
-    kind's jax builder walked over the graph (reference.jax_ref), traced into the same jit."""
+    kind's jax builder walked over the graph (reference.runners.jax_ref), traced into the same
+    jit."""
     import jax.numpy as jnp
 
-    from reference.jax_ref import JaxRun, JaxRunner
+    from reference.runners.jax_ref import JaxRun, JaxRunner
     from reference.spec import describe
 
     runner = JaxRunner()

@@ -4,14 +4,14 @@ A `Portable` is what every format is written from: the spec, the state (skylark 
 names), the dtype and the per-sample input shape (C, H, W). Every layout conversion is
 reference.transfer's:
 
-- torch: `torch.save` of the state_dict of reference.torch_ref.build_torch_model (skylark's
+- torch: `torch.save` of the state_dict of reference.runners.torch_ref.build_torch_model (skylark's
   names and layouts; BatchNorm's `num_batches_tracked` set to 0), read with weights_only=True.
-- keras: Keras' own `save_weights` (.weights.h5) of the model reference.keras_ref builds
+- keras: Keras' own `save_weights` (.weights.h5) of the model reference.runners.keras_ref builds
   (`keras_model`), read back with `load_weights` into the same model.
 - tf: a SavedModel of a tf.Module (`TFExport`) holding tf.Variables in TF's layout under Keras'
   names ("0.kernel") and the raw-TF forward (each kind's `tf` builder) as its `serve`
   signature: NHWC input -> logits.
-- onnx: reference.onnx_graph's graph with skylark's names as initializers, input "x" (NCHW),
+- onnx: reference.runners.onnx_graph's graph with skylark's names as initializers, input "x" (NCHW),
   output "logits".
 
 `run_<format>(path, p, x)` loads the file in its own framework and returns the logits of the NCHW
@@ -72,7 +72,7 @@ def read_torch(path, p: Portable) -> dict:
 def run_torch(path, p: Portable, x) -> np.ndarray:
     import torch
 
-    from .torch_ref import build_torch_model
+    from .runners.torch_ref import build_torch_model
 
     net = build_torch_model(p.spec, p.input_shape, p.dtype)
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
@@ -85,8 +85,8 @@ def run_torch(path, p: Portable, x) -> np.ndarray:
 
 def keras_model(p: Portable):
     """The keras.Sequential (channels_last) a .weights.h5 of `p`'s spec loads into: the Keras
-    reference's model (reference.keras_ref), built with fresh weights."""
-    from .keras_ref import KerasRunner
+    reference's model (reference.runners.keras_ref), built with fresh weights."""
+    from .runners.keras_ref import KerasRunner
 
     runner = KerasRunner()
     runner.setup(p.spec, build(p.spec, p.dtype).state(), p.dtype, p.input_shape)
@@ -126,8 +126,8 @@ def _tf_export_module(p: Portable):
     import tensorflow as tf
 
     from .kinds import KINDS
+    from .runners.tf_ref import TFRun
     from .spec import geometry, node_of, run_graph
-    from .tf_ref import TFRun
 
     geo = geometry(p.spec, p.input_shape)
     module = tf.Module(name="skylark")
@@ -179,7 +179,7 @@ def run_tf(path, p: Portable, x) -> np.ndarray:
 def write_onnx(p: Portable, path) -> None:
     import onnx
 
-    from .onnx_graph import build_onnx_model
+    from .runners.onnx_graph import build_onnx_model
 
     model = build_onnx_model(p.spec, p.state, p.dtype, p.input_shape)
     onnx.checker.check_model(model)
@@ -199,7 +199,7 @@ def read_onnx(path, p: Portable) -> dict:
 
 
 def run_onnx(path, p: Portable, x) -> np.ndarray:
-    from .onnx_ref import inference_session
+    from .runners.onnx_ref import inference_session
 
     return inference_session(str(path)).run(["logits"], {"x": x})[0]
 

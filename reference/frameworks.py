@@ -1,6 +1,6 @@
 """The framework table: every implementation skylark is compared against, in one place.
 
-Runners (reference.registry.get_runner), the `--frameworks` option, pytest's markers
+Runners (reference.runners.registry.get_runner), the `--frameworks` option, pytest's markers
 (tests/conftest.py), the benchmark and thread pinning all derive from `FRAMEWORKS`. To add a
 framework: a row here and its runner module.
 
@@ -40,16 +40,17 @@ class Framework:
 
 
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
-    Framework("numpy", ("numpy",), "pip install numpy", None, "reference.numpy_ref:NumpyRunner"),
+    Framework("numpy", ("numpy",), "pip install numpy", None,
+              "reference.runners.numpy_ref:NumpyRunner"),
     Framework("torch", ("torch",), f"pip install 'skylark[torch]' ({_TORCH_CPU})", "torch",
-              "reference.torch_ref:TorchRunner"),
+              "reference.runners.torch_ref:TorchRunner"),
     Framework("tf", ("tensorflow",), "pip install 'skylark[tensorflow]'", "tf",
-              "reference.tf_ref:TFRunner", native_logs=True,
+              "reference.runners.tf_ref:TFRunner", native_logs=True,
               threads_env=("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")),
     Framework("jax", ("jax",), "pip install 'skylark[jax]'", "jax",
-              "reference.jax_ref:JaxRunner"),
+              "reference.runners.jax_ref:JaxRunner"),
     Framework("keras", ("keras",), "pip install 'skylark[keras]'", "keras",
-              "reference.keras_ref:KerasRunner", native_logs=True),
+              "reference.runners.keras_ref:KerasRunner", native_logs=True),
     Framework("keras-tensorflow", ("keras", "tensorflow"), "pip install 'skylark[keras]'",
               "keras_tensorflow", keras_backend="tensorflow"),
     Framework("keras-torch", ("keras", "torch"), f"pip install 'skylark[keras,torch]' "
@@ -58,7 +59,7 @@ FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
               keras_backend="jax"),
     # forward only: layer outputs, loss and running statistics, no gradient
     Framework("onnxruntime", ("onnx", "onnxruntime"), "pip install 'skylark[onnx]'",
-              "onnxruntime", "reference.onnx_ref:OnnxRunner", forward_only=True),
+              "onnxruntime", "reference.runners.onnx_ref:OnnxRunner", forward_only=True),
 )}
 NAMES = tuple(FRAMEWORKS)
 COMPARED = tuple(n for n in NAMES if n != "numpy")  # numpy is the reference

@@ -3,7 +3,7 @@
     report = run_check(["torch", "keras-jax"], dtype="float32", input_kind="ties")
     report["frameworks"]["torch"]["first_forward"]    # None, or the first diverging tensor
 
-What is compared (names from reference.runner): every layer output, the loss, and for two
+What is compared (names from reference.runners.runner): every layer output, the loss, and for two
 backward passes (from the mean loss, and from a random cotangent on the logits) every layer
 output's gradient, every parameter gradient and the input gradient, all in skylark's layout.
 The bars (reference.budgets, docs/design.md), max|a - b| never signed: float64 1e-10 relative to
@@ -39,10 +39,10 @@ from .inputs import (
     informative_state,
     make_batch,
 )
-from .numpy_ref import NumpyRunner
-from .runner import FrameworkUnavailable, loss_options
+from .runners.numpy_ref import NumpyRunner
+from .runners.runner import FrameworkUnavailable, loss_options
+from .runners.startup import StartTimeout, Startup
 from .spec import buffer_names, describe, node_names, node_of, param_shapes, shapes
-from .startup import StartTimeout, Startup
 
 # --- which tensors, in which order --------------------------------------------------------------
 
@@ -235,7 +235,8 @@ def fingerprint(runners: dict, dtype: str) -> dict:
         ) if k in os.environ},
         "frameworks": {},
     }
-    # hasattr: a framework whose import hung (reference.startup) is in sys.modules half-built
+    # hasattr: a framework whose import hung (reference.runners.startup) is in sys.modules
+    # half-built
     torch, tf = sys.modules.get("torch"), sys.modules.get("tensorflow")
     if hasattr(torch, "get_num_threads"):
         fp["torch_threads"] = torch.get_num_threads()
@@ -287,7 +288,7 @@ def _config(case: Case, names, input_kind, batch, seed, dyadic) -> dict:
 
 def start_runners(names, runners, plants, report, log) -> tuple[dict, dict]:
     """(active, own): the runners to use, reusing `runners` and starting the others, all at
-    once in the background (reference.startup: a line per framework, a deadline each); a
+    once in the background (reference.runners.startup: a line per framework, a deadline each); a
     framework that cannot start is recorded in report["frameworks"] as MISSING or ERROR."""
     own, active = {}, {}
     new = [f for f in names if not (runners and f in runners)]

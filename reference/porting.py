@@ -38,7 +38,7 @@ from skylark.models import build_model, from_config
 from .formats import FORMATS, Portable
 from .harness import Case, compare_tensors
 from .inputs import make_batch
-from .runner import quiet_native_logs
+from .runners.runner import quiet_native_logs
 from .spec import describe, geometry, node_names, shapes
 
 TARGETS = tuple(FORMATS)  # torch, keras, tf, onnx

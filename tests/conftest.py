@@ -7,7 +7,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from reference.frameworks import COMPARED, FRAMEWORKS
-from reference.runner import FrameworkUnavailable, require_installed
+from reference.runners.runner import FrameworkUnavailable, require_installed
 
 
 def pytest_configure(config):

@@ -22,8 +22,8 @@ import pytest
 import skylark as sk
 from reference.harness import Case, trace_all
 from reference.inputs import all_zero, dyadic_params, make_batch
-from reference.registry import get_runner
-from reference.runner import FrameworkUnavailable
+from reference.runners.registry import get_runner
+from reference.runners.runner import FrameworkUnavailable
 from reference.spec import describe, shapes
 
 DTYPES = ("float64", "float32")

@@ -181,8 +181,8 @@ def test_keras_reference_leaky_relu_is_exact_in_float64_where_stock_keras_is_not
     if keras.backend.backend() != "tensorflow":
         pytest.skip(f"stock LeakyReLU is exact on Keras' {keras.backend.backend()} backend")
     from reference.budgets import F64_RTOL
-    from reference.keras_layers import ExactLeakyReLU
     from reference.kinds import KINDS
+    from reference.runners.keras_layers import ExactLeakyReLU
     from reference.spec import describe, geometry
 
     spec = describe(sk.Sequential(sk.LeakyReLU(0.1)))

@@ -122,12 +122,12 @@ def test_torch_hardswish_kinks_are_the_installed_torchs():
 
 @pytest.mark.torch
 def test_stock_torch_hardsigmoid_gradient_is_float32_in_float64():
-    """Why reference.torch_layers.Hardsigmoid exists: torch's hardsigmoid_backward multiplies
-    by a float32 1/6 in every dtype, 5e-9 off per unit of dy in float64 (the bar is 1e-10
+    """Why reference.runners.torch_layers.Hardsigmoid exists: torch's hardsigmoid_backward
+    multiplies by a float32 1/6 in every dtype, 5e-9 off per unit of dy in float64 (the bar is 1e-10
     relative). When torch fixes it, this fails: drop the workaround."""
     torch = pytest.importorskip("torch")
     from reference.budgets import F64_RTOL
-    from reference.torch_layers import Hardsigmoid
+    from reference.runners.torch_layers import Hardsigmoid
 
     x = np.linspace(-2.5, 2.5, 11)
     for module, exact in ((torch.nn.Hardsigmoid(), False), (Hardsigmoid(), True)):

@@ -100,7 +100,7 @@ def test_cycle_finder_finds_a_planted_cycle():
 def test_relative_imports_resolve():
     files = module_files(*PACKAGES)
     deps = imported_modules("reference.kinds.conv2d", files["reference.kinds.conv2d"], files)
-    assert {"reference.kinds.base", "reference.torch_layers"} <= deps
+    assert {"reference.kinds.base", "reference.runners.torch_layers"} <= deps
 
 
 @pytest.mark.parametrize("folder", ["skylark", "reference", "benchmarks", "tests"])

@@ -20,9 +20,9 @@ from planting import SMALL_INPUT as INPUT_SHAPE
 from planting import Planted, planted, small_net
 
 import skylark as sk
-from reference import compare as cmp
 from reference import harness
 from reference.budgets import float64_budgets
+from reference.commands import compare as cmp
 from reference.harness import Case
 from skylark.cli import main as cli_main
 

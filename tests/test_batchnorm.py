@@ -21,8 +21,8 @@ from equivalence import (
 import skylark as sk
 from reference.budgets import F64_RTOL
 from reference.inputs import all_zero
-from reference.registry import get_runner
-from reference.runner import FrameworkUnavailable
+from reference.runners.registry import get_runner
+from reference.runners.runner import FrameworkUnavailable
 from reference.spec import geometry
 
 import oracle

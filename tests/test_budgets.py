@@ -14,7 +14,7 @@ from reference import harness
 from reference.budgets import EPS32, F64_RTOL, K_SAFETY, budgets, float32_budgets, float64_budgets
 from reference.frameworks import COMPARED, FRAMEWORKS
 from reference.inputs import INPUTS
-from reference.runner import FrameworkUnavailable, require_installed
+from reference.runners.runner import FrameworkUnavailable, require_installed
 from reference.spec import build
 
 

@@ -1,4 +1,4 @@
-"""`skylark check` (reference.check) can fail, and says where: planted bugs name the first
+"""`skylark check` (reference.commands.check) can fail, and says where: planted bugs name the first
 diverging tensor, exit codes, --json, --help, a framework that is not installed, numpy alone;
 --model (docs/example_model.json through every framework; a bad one exits 2), --mode,
 --label-smoothing and --reduction.
@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from conftest import framework_param, needs
 
-from reference import check, harness
+from reference import harness
+from reference.commands import check
 from reference.frameworks import COMPARED, FRAMEWORKS
-from reference.runner import FrameworkUnavailable, require_installed
+from reference.runners.runner import FrameworkUnavailable, require_installed
 from skylark.cli import main as cli_main
 
 

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from reference import compare as cmp
+from reference.commands import compare as cmp
 from reference.frameworks import NAMES
-from reference.runner import FrameworkUnavailable
+from reference.runners.runner import FrameworkUnavailable
 from skylark.cli import main
 
 LOCKSTEP_STEPS = 200

@@ -1,7 +1,7 @@
 """No alarming CUDA error on a machine without a GPU; where a GPU exists, nothing is hidden.
 
 TensorFlow logs "failed call to cuInit ... UNKNOWN ERROR (303)" at its first device use on a
-machine with no GPU (reference.runner.CUDA_NOISE)."""
+machine with no GPU (reference.runners.runner.CUDA_NOISE)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import pytest
 from conftest import needs
 
-from reference.runner import gpu_device_present, native_noise
+from reference.runners.runner import gpu_device_present, native_noise
 
 CUINIT = ("E0000 00:00:1795338265.695503   11397 cuda_platform.cc:52] failed call to cuInit: "
           "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n")  # seen here

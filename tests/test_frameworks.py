@@ -11,8 +11,8 @@ from dataclasses import replace
 import pytest
 
 from reference.frameworks import COMPARED, FRAMEWORKS, NAMES, parse_frameworks, pin_threads
-from reference.registry import get_runner
-from reference.runner import FrameworkUnavailable
+from reference.runners.registry import get_runner
+from reference.runners.runner import FrameworkUnavailable
 
 # --- the table --------------------------------------------------------------------------------
 
@@ -24,8 +24,8 @@ def test_numpy_is_the_reference_and_every_other_row_is_compared():
 
 
 def test_every_worker_row_is_the_keras_backend_it_names():
-    """A row without an in-process runner is served by `python -m reference.worker <backend>`,
-    which finds its row again as keras-<backend>."""
+    """A row without an in-process runner is served by
+    `python -m reference.runners.worker <backend>`, which finds its row again as keras-<backend>."""
     for fw in FRAMEWORKS.values():
         if fw.in_process:
             assert fw.keras_backend is None and ":" in fw.runner, fw

@@ -90,8 +90,8 @@ def test_onnx_float64_erfc_graph_matches_math():
     from onnx import helper
 
     from reference.kinds.gated import onnx_erfc
-    from reference.onnx_graph import IR_VERSION, OPSET, OnnxGraph
-    from reference.onnx_ref import inference_session
+    from reference.runners.onnx_graph import IR_VERSION, OPSET, OnnxGraph
+    from reference.runners.onnx_ref import inference_session
 
     b = OnnxGraph("float64")
     z = b.add_input("z", b.elem, ["N"])
@@ -257,8 +257,8 @@ def test_keras_reference_gelu_is_exact_in_float64_on_tensorflow():
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "tensorflow":
         pytest.skip(f"stock gelu is exact on Keras' {keras.backend.backend()} backend")
-    from reference.keras_layers import ExactGELU
     from reference.kinds import KINDS
+    from reference.runners.keras_layers import ExactGELU
     from reference.spec import describe, geometry
 
     for approximate in ("none", "tanh"):
@@ -322,7 +322,7 @@ def test_float64_onnx_graph_avoids_the_kernels_onnxruntime_lacks():
     """float32 uses ONNX's own Erf, HardSigmoid (alpha 1/6 stated) and HardSwish; float64 has no
     kernel for any of them in onnxruntime's CPU provider, so its graph spells them out."""
     pytest.importorskip("onnxruntime")
-    from reference.onnx_graph import build_onnx_model
+    from reference.runners.onnx_graph import build_onnx_model
     from reference.spec import describe
 
     model = sk.Sequential(sk.GELU(), sk.Hardsigmoid(), sk.Hardswish(), sk.Flatten(),

@@ -11,7 +11,7 @@ import pytest
 import skylark as sk
 from reference import harness
 from reference.inputs import INPUTS, all_zero, dyadic_params
-from reference.numpy_ref import NumpyRunner
+from reference.runners.numpy_ref import NumpyRunner
 from reference.spec import describe
 
 # --- the order tensors are compared in --------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The raw JAX reference (reference/jax_ref.py): what the shared equivalence tests do not show
-on their own. Max-pool ties against hand-written gradients (jax's select-and-scatter on the
+"""The raw JAX reference (reference/runners/jax_ref.py): what the shared equivalence tests do
+not show on their own. Max-pool ties against hand-written gradients (jax's select-and-scatter on the
 undilated path, the running maximum on the dilated one), float64 really computed in float64,
 and torch's SGD momentum in lockstep with numpy."""
 
@@ -66,7 +66,7 @@ def test_float64_is_computed_in_float64(reference_runner):
 def test_sgd_momentum_is_torchs_rule_in_lockstep_with_numpy(reference_runner):
     """Five float64 steps with momentum 0.9, then the weights: within 1e-13 of numpy's (the
     Keras form m = mu*m - lr*g would round differently; a momentum ignored is off by ~1e-2)."""
-    from reference.numpy_ref import NumpyRunner
+    from reference.runners.numpy_ref import NumpyRunner
 
     model = sk.skylark_cnn((1, 8, 8), seed=0, dtype="float64")
     rng = np.random.default_rng(1)

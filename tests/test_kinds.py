@@ -44,10 +44,10 @@ def test_a_weighted_kind_without_a_layout_rule_is_named():
 
 
 @pytest.mark.parametrize("module, framework", [
-    pytest.param("reference.torch_ref", "torch", marks=pytest.mark.torch),
-    pytest.param("reference.tf_ref", "tf", marks=pytest.mark.tf),
-    pytest.param("reference.keras_ref", "keras", marks=pytest.mark.keras),
-    pytest.param("reference.onnx_ref", "onnx", marks=pytest.mark.onnxruntime),
+    pytest.param("reference.runners.torch_ref", "torch", marks=pytest.mark.torch),
+    pytest.param("reference.runners.tf_ref", "tf", marks=pytest.mark.tf),
+    pytest.param("reference.runners.keras_ref", "keras", marks=pytest.mark.keras),
+    pytest.param("reference.runners.onnx_ref", "onnx", marks=pytest.mark.onnxruntime),
 ])
 def test_framework_module_refuses_to_import_with_an_incomplete_kind(module, framework,
                                                                     monkeypatch):

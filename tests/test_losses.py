@@ -150,7 +150,7 @@ def test_bad_loss_options_are_named(kwargs, match):
 
 
 def test_runner_loss_options_are_checked():
-    from reference.runner import loss_options
+    from reference.runners.runner import loss_options
 
     assert loss_options(None) == {"label_smoothing": 0.0, "reduction": "mean"}
     assert loss_options({"label_smoothing": 1}) == {"label_smoothing": 1.0, "reduction": "mean"}

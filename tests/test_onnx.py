@@ -10,7 +10,7 @@ import pytest
 from conftest import needs
 
 import skylark as sk
-from reference.check import format_report
+from reference.commands.check import format_report
 from reference.frameworks import FRAMEWORKS
 from reference.harness import FORWARD_ONLY, Case, compare_tensors, run_check
 from reference.spec import describe
@@ -97,7 +97,7 @@ def test_float64_graph_avoids_the_kernels_onnxruntime_lacks():
     """float32 uses the standard ops; float64 the ones onnxruntime 1.31's CPU provider has
     (Conv, AveragePool, GlobalAveragePool: NOT_IMPLEMENTED in float64), and LeakyRelu's float32
     `alpha` attribute is replaced by a float64 constant."""
-    from reference.onnx_graph import build_onnx_model
+    from reference.runners.onnx_graph import build_onnx_model
 
     layers = [sk.Conv2D(1, 4, 3, padding=1), sk.LeakyReLU(0.1), sk.AvgPool2D(2),
               sk.BatchNorm2d(4), sk.GlobalAvgPool2D(), sk.Dense(4, 3)]
@@ -117,7 +117,7 @@ def test_onnxruntime_still_lacks_a_float64_conv():
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from reference.onnx_ref import inference_session
+    from reference.runners.onnx_ref import inference_session
 
     w = numpy_helper.from_array(np.ones((1, 1, 3, 3)), "w")
     graph = helper.make_graph(

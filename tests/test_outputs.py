@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from idxdata import idx_folder, one_line_error
 
-import reference.compare as cmp
+import reference.commands.compare as cmp
 import skylark as sk
 from reference import results
 from skylark import files

@@ -17,7 +17,7 @@ from planting import SMALL_INPUT, planted, small_net
 
 from reference.frameworks import COMPARED, FRAMEWORKS
 from reference.harness import Case, trace_all
-from reference.numpy_ref import NumpyRunner
+from reference.runners.numpy_ref import NumpyRunner
 
 F64_BAR = 1e-10  # relative to max(1, max|b|): the float64 bar
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from idxdata import ROOT, idx_folder, one_line_error, run_cli, skylark_cmd
 
-import reference.check as check
+import reference.commands.check as check
 import skylark as sk
 from skylark import layers as L
 from skylark.cli import main

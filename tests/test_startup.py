@@ -1,4 +1,4 @@
-"""Framework start-up (reference.startup): every framework starts in the background at once,
+"""Framework start-up (reference.runners.startup): every framework starts in the background at once,
 each says when it starts and when it is ready, and an import that hangs ends in one FAILED
 line for that framework within its deadline, never in a hung command."""
 
@@ -13,9 +13,10 @@ import time
 import pytest
 from conftest import needs
 
-from reference import harness, startup
-from reference.runner import FrameworkUnavailable
-from reference.startup import StartTimeout, Startup
+from reference import harness
+from reference.runners import startup
+from reference.runners.runner import FrameworkUnavailable
+from reference.runners.startup import StartTimeout, Startup
 
 HANGS = "import time\ntime.sleep(3600)\n"
 

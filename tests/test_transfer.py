@@ -12,7 +12,7 @@ from conftest import FRAMEWORK_PARAMS, TRAINING_PARAMS
 
 import skylark as sk
 from reference import transfer
-from reference.registry import get_runner
+from reference.runners.registry import get_runner
 from reference.spec import build, describe, shapes
 
 INPUT = (2, 9, 8)

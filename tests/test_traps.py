@@ -1,7 +1,7 @@
 """The porting traps: each one planted into one framework's copy of a model, and `skylark check`
 must fail and name the first diverging tensor the README's traps table promises.
 
-A row: trap, plant (reference.runner.PLANTS), framework, model, input, dtype, and the first
+A row: trap, plant (reference.runners.runner.PLANTS), framework, model, input, dtype, and the first
 diverging tensor in forward order, in the loss pass and in the cotangent pass (None: clean).
 """
 
@@ -13,8 +13,8 @@ from conftest import framework_param
 import skylark as sk
 from reference import harness
 from reference.frameworks import FRAMEWORKS
-from reference.registry import get_runner
-from reference.runner import FrameworkUnavailable
+from reference.runners.registry import get_runner
+from reference.runners.runner import FrameworkUnavailable
 
 
 def bn_net():
@@ -218,7 +218,7 @@ def test_stock_keras_float64_on_torch_is_float32_at_the_first_dense(monkeypatch)
 
 
 def test_every_plant_is_a_row_or_tested_elsewhere():
-    from reference.runner import PLANTS
+    from reference.runners.runner import PLANTS
 
     assert {row[1] for row in TRAPS} | {"keras_bn_unloaded"} == set(PLANTS)
     assert all(fw in FRAMEWORKS for row in TRAPS for fw in [row[2]])

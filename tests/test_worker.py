@@ -1,6 +1,6 @@
-"""The Keras workers (reference.worker): a worker that fails to start, exits, hangs at start or
-mid-request is ERROR for its framework alone, says why (its stderr's tail, without TF's INFO
-lines) and never blocks past its deadline; the protocol's own errors; and the Keras float64
+"""The Keras workers (reference.runners.worker): a worker that fails to start, exits, hangs at
+start or mid-request is ERROR for its framework alone, says why (its stderr's tail, without TF's
+INFO lines) and never blocks past its deadline; the protocol's own errors; and the Keras float64
 fix, scoped to float64 work in the worker as in-process.
 
 A fake worker is any argv (worker.worker_command replaced); keras-jax's table row is made to
@@ -15,8 +15,9 @@ from dataclasses import replace
 import pytest
 from conftest import needs
 
-from reference import harness, worker
+from reference import harness
 from reference.frameworks import FRAMEWORKS
+from reference.runners import worker
 
 
 @pytest.fixture
@@ -92,7 +93,7 @@ def test_worker_hanging_at_start_times_out(monkeypatch, fake_keras_jax):
     assert "SKYLARK_WORKER_START_TIMEOUT" in reason
 
 
-_READY = "import os, sys, time; from reference.worker import _recv, _send; " \
+_READY = "import os, sys, time; from reference.runners.worker import _recv, _send; " \
          "out = os.fdopen(1, 'wb'); _send(out, ('ready', {'fake': '1'})); "
 HANGS = {  # a worker that starts, then ... -> the error's words
     "never_reads": (_READY + "time.sleep(60)", "did not take the 'setup_trace' request"),

@@ -90,7 +90,7 @@ def test_zoo_trains_in_lockstep(name, framework):
     """float64 SGD with momentum from the same weights on the same batches: every step's loss
     and the final weights and running statistics within compare's lockstep bar of numpy's
     (`skylark compare --model NAME --steps 200` is the long run; README)."""
-    from reference.compare import LOCKSTEP_ATOL64
+    from reference.commands.compare import LOCKSTEP_ATOL64
     from reference.spec import describe
 
     shape = (3, 16, 16)

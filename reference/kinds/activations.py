@@ -33,7 +33,7 @@ class LeakyReLU(Kind):
     def keras(self, s, g, dtype, plant=None):
         import keras
 
-        from ..keras_layers import ExactLeakyReLU
+        from ..runners.keras_layers import ExactLeakyReLU
 
         if plant == "keras_leaky_default":  # planted (tests only): Keras' default slope, 0.3
             return [keras.layers.LeakyReLU(name=f"l{g.index}", dtype=dtype)]

@@ -72,7 +72,7 @@ class AvgPool2d(Kind):
     def torch(self, s, g, plant=None):
         from torch import nn
 
-        from ..torch_layers import AvgPool2dTF
+        from ..runners.torch_layers import AvgPool2dTF
 
         k, st, pad = pair(s["kernel_size"]), pair(s["stride"]), s["padding"]
         if pad == "same":
@@ -105,7 +105,7 @@ class AvgPool2d(Kind):
     def keras(self, s, g, dtype, plant=None):
         import keras
 
-        from ..keras_layers import RealCellsAvgPool2D
+        from ..runners.keras_layers import RealCellsAvgPool2D
 
         k, st, pad = pair(s["kernel_size"]), pair(s["stride"]), s["padding"]
         name = f"l{g.index}"

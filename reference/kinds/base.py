@@ -4,7 +4,7 @@ A kind ties together its spec entry (the layer's `config()` plus `"kind"`), its 
 its float32 budget rule (reference.budgets), and one small builder per framework: `torch`
 (an nn.Module), `tf` (the raw tf.nn ops on an NHWC tensor), `keras` (the Keras layers), `jax`
 (jax.lax / jax.numpy ops on an NCHW array: skylark's own layout, so no conversion) and `onnx`
-(the ONNX nodes on an NCHW tensor, forward only; reference.onnx_graph). The
+(the ONNX nodes on an NCHW tensor, forward only; reference.runners.onnx_graph). The
 builders import their framework inside, so importing a kind imports no framework. Each framework
 module calls `require_builders` at import, so a kind that lacks a builder fails loudly there
 (tests/test_kinds.py) instead of being dropped from one framework's model.
@@ -154,9 +154,9 @@ class Kind:
         raise NotImplementedError
 
     def onnx(self, s: dict, g, b, h: str) -> str:
-        """ONNX (forward only): add this layer's nodes to the graph `b` (reference.onnx_graph:
-        `b.node`, `b.const`, `b.param(f"{g.index}.weight")`, `b.training`, `b.portable`) on
-        the NCHW tensor named `h`; return the output's name."""
+        """ONNX (forward only): add this layer's nodes to the graph `b`
+        (reference.runners.onnx_graph: `b.node`, `b.const`, `b.param(f"{g.name}.weight")`,
+        `b.training`, `b.portable`) on the NCHW tensor named `h`; return the output's name."""
         raise NotImplementedError
 
 

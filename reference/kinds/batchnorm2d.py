@@ -111,7 +111,7 @@ class BatchNorm2d(Kind):
     def keras(self, s, g, dtype, plant=None):
         import keras
 
-        from ..keras_layers import UnbiasedBatchNormalization
+        from ..runners.keras_layers import UnbiasedBatchNormalization
 
         cls = UnbiasedBatchNormalization
         if plant == "keras_bn_biased":  # planted (tests only): stock Keras' biased update

@@ -5,7 +5,7 @@ The recipe is about the channel axis: NCHW (torch, JAX, ONNX) reshapes (N, g, C/
 swaps axes 1 and 2 and reshapes back; NHWC (raw TF, Keras) reshapes (N, H, W, g, C/g), swaps
 the LAST two axes and reshapes back. Porting the NCHW code unchanged onto an NHWC tensor (its
 reshape reads the memory as if the channels came first) mixes pixels and channels: that is the
-planted trap "keras_shuffle_nchw" (reference.runner.PLANTS, tests/test_traps.py).
+planted trap "keras_shuffle_nchw" (reference.runners.runner.PLANTS, tests/test_traps.py).
 
 - torch: nn.ChannelShuffle (exact; its backward is the inverse permutation, float64 included).
 - raw TF: tf.reshape / tf.transpose on NHWC. Keras: its own Reshape, Permute, Reshape layers.

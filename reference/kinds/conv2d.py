@@ -19,7 +19,7 @@ How each framework says dilation and groups (measured on TF 2.21, Keras 3.15, to
   backend (on the TF backend Keras itself compiles a grouped conv with XLA, and runs a dilated
   one through tf.nn.convolution's space-to-batch path). Keras refuses strides > 1 together with
   dilation_rate > 1 ("`strides > 1` not supported in conjunction with `dilation_rate > 1`"), and
-  so does tf.nn.convolution: that case is StridedDilatedConv2D (reference.keras_layers), the
+  so does tf.nn.convolution: that case is StridedDilatedConv2D (reference.runners.keras_layers), the
   stride-1 dilated conv on the explicitly padded input (ZeroPadding2D with the resolved pads),
   sampled every stride. Exact: output (i, j) of the strided conv IS output (i*sh, j*sw) of the
   stride-1 one. Its one kernel has Keras' shape, so reference.transfer's rule applies.
@@ -86,7 +86,7 @@ class Conv2d(Kind):
     def torch(self, s, g, plant=None):
         from torch import nn
 
-        from ..torch_layers import Conv2dTF
+        from ..runners.torch_layers import Conv2dTF
 
         args = (s["in_channels"], s["out_channels"], pair(s["kernel_size"]))
         kw = {"stride": pair(s["stride"]), "dilation": _dilation(s), "groups": _groups(s),
@@ -117,7 +117,7 @@ class Conv2d(Kind):
     def keras(self, s, g, dtype, plant=None):
         import keras
 
-        from ..keras_layers import StridedDilatedConv2D
+        from ..runners.keras_layers import StridedDilatedConv2D
 
         pad, pre, split = padding_arg(s["padding"]), [], _strided_and_dilated(s)
         if split or not isinstance(pad, str):  # explicit pads: int padding, or the split conv

@@ -25,7 +25,7 @@ class Dropout(Kind):
         return (g / keep if real_layer.training and keep else g), c.n, {}
 
     def torch(self, s, g, plant=None):
-        from ..torch_layers import MaskedDropout
+        from ..runners.torch_layers import MaskedDropout
 
         return MaskedDropout(s["p"])
 
@@ -39,7 +39,7 @@ class Dropout(Kind):
         return h * (mask / keep if keep else mask * 0)  # torch's order: scale the mask
 
     def keras(self, s, g, dtype, plant=None):
-        from ..keras_layers import MaskedDropout
+        from ..runners.keras_layers import MaskedDropout
 
         return [MaskedDropout(s["p"], name=f"l{g.index}", dtype=dtype)]
 

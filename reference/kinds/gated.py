@@ -117,7 +117,7 @@ class GELU(Pointwise):
     def keras(self, s, g, dtype, plant=None):
         import keras
 
-        from ..keras_layers import ExactGELU
+        from ..runners.keras_layers import ExactGELU
 
         if dtype == "float64" and keras.backend.backend() == "tensorflow":  # tf.nn.gelu: above
             return [ExactGELU(s["approximate"], name=f"l{g.index}", dtype=dtype)]
@@ -154,6 +154,28 @@ def _keras_gelu(approximate: bool):
     return gelu
 
 
+def _horner(b, t, top, num_coefs, den_coefs):
+    """Cody's loop: num = top * t, den = t; then num = (num + a) * t, den = (den + b) * t."""
+    num, den = b.node("Mul", [t, b.const(top)]), t
+    for a, c in zip(num_coefs, den_coefs, strict=True):
+        num = b.node("Mul", [b.node("Add", [num, b.const(a)]), t])
+        den = b.node("Mul", [b.node("Add", [den, b.const(c)]), t])
+    return num, den
+
+
+def _ratio(b, num, den, a, c):
+    return b.node("Div", [b.node("Add", [num, b.const(a)]), b.node("Add", [den, b.const(c)])])
+
+
+def _exp_minus_square(b, v):
+    """exp(-v^2) as Cody computes it: v rounded down to sixteenths first, then the rest."""
+    sixteenths = b.node("Div", [b.node("Floor", [b.node("Mul", [v, b.const(16.0)])]),
+                                b.const(16.0)])
+    first = b.node("Exp", [b.node("Neg", [b.node("Mul", [sixteenths, sixteenths])])])
+    rest = b.node("Mul", [b.node("Sub", [v, sixteenths]), b.node("Add", [v, sixteenths])])
+    return b.node("Mul", [first, b.node("Exp", [b.node("Neg", [rest])])])
+
+
 def onnx_erfc(b, z: str) -> str:
     """erfc(z) as ONNX nodes of the graph's dtype: Cody's three rational approximations
     (skylark.layers.erf, same coefficients and order of operations), each evaluated on |z|
@@ -164,22 +186,13 @@ def onnx_erfc(b, z: str) -> str:
         return b.node("Clip", [y, b.const(lo), b.const(hi)])
 
     def horner(t, top, num_coefs, den_coefs):
-        """Cody's loop: num = top * t, den = t; then num = (num + a) * t, den = (den + b) * t."""
-        num, den = b.node("Mul", [t, b.const(top)]), t
-        for a, c in zip(num_coefs, den_coefs, strict=True):
-            num = b.node("Mul", [b.node("Add", [num, b.const(a)]), t])
-            den = b.node("Mul", [b.node("Add", [den, b.const(c)]), t])
-        return num, den
+        return _horner(b, t, top, num_coefs, den_coefs)
 
     def ratio(num, den, a, c):
-        return b.node("Div", [b.node("Add", [num, b.const(a)]), b.node("Add", [den, b.const(c)])])
+        return _ratio(b, num, den, a, c)
 
     def exp_minus_square(v):
-        sixteenths = b.node("Div", [b.node("Floor", [b.node("Mul", [v, b.const(16.0)])]),
-                                    b.const(16.0)])
-        first = b.node("Exp", [b.node("Neg", [b.node("Mul", [sixteenths, sixteenths])])])
-        rest = b.node("Mul", [b.node("Sub", [v, sixteenths]), b.node("Add", [v, sixteenths])])
-        return b.node("Mul", [first, b.node("Exp", [b.node("Neg", [rest])])])
+        return _exp_minus_square(b, v)
 
     # |z| <= THRESH: erfc = 1 - z * R1(z^2), z clipped to +-THRESH (its sign kept)
     z1 = b.node("Clip", [z, b.const(-cody.THRESH), b.const(cody.THRESH)])

@@ -89,7 +89,7 @@ class Hardsigmoid(Pointwise):
     lipschitz, offset, evaluation, grad_evaluation, curved = 1 / 6, 0.5, 2, 1, False
 
     def torch(self, s, g, plant=None):
-        from ..torch_layers import Hardsigmoid
+        from ..runners.torch_layers import Hardsigmoid
 
         return Hardsigmoid()
 
@@ -102,7 +102,7 @@ class Hardsigmoid(Pointwise):
     def keras(self, s, g, dtype, plant=None):
         import keras
 
-        from ..keras_layers import ExactHardsigmoid
+        from ..runners.keras_layers import ExactHardsigmoid
 
         if dtype == "float64" and keras.backend.backend() == "torch":  # F.hardsigmoid: above
             return [ExactHardsigmoid(name=f"l{g.index}", dtype=dtype)]

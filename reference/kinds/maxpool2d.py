@@ -56,7 +56,7 @@ class MaxPool2d(Kind):
     def torch(self, s, g, plant=None):
         from torch import nn
 
-        from ..torch_layers import MaxPool2dLastMax, MaxPool2dTF
+        from ..runners.torch_layers import MaxPool2dLastMax, MaxPool2dTF
 
         k, st, d = pair(s["kernel_size"]), pair(s["stride"]), _dilation(s)
         if plant == "pool_last_max":
@@ -99,7 +99,7 @@ class MaxPool2d(Kind):
     def keras(self, s, g, dtype, plant=None):
         import keras
 
-        from ..keras_layers import DilatedMaxPool2D, NegInfPadding2D
+        from ..runners.keras_layers import DilatedMaxPool2D, NegInfPadding2D
 
         if _dilation(s) != (1, 1):
             return [DilatedMaxPool2D(pair(s["kernel_size"]), pair(s["stride"]), g.pads,

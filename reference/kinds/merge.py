@@ -33,7 +33,7 @@ class Add(Kind):
         return len(g.in_shapes) - 1  # k - 1 additions, each one rounding
 
     def torch(self, s, g, plant=None):
-        from ..torch_layers import AddAfterReLU, AddN
+        from ..runners.torch_layers import AddAfterReLU, AddN
 
         return AddAfterReLU() if plant == "torch_residual_after_relu" else AddN()
 
@@ -74,7 +74,7 @@ class Concat(Kind):
         _same([tuple(shape[1:]) for shape in in_shapes], "concat (but for the channels)")
 
     def torch(self, s, g, plant=None):
-        from ..torch_layers import Cat
+        from ..runners.torch_layers import Cat
 
         return Cat()
 
@@ -87,7 +87,7 @@ class Concat(Kind):
         import keras
 
         if plant == "keras_concat_nchw_memory":  # planted (tests only)
-            from ..keras_layers import ConcatNCHWMemory
+            from ..runners.keras_layers import ConcatNCHWMemory
 
             return [ConcatNCHWMemory(g.out_shape, name=f"l{g.index}", dtype=dtype)]
         return [keras.layers.Concatenate(axis=-1, name=f"l{g.index}", dtype=dtype)]
@@ -134,7 +134,7 @@ class Multiply(Kind):
         return [d_x, d_gate], [c.n + n_gate + 1, c.n + n_x + terms], {}
 
     def torch(self, s, g, plant=None):
-        from ..torch_layers import Mul
+        from ..runners.torch_layers import Mul
 
         return Mul()
 
@@ -145,7 +145,7 @@ class Multiply(Kind):
         import keras
 
         if plant == "keras_se_gate_nchw":  # planted (tests only)
-            from ..keras_layers import GateNCHW
+            from ..runners.keras_layers import GateNCHW
 
             return [GateNCHW(g.in_shapes[1][0], name=f"l{g.index}", dtype=dtype)]
         return [keras.layers.Multiply(name=f"l{g.index}", dtype=dtype)]
@@ -178,7 +178,7 @@ class ChannelSlice(Kind):
         return None
 
     def torch(self, s, g, plant=None):
-        from ..torch_layers import ChannelSlice
+        from ..runners.torch_layers import ChannelSlice
 
         return ChannelSlice(s["start"], s["stop"])
 
@@ -186,7 +186,7 @@ class ChannelSlice(Kind):
         return h[..., s["start"]:s["stop"]]
 
     def keras(self, s, g, dtype, plant=None):
-        from ..keras_layers import ChannelSlice
+        from ..runners.keras_layers import ChannelSlice
 
         return [ChannelSlice(s["start"], s["stop"], name=f"l{g.index}", dtype=dtype)]
 

@@ -1,4 +1,4 @@
-"""Small ONNX pieces the kinds' `onnx` builders share (the graph `b`: reference.onnx_graph).
+"""Small ONNX pieces the kinds' `onnx` builders share (the graph `b`: reference.runners.onnx_graph).
 
 `onnx_pads` turns skylark's resolved pads (top, bottom, left, right) into ONNX's order (the
 begins of H and W, then their ends). `window_taps` is the float64-capable spelling of a window

@@ -69,9 +69,8 @@ def load_dataset(name_or_dir: str | os.PathLike, dtype: str | np.dtype = "float3
     except (TypeError, ValueError):
         dt = None
     if dt not in (np.float32, np.float64):
-        raise ValueError(
-            f"load_dataset: expected dtype float32 or float64, Received: dtype={dtype!r}"
-        )
+        raise ValueError(f"load_dataset: expected dtype float32 or float64, "
+                         f"Received: dtype={dtype!r}")
     key = os.fspath(name_or_dir)
     if key == "digits":
         return _digits(dt)

@@ -3,8 +3,8 @@
 torch has skylark's layouts (NCHW, OIHW, Linear (out, in), CHW flatten), so node "layer1.0.conv1"
 is the submodule at that path and the state_dict names match skylark's. Each layer comes from its
 kind's `torch` builder (reference.kinds); what torch.nn cannot express directly is in
-reference.torch_layers. `GraphModule.forward` walks the nodes in order (reference.spec.run_graph):
-a tensor read twice is read twice, and autograd adds its two gradients.
+reference.runners.torch_layers. `GraphModule.forward` walks the nodes in order
+(reference.spec.run_graph): a tensor read twice is read twice, and autograd adds its two gradients.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kinds import KINDS, require_builders
+from ..kinds import KINDS, require_builders
+from ..spec import geometry, run_graph
+from ..transfer import from_torch, to_torch
 from .runner import PassGrads, Runner, name_tensors
-from .spec import geometry, run_graph
-from .transfer import from_torch, to_torch
 
 require_builders("torch")
 
@@ -58,7 +58,7 @@ def build_torch_model(spec: list[dict], input_shape, dtype: str = "float32",
     """The nn.Module whose submodule at each node's name mirrors that skylark node (same
     state_dict names).
 
-    `plant` is the test-only bug hook (reference.runner), passed to every builder."""
+    `plant` is the test-only bug hook (reference.runners.runner), passed to every builder."""
     geo = geometry(spec, input_shape)
     mods = [KINDS[s["kind"]].torch(s, g, plant) for s, g in zip(spec, geo, strict=True)]
     return GraphModule(spec, geo, mods).to(_DTYPES[dtype])

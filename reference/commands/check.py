@@ -1,7 +1,7 @@
 """`skylark check`: every tensor of one batch through every framework, compared against numpy.
 
-    python -m reference.check --dtype float64 --input ties
-    python -m reference.check --frameworks torch,keras-jax --json check.json
+    python -m reference.commands.check --dtype float64 --input ties
+    python -m reference.commands.check --frameworks torch,keras-jax --json check.json
 
 Prints a table (framework x tensor: max|a - b|, relative error, budget, ok/FAIL), the first
 diverging tensor per framework in forward order and then in each backward pass's order, and the
@@ -26,10 +26,10 @@ import sys
 from skylark.cli import HelpFormatter, add_model_arguments, positive_int, seed_int
 from skylark.models import build_model
 
-from .frameworks import COMPARED, parse_frameworks
-from .harness import run_check
-from .inputs import INPUTS
-from .runner import PLANTS
+from ..frameworks import COMPARED, parse_frameworks
+from ..harness import run_check
+from ..inputs import INPUTS
+from ..runners.runner import PLANTS
 
 HELP = "compare every tensor of one batch across frameworks"
 DESCRIPTION = ("Forward outputs, loss and every gradient of one batch, each framework against "

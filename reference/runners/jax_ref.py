@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .kinds import KINDS, require_builders
+from ..kinds import KINDS, require_builders
+from ..spec import node_of, run_graph
+from ..transfer import from_jax, to_jax
 from .runner import PassGrads, Runner, name_tensors
-from .spec import node_of, run_graph
-from .transfer import from_jax, to_jax
 
 require_builders("jax")
 jax.config.update("jax_enable_x64", True)  # else float64 silently computes in float32

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kinds import KINDS
-from .spec import geometry, run_graph
+from ..kinds import KINDS
+from ..spec import geometry, run_graph
 
 OPSET = 17
 IR_VERSION = 8
@@ -116,7 +116,7 @@ def build_onnx_model(spec: list[dict], state: dict, dtype: str, input_shape, *,
     initializers) for (C, H, W) inputs; `outputs`, `training`, `loss`: the module docstring."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from .transfer import to_onnx
+    from ..transfer import to_onnx
 
     if outputs not in ("logits", "trace"):
         raise ValueError(f"outputs is 'logits' or 'trace'. Received: outputs={outputs!r}")

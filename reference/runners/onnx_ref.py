@@ -1,9 +1,9 @@
-"""ONNX Runtime as a forward-only reference: the spec as an ONNX graph (reference.onnx_graph,
-one `onnx` builder per kind), run by onnxruntime's CPU provider.
+"""ONNX Runtime as a forward-only reference: the spec as an ONNX graph
+(reference.runners.onnx_graph, one `onnx` builder per kind), run by onnxruntime's CPU provider.
 
 It computes every layer output, the loss and, in training mode, the updated running statistics
 (BatchNorm's batch statistics and the dropout keep-masks are graph inputs and ops, see
-reference.onnx_graph); it has no gradients and cannot train, which its `supports_gradients`
+reference.runners.onnx_graph); it has no gradients and cannot train, which its `supports_gradients`
 flag says, so `skylark check` reports its gradients as not computed and `skylark compare` runs
 it on the trained weights of numpy for predictions only.
 """
@@ -14,10 +14,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .kinds import require_builders
+from ..kinds import require_builders
+from ..transfer import to_onnx
 from .onnx_graph import build_onnx_model
 from .runner import Runner, name_tensors
-from .transfer import to_onnx
 
 require_builders("onnx")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from .frameworks import FRAMEWORKS, NAMES
+from ..frameworks import FRAMEWORKS, NAMES
 from .runner import PLANTS, Runner, quiet_native_logs, require_installed
 
 
@@ -13,7 +13,7 @@ def get_runner(name: str, plant: str | None = None) -> Runner:
 
     ValueError on an unknown name; FrameworkUnavailable when its libraries are not installed.
     `keras-<backend>` starts a worker subprocess (a few seconds); reuse the runner, and close() it.
-    `plant` is the test-only bug-injection hook described in reference.runner.
+    `plant` is the test-only bug-injection hook described in reference.runners.runner.
     """
     if name not in FRAMEWORKS:
         raise ValueError(f"unknown framework. Expected one of {NAMES}. Received: {name!r}")

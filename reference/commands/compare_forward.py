@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .numpy_ref import NumpyRunner
+from ..runners.numpy_ref import NumpyRunner
 
 
 def _logits(runner, x, chunk: int = 1000) -> np.ndarray:

@@ -18,8 +18,8 @@ from pathlib import Path
 from skylark.cli import HelpFormatter
 from skylark.models import from_config, to_config
 
+from ..porting import TARGETS, check_format, check_out, read_weights, verify_file, verify_line
 from .export_cmd import add_common, usage_error
-from .porting import TARGETS, check_format, check_out, read_weights, verify_file, verify_line
 
 HELP = "read torch, Keras, TensorFlow or ONNX weights into a skylark checkpoint"
 DESCRIPTION = ("A torch state_dict, Keras .weights.h5, TensorFlow SavedModel (as `skylark "

@@ -13,10 +13,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up cha
 
 import tensorflow as tf
 
-from .kinds import KINDS, require_builders
-from .runner import PassGrads, Runner, name_tensors
-from .spec import node_of, run_graph
-from .transfer import (
+from ..kinds import KINDS, require_builders
+from ..spec import node_of, run_graph
+from ..transfer import (
     TRANSFER_PLANTS,
     activation_from_keras,
     activation_to_keras,
@@ -24,6 +23,7 @@ from .transfer import (
     keras_param_shapes,
     to_keras,
 )
+from .runner import PassGrads, Runner, name_tensors
 
 require_builders("tf")
 

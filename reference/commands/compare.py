@@ -26,14 +26,14 @@ from skylark.models import build_model
 from skylark.progress import bar
 from skylark.train import check_hyperparameters
 
+from ..frameworks import COMPARED, FRAMEWORKS, parse_frameworks, pin_threads
+from ..inputs import dropout_masks
+from ..results import replace_results
+from ..runners.registry import get_runner
+from ..runners.runner import FrameworkUnavailable
+from ..runners.startup import Startup
+from ..spec import describe, geometry
 from .compare_forward import predict_record, summary_row, table_tail
-from .frameworks import COMPARED, FRAMEWORKS, parse_frameworks, pin_threads
-from .inputs import dropout_masks
-from .registry import get_runner
-from .results import replace_results
-from .runner import FrameworkUnavailable
-from .spec import describe, geometry
-from .startup import Startup
 
 HELP = "train every framework in lockstep and plot the curves"
 DESCRIPTION = ("Every framework trains the model (--model) from the same initial weights on the "
@@ -97,7 +97,7 @@ def _accuracy(runner, x, y, chunk=1000) -> float:
 def train_one(name, spec, params0, data, plan, args, starting=None, ref=None):
     """Train framework `name` over `plan`; returns its record (losses, accuracies, timings).
 
-    `starting`: the reference.startup.Startup starting it (the Keras workers start in
+    `starting`: the reference.runners.startup.Startup starting it (the Keras workers start in
     parallel, in-process frameworks when their turn comes), or None for get_runner(name).
     A forward-only runtime runs numpy's trained state (`ref`, numpy's record) for predictions.
     """
@@ -297,7 +297,7 @@ def train_all(names, spec, params0, data, plan, args) -> list[dict]:
     """train_one for every framework in `names` (numpy first), in that order."""
     # Keras workers are subprocesses that take seconds to import their backend: start them all
     # now, in parallel, while the in-process frameworks train.
-    # (reference.startup: a line per framework while it starts, a deadline for each.)
+    # (reference.runners.startup: a line per framework while it starts, a deadline for each.)
     workers = Startup([n for n in names if not FRAMEWORKS[n].in_process], get=get_runner)
 
     def starting(n):  # in-process: started when its turn comes (numpy needs no start-up)

@@ -2,7 +2,7 @@
 
 Parent side: `SubprocessRunner(name, backend)` is a Runner whose methods are forwarded to a
 `KerasRunner` in a child started once with KERAS_BACKEND=<backend> and reused for every call.
-Child side: `python -m reference.worker <backend> [plant]`.
+Child side: `python -m reference.runners.worker <backend> [plant]`.
 
 Protocol: each message is an 8-byte big-endian length and a pickle. The child first says
 ("ready", versions), ("unavailable", reason) (a library missing: MISSING) or ("failed", reason)
@@ -34,7 +34,7 @@ import traceback
 import weakref
 from pathlib import Path
 
-from .frameworks import FRAMEWORKS
+from ..frameworks import FRAMEWORKS
 from .runner import NATIVE_INFO, FrameworkUnavailable, Runner, require_installed
 
 _ROOT = str(Path(__file__).resolve().parent.parent)  # the folder holding skylark/ and reference/
@@ -79,7 +79,7 @@ def _worker_env(backend: str) -> dict[str, str]:
 
 def worker_command(backend: str, plant: str | None) -> list[str]:
     """The child's argv (tests replace it with one that hangs or crashes)."""
-    return [sys.executable, "-m", "reference.worker", backend, plant or ""]
+    return [sys.executable, "-m", "reference.runners.worker", backend, plant or ""]
 
 
 def _send(f, obj) -> None:
@@ -141,7 +141,8 @@ def _kill(proc) -> None:
 
 
 class SubprocessRunner(Runner):
-    """A Runner served by `python -m reference.worker <backend>`; start once, reuse, close()."""
+    """A Runner served by `python -m reference.runners.worker <backend>`; start once, reuse,
+    close()."""
 
     def __init__(self, name: str, backend: str, plant: str | None = None,
                  start_timeout: float | None = None,

@@ -2,8 +2,8 @@
 
 Runs on whatever backend Keras was imported with (KERAS_BACKEND; Keras fixes it at import, which
 is why `keras-tensorflow`, `keras-torch` and `keras-jax` each live in their own subprocess, see
-reference.worker). The loss is SparseCategoricalCrossentropy(from_logits=True): with logits the
-torch backend's clipping of probabilities (to [eps, 1 - eps]) never applies.
+reference.runners.worker). The loss is SparseCategoricalCrossentropy(from_logits=True): with
+logits the torch backend's clipping of probabilities (to [eps, 1 - eps]) never applies.
 
 Skylark layer i becomes one or two Keras layers (reference.kinds): e.g. a conv2d with int
 padding is ZeroPadding2D + Conv2D("valid"), a maxpool2d with int padding NegInfPadding2D +
@@ -36,10 +36,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from .kinds import KINDS, require_builders
-from .runner import PassGrads, Runner, name_tensors
-from .spec import node_of, run_graph
-from .transfer import (
+from ..kinds import KINDS, require_builders
+from ..spec import node_of, run_graph
+from ..transfer import (
     TRANSFER_PLANTS,
     activation_from_keras,
     activation_to_keras,
@@ -47,6 +46,7 @@ from .transfer import (
     keras_param_shapes,
     to_keras,
 )
+from .runner import PassGrads, Runner, name_tensors
 
 require_builders("keras")
 

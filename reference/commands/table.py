@@ -1,8 +1,8 @@
 """The README's equivalence tables: `skylark check` over float64/float32 x random/ties/digits,
 and (`--zoo`) every graph model of the zoo on 28x28 gray and 32x32 RGB.
 
-    python -m reference.table            # ~1-2 minutes on 2 cores; exit 1 if any check fails
-    python -m reference.table --zoo      # ~5 minutes: the zoo, every framework
+    python -m reference.commands.table        # ~1-2 minutes on 2 cores; exit 1 if a check fails
+    python -m reference.commands.table --zoo  # ~10 minutes: the zoo, every framework
 
 Each cell: the worst relative error (max|a - b| / max|b|) over every tensor of that framework,
 and in brackets the largest fraction of its budget any tensor used ("fwd": a forward-only
@@ -15,10 +15,10 @@ from __future__ import annotations
 import sys
 import time
 
-from .frameworks import COMPARED
-from .harness import run_check
-from .registry import get_runner
-from .runner import FrameworkUnavailable
+from ..frameworks import COMPARED
+from ..harness import run_check
+from ..runners.registry import get_runner
+from ..runners.runner import FrameworkUnavailable
 
 DTYPES = ("float64", "float32")
 INPUTS = ("random", "ties", "digits")

@@ -5,7 +5,7 @@ it starts and when it is ready, and each has a deadline.
     runner = starting.result("torch")                  # the Runner, or raises
 
 Keras workers are subprocesses: each starts from its own thread at once, so they import their
-backends in parallel, and each enforces its own deadline (reference.worker,
+backends in parallel, and each enforces its own deadline (reference.runners.worker,
 SKYLARK_WORKER_START_TIMEOUT). In-process frameworks (torch, tf, jax, keras) are imported one
 after another in one background thread: libraries that import each other (keras imports
 tensorflow, tensorflow imports jax) imported from two threads at once can deadlock on Python's
@@ -14,7 +14,7 @@ import begins. A Python import cannot be interrupted, so a watchdog abandons a h
 daemon thread: that framework fails with StartTimeout ("its import did not finish within
 120 s") and one FAILED line on stderr, the frameworks queued behind it continue in a fresh
 thread, and the process still exits normally (a daemon thread does not hold it). A TensorFlow
-import runs with fd 2 pointed at a temporary file (reference.runner.quiet_native_logs: its
+import runs with fd 2 pointed at a temporary file (reference.runners.runner.quiet_native_logs: its
 native start-up lines are dropped, the rest replayed after); when such an import hangs, the
 watchdog points fd 2 back at the real stderr, or everything after it would vanish into that
 file. A framework whose import waits on the hung one's module (keras behind tensorflow) times
@@ -34,7 +34,7 @@ import threading
 import time
 from concurrent.futures import Future
 
-from .frameworks import FRAMEWORKS
+from ..frameworks import FRAMEWORKS
 from .registry import get_runner
 from .runner import FrameworkUnavailable, require_installed
 from .worker import START_TIMEOUT_S, _timeout

@@ -45,8 +45,8 @@ import numpy as np
 
 import skylark as sk
 
-from .kinds import KINDS
-from .spec import geometry, param_shapes
+from ..kinds import KINDS
+from ..spec import geometry, param_shapes
 
 _KERAS = ("keras", "keras-tensorflow", "keras-torch", "keras-jax")
 PLANTS = {

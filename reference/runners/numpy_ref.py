@@ -7,8 +7,8 @@ import numpy as np
 import skylark as sk
 from skylark.train import train_step
 
+from ..spec import build
 from .runner import PassGrads, Runner, name_tensors
-from .spec import build
 
 
 class NumpyRunner(Runner):

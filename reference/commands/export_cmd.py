@@ -14,7 +14,7 @@ import sys
 
 from skylark.cli import HelpFormatter
 
-from .porting import TARGETS, VerificationError, check_format, export_weights, verify_line
+from ..porting import TARGETS, VerificationError, check_format, export_weights, verify_line
 
 HELP = "write a checkpoint as torch, Keras, TensorFlow or ONNX weights (verified)"
 DESCRIPTION = ("A skylark .npz checkpoint as a torch state_dict, Keras .weights.h5, TensorFlow "
