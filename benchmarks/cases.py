@@ -110,7 +110,7 @@ def _tf_case(runner, x, y, threads, masks):
     xt, yt = tf.constant(activation_to_keras(x)), tf.constant(y)  # NHWC once, untimed
     run = runner._run(True, masks, len(x))
 
-    @tf.function
+    @tf.function(autograph=False)  # the graph walk is plain Python (reference.formats)
     def step(xb, yb):
         with tf.GradientTape() as tape:
             loss = runner._loss(runner._forward(xb, run)[-1], yb)
@@ -119,7 +119,8 @@ def _tf_case(runner, x, y, threads, masks):
             v.assign_sub(LR * m)
         return loss
 
-    predict = tf.function(lambda xb: runner._forward(xb, TFRun(training=False))[-1])
+    predict = tf.function(lambda xb: runner._forward(xb, TFRun(training=False))[-1],
+                          autograph=False)
     return (lambda: step(xt, yt)), (lambda: predict(xt))
 
 

@@ -106,7 +106,7 @@ def _forward(spec, geo, absm, real, a, total: bool):
             stats = kind.f32_stats(s, real[i], a_in[0], n, batch)
             budget.update({f"stat.{g.name}.{k}": _b32(nr, m) for k, (nr, m) in stats.items()})
             b = kind.f32_abs_forward(s, absm[i], real[i], a_in[0])
-        n += kind.f32_forward(s, g, batch)
+        n += kind.f32_forward_in(s, g, batch, real[i])
         bounds.append(b)
         fwd_n.append(n)
         fwd_m.append(float(np.max(b, initial=0.0)))

@@ -139,7 +139,10 @@ def _tf_export_module(p: Portable):
     for k, var in module.variables_by_name.items():
         own[node_of(k)][k.rsplit(".", 1)[1]] = var
 
-    @tf.function(input_signature=[tf.TensorSpec([None, h, w, c], p.dtype, name="x")])
+    # autograph off: the graph walk is plain Python over the spec (autograph, converting the
+    # walker and every builder it reaches, once mixed up two converted functions)
+    @tf.function(input_signature=[tf.TensorSpec([None, h, w, c], p.dtype, name="x")],
+                 autograph=False)
     def serve(x):
         run = TFRun(training=False)
         outs = run_graph(p.spec, geo, x,

@@ -84,13 +84,24 @@ def _row(tensor: str, b: np.ndarray, a, budget: float) -> dict:
         scale = float(np.abs(b).max(initial=0.0))
         row["max_abs"] = err
         row["rel"] = err / scale if scale else (0.0 if err == 0 else math.inf)
-        row["ok"] = bool(err <= budget)  # False for nan
+        row["ok"] = bool(err <= budget) and math.isfinite(budget)  # False for nan
+        if not math.isfinite(budget):
+            row["note"] = "budget not finite"
         if a.dtype != b.dtype:
             row["ok"], row["note"] = False, f"dtype {a.dtype} != {b.dtype}"
     return row
 
 
 FORWARD_ONLY = "not computed (forward-only)"
+# A budget above this share of the tensor's own magnitude cannot tell a correct result from an
+# O(1) bug: reported with the check (float32 budgets on deep graphs; docs/design.md section 9).
+UNINFORMATIVE = 0.01
+
+
+def uninformative(rows, ref: dict) -> list[str]:
+    """The compared tensors whose budget exceeds UNINFORMATIVE times their largest value."""
+    return [r["tensor"] for r in rows if r["ok"] is not None and r["budget"] >
+            UNINFORMATIVE * float(np.abs(ref[r["tensor"]]).max(initial=0.0))]
 
 
 def _not_computed(tensor: str, budget: float) -> dict:
@@ -125,6 +136,7 @@ def compare_tensors(framework: str, ref: dict, got: dict, budget: dict, order: d
         "first_forward": first("forward"),
         "first_backward": {"loss": first("loss"), "cot": first("cot")},
         "worst": max((r for r in rows if r["max_abs"] is not None), key=used, default=None),
+        "uninformative": uninformative(rows, ref),
     }
 
 

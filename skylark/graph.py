@@ -1,10 +1,10 @@
 """Graph: a model as a DAG of named layers; backward walks it in reverse and ADDS gradients.
 
     net = Graph()
-    h = net.add("conv1", Conv2D(3, 16, 3, padding=1, bias=False))   # input: the model's input
-    h = net.add("bn1", BatchNorm2d(16))                               # input: the node before
-    h = net.add("relu1", ReLU())
-    net.add("add", Add(), ["relu1", "input"])                         # a residual: two inputs
+    net.add("conv1", Conv2D(16, 16, 3, padding=1, bias=False))   # input: the model's input
+    net.add("bn1", BatchNorm2d(16))                               # input: the node before
+    net.add("relu1", ReLU())
+    net.add("add", Add(), ["relu1", "input"])                     # a residual: two inputs
 
 Each node is (name, layer, inputs). `inputs` names earlier nodes or "input" (the model's
 input); left out, it is the node added just before (the first node reads "input"). The last
@@ -14,7 +14,9 @@ class with nodes "0", "1", ... each reading the one before.
 
 Backward is reverse-mode over the nodes in reverse order. A tensor read by several nodes (a fan
 out: the input of a residual block, a channel split) receives one gradient from each reader;
-they are ADDED, never overwritten (d/dx f(x, x) = f_1 + f_2).
+they are ADDED, never overwritten (d/dx f(x, x) = f_1 + f_2). This relies on the layer
+contract (skylark.layers.base.Layer): a backward never writes into the dy it is given, since
+Add hands the same array to every input.
 """
 
 from __future__ import annotations
@@ -205,8 +207,9 @@ class Graph:
     # --- mode, parameters, gradients ---------------------------------------------------------
 
     @property
-    def layers(self) -> list[Layer]:
-        return [node.layer for node in self.nodes]
+    def layers(self) -> tuple[Layer, ...]:
+        """The layers in node order; a tuple (add a node with `add`, not by appending here)."""
+        return tuple(node.layer for node in self.nodes)
 
     def named_layers(self) -> list[tuple[str, Layer]]:
         return [(node.name, node.layer) for node in self.nodes]
@@ -232,7 +235,10 @@ class Graph:
         return len(self.nodes)
 
     def __getitem__(self, key) -> Layer:
-        """The layer of node `key`: its position (an int) or its name."""
+        """The layer of node `key`: its position (an int) or its name; a slice gives a list
+        of layers (a Graph is not sliced into a smaller Graph)."""
+        if isinstance(key, slice):
+            return [node.layer for node in self.nodes[key]]
         if isinstance(key, str):
             if key not in self._by_name:
                 raise KeyError(f"no node named {key!r}. Nodes: {list(self._by_name)}")

@@ -2,7 +2,7 @@
 
     model = build_model("vgg-bn", (1, 28, 28), num_classes=10, seed=0, dtype="float64")
     model = build_model("my_net.json", ...)         # {"layers": [{"kind": "conv2d", ...}, ...]}
-    model = build_model("my_pkg.nets:small_cnn", ...)   # a function returning a Sequential
+    model = build_model("my_pkg.nets:small_cnn", ...)   # a function returning a Graph
     config = to_config(model)                        # JSON-able; from_config(config) rebuilds it
 
 Built-ins: "skylark" (the Skylark net), "lenet5" (LeNet-5 as usually written for 28x28: conv
@@ -75,22 +75,40 @@ def from_config(config, *, dtype="float32", seed: int = 0) -> Graph:
 
 
 def check_order(config: list[dict], names: list[str]) -> None:
-    """A node that reads a node listed after it: a cycle (named, node by node) or an order
-    that is not the running order; both ValueErrors."""
-    where = {n: i for i, n in enumerate(names) if isinstance(n, str)}
-    for i, entry in enumerate(config):
-        refs = entry.get("inputs") or []
-        for ref in [refs] if isinstance(refs, str) else refs:
-            j = where.get(ref) if isinstance(ref, str) else None
-            if j is None or j < i:
-                continue
-            path = _path(config, names, where, j, i)
-            if path:
-                loop = " -> ".join(names[k] for k in [i, *path])
-                raise ValueError(f"the graph has a cycle: {loop}. Received: node {names[i]!r} "
-                                 f"with inputs={refs!r}")
-            raise ValueError(f"node {names[i]!r} reads {ref!r}, which is listed after it: list "
-                             f"the nodes in the order they run. Received: inputs={refs!r}")
+    """The graph fields of a config, before any node is built: names that are strings and
+    unique, inputs that are a name or a list of names, then a cycle anywhere (named, node by
+    node), then a node listed before a node it reads; each a ValueError naming the node."""
+    seen = set()
+    for i, (entry, name) in enumerate(zip(config, names, strict=True)):
+        if not isinstance(name, str) or name == INPUT:
+            raise ValueError(f"layer {i}: a node name is a string, not {INPUT!r}. "
+                             f"Received: name={name!r}")
+        if name in seen:
+            raise ValueError(f"node names must be unique. Received: a second node {name!r}")
+        seen.add(name)
+        refs = entry.get("inputs")
+        if refs is not None and not isinstance(refs, str) and not (
+                isinstance(refs, list) and all(isinstance(r, str) for r in refs)):
+            raise ValueError(f"node {name!r}: inputs is a node name or a list of them. "
+                             f"Received: inputs={refs!r}")
+    where = {n: i for i, n in enumerate(names)}
+    later = [(i, ref) for i, entry in enumerate(config) for ref in _reads(entry)
+             if where.get(ref, -1) >= i]
+    for i, ref in later:  # a cycle first: fixing the order alone could not mend it
+        path = _path(config, names, where, where[ref], i)
+        if path:
+            loop = " -> ".join(names[k] for k in [i, *path])
+            raise ValueError(f"the graph has a cycle: {loop}. Received: node {names[i]!r} "
+                             f"with inputs={config[i].get('inputs')!r}")
+    for i, ref in later:
+        raise ValueError(f"node {names[i]!r} reads {ref!r}, which is listed after it: list "
+                         f"the nodes in the order they run. "
+                         f"Received: inputs={config[i].get('inputs')!r}")
+
+
+def _reads(entry: dict) -> list[str]:
+    refs = entry.get("inputs") or []
+    return [refs] if isinstance(refs, str) else list(refs)
 
 
 def _path(config, names, where, start: int, goal: int) -> list[int] | None:
@@ -103,9 +121,7 @@ def _path(config, names, where, start: int, goal: int) -> list[int] | None:
         if k in seen:
             continue
         seen.add(k)
-        refs = config[k].get("inputs")
-        refs = [names[k - 1]] if refs is None and k else ([refs] if isinstance(refs, str)
-                                                           else refs or [])
+        refs = [names[k - 1]] if config[k].get("inputs") is None and k else _reads(config[k])
         stack += [(where[r], [*path, where[r]]) for r in refs if r in where]
     return None
 
@@ -151,9 +167,9 @@ MODELS = {"skylark": skylark_cnn, "lenet5": lenet5, "vgg-bn": vgg_bn, **ZOO}
 
 
 def build_model(model: str, input_shape, *, num_classes: int = 10, seed: int = 0,
-                dtype="float32") -> Sequential:
+                dtype="float32") -> Graph:
     """A built-in name (MODELS), a .json file ({"layers": [...]} or the list itself), or
-    "module:function" (called with no arguments, returning a Sequential), in `dtype`.
+    "module:function" (called with no arguments, returning a Graph or Sequential), in `dtype`.
 
     ValueError naming what was received when it cannot be built or does not fit
     `input_shape` and `num_classes`."""
@@ -167,7 +183,7 @@ def build_model(model: str, input_shape, *, num_classes: int = 10, seed: int = 0
     else:
         raise ValueError(f"--model is one of {sorted(MODELS)}, a .json file or "
                          f"module:function. Received: {model!r}")
-    _check_fits(net, model, tuple(input_shape), num_classes)
+    _check_fits(net, model, tuple(input_shape), num_classes, dt)
     return net
 
 
@@ -186,7 +202,7 @@ def _read_json(path: str) -> list:
     return data
 
 
-def _from_function(text: str, dtype) -> Sequential:
+def _from_function(text: str, dtype) -> Graph:
     module, _, name = text.partition(":")
     try:
         fn = getattr(importlib.import_module(module), name)
@@ -202,11 +218,10 @@ def _from_function(text: str, dtype) -> Sequential:
     return out
 
 
-def _check_fits(net: Graph, model: str, input_shape, num_classes: int) -> None:
+def _check_fits(net: Graph, model: str, input_shape, num_classes: int, dtype) -> None:
     """One evaluation-mode forward of a zero image: every shape, channel and size checked."""
     try:
-        out = net.eval().forward(np.zeros((1, *input_shape), net[0].dtype
-                                          if hasattr(net[0], "dtype") else np.float32))
+        out = net.eval().forward(np.zeros((1, *input_shape), dtype))
     except (ValueError, TypeError, IndexError) as e:
         raise ValueError(f"model {model!r} does not fit inputs of shape {input_shape}: {e}") \
             from None

@@ -290,6 +290,17 @@ RELU, FLAT = {"kind": "relu"}, {"kind": "flatten"}
       {"kind": "concat", "name": "cat", "inputs": ["a", "b"]}],
      r"node 'cat' \(concat\): Concat joins along the channels; every other axis must agree"),
     ([{**RELU, "name": "a b"}], r"Received: name='a b'"),
+    ([{**RELU, "name": "a", "inputs": 5}],
+     r"node 'a': inputs is a node name or a list of them. Received: inputs=5"),
+    ([{**RELU, "name": "a", "inputs": [["input"]]}], r"Received: inputs=\[\['input'\]\]"),
+    ([{**RELU, "name": "a"}, {**RELU, "name": "a"}],
+     r"node names must be unique. Received: a second node 'a'"),
+    ([{**RELU, "name": "a", "inputs": "input"}, {**RELU, "name": "input"}],
+     r"layer 1: a node name is a string, not 'input'. Received: name='input'"),
+    # an order error and a cycle: the cycle is named first (reordering cannot mend it)
+    ([{**RELU, "name": "a", "inputs": ["b"]}, {**RELU, "name": "b", "inputs": ["input"]},
+      {**RELU, "name": "c", "inputs": ["d"]}, {**RELU, "name": "d", "inputs": ["c"]}],
+     r"the graph has a cycle: c -> d -> c"),
 ])
 def test_malformed_json_graphs_are_one_line_errors_naming_the_node(tmp_path, layers, match):
     with pytest.raises(ValueError, match=match) as e:
@@ -366,3 +377,61 @@ def test_zoo_gradients_finite_differences(name):
         if worst > FD_RTOL * float(np.abs(a).max()) + floor:
             bad[k] = (worst, float(np.abs(a).max()))
     assert not bad, (bad, floor)
+
+
+def _frozen_gradients(net, monkeypatch) -> None:
+    """Every layer's backward receives a read-only dy: a write into it raises."""
+    for layer in net:
+        def frozen(dy, *args, _backward=layer.backward, **kwargs):
+            dy = np.asarray(dy).view()
+            dy.flags.writeable = False
+            return _backward(dy, *args, **kwargs)
+
+        monkeypatch.setattr(layer, "backward", frozen)
+
+
+def _every_other_kind():
+    return sk.Sequential(
+        sk.Conv2D(3, 4, 3, padding="same", seed=1, dtype="float64"), sk.LeakyReLU(0.1),
+        sk.MaxPool2D(2, padding=1), sk.Tanh(), sk.AvgPool2D(3, 1, padding="same"),
+        sk.Hardswish(), sk.Hardsigmoid(), sk.GELU(), sk.GELU("tanh"), sk.Identity(),
+        sk.Dropout(0.2), sk.Flatten(), sk.Dense(4 * 7 * 7, 5, seed=2, dtype="float64"),
+        sk.Softmax())
+
+
+@pytest.mark.parametrize("name", [*ZOO, "every_other_kind"])
+def test_no_backward_writes_into_the_gradient_it_is_given(name, monkeypatch):
+    """The layer contract a graph relies on: Add hands the same dy to every input, and a fan-out
+    keeps one reader's gradient while the next is computed, so a backward that wrote into its
+    dy would corrupt another node's gradient."""
+    net = _every_other_kind() if name == "every_other_kind" else \
+        build_model(name, (3, 12, 12), dtype="float64")
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 12, 12))
+    y = net.forward(x)
+    cot = rng.standard_normal(y.shape)
+    net.zero_grad()
+    want = net.backward(cot), {k: g.copy() for k, g in net.grads().items()}
+    _frozen_gradients(net, monkeypatch)
+    net.zero_grad()  # the same forward's caches, backward again on read-only gradients
+    dx = net.backward(cot)
+    np.testing.assert_array_equal(dx, want[0])
+    for k, g in net.grads().items():
+        np.testing.assert_array_equal(g, want[1][k], err_msg=k)
+
+
+def test_a_float64_graph_whose_first_node_has_no_parameters_builds(tmp_path):
+    """build_model's trial forward runs in the model's dtype (it once fed float32 zeros to a
+    graph starting with a parameter-free layer, and its Add refused float32 + float64)."""
+    path = _write(tmp_path, [{**RELU, "name": "a"}, {"kind": "add", "name": "sum",
+                                                     "inputs": ["a", "input"]},
+                             {"kind": "flatten"}, {"kind": "dense", "in_features": 64,
+                                                    "out_features": 10}])
+    net = build_model(path, (1, 8, 8), dtype="float64")
+    assert net.forward(np.zeros((1, 1, 8, 8))).dtype == np.float64
+
+
+def test_layers_is_read_only_and_slices_give_layers():
+    net = sk.skylark_cnn()
+    assert isinstance(net.layers, tuple)  # net.layers.append(...) fails loudly, not silently
+    assert net[1:3] == [net[1], net[2]]

@@ -107,3 +107,49 @@ def test_zoo_trains_in_lockstep(name, framework):
     mine = ref.get_params()
     for k, v in other.get_params().items():
         assert np.abs(v - mine[k]).max() <= LOCKSTEP_ATOL64, (framework, k)
+
+
+@pytest.mark.torch
+def test_torch_holds_nested_node_names_and_names_a_clash(tmp_path):
+    """Node "layer1" and node "layer1.conv" (a module with a child), in either order; a name
+    torch's nn.Module already uses ("training") is refused, naming the node."""
+    from skylark.models import from_config
+
+    def graph(first_name, second_name):
+        return from_config([
+            {"kind": "conv2d", "name": first_name, "in_channels": 1, "out_channels": 2,
+             "kernel_size": 3},
+            {"kind": "conv2d", "name": second_name, "in_channels": 2, "out_channels": 2,
+             "kernel_size": 3},
+            {"kind": "flatten", "name": "flat"},
+            {"kind": "dense", "name": "fc", "in_features": 2 * 4 * 4, "out_features": 3}])
+
+    for names in (("layer1.conv", "layer1"), ("layer1", "layer1.conv")):
+        _check(graph(*names), (1, 8, 8), "torch", "float64", "random")
+    from reference.runners.torch_ref import build_torch_model
+    from reference.spec import describe
+
+    with pytest.raises(ValueError, match=r"node 'training': 'training' is an attribute of "
+                                         r"torch's nn.Module"):
+        build_torch_model(describe(graph("conv", "training")), (1, 8, 8))
+
+
+@pytest.mark.parametrize("command", ["check", "compare"])
+def test_a_join_of_flattened_maps_is_a_usage_error(command, tmp_path, capsys):
+    """skylark builds it; the references cannot mirror it: exit 2 and one line, before any
+    framework starts."""
+    import json
+
+    from skylark.cli import main
+
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps({"layers": [
+        {"kind": "flatten", "name": "a", "inputs": ["input"]},
+        {"kind": "globalavgpool2d", "name": "b", "inputs": ["input"]},
+        {"kind": "concat", "name": "cat", "inputs": ["a", "b"]},
+        {"kind": "dense", "name": "fc", "in_features": 65, "out_features": 10}]}))
+    extra = ["--input", "digits"] if command == "check" else ["--steps", "1", "--out",
+                                                               str(tmp_path / "o")]
+    assert main([command, "--model", str(path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "spec node 'cat': concat of flattened maps cannot be mirrored" in err

@@ -332,6 +332,7 @@ def run(args: argparse.Namespace) -> int:
         model = build_model(args.model, data.input_shape, num_classes=data.num_classes,
                             seed=args.seed, dtype=args.dtype)
         spec = describe(model)
+        geometry(spec, data.input_shape)  # what the references cannot mirror, named now
     except ValueError as e:
         print(f"skylark compare: error: {e}", file=sys.stderr)
         return 2

@@ -93,6 +93,11 @@ class Kind:
         """Length of the sums this layer's forward adds (0: none, e.g. an element-wise op)."""
         return 0
 
+    def f32_forward_in(self, s: dict, g, batch: int, real_layer) -> int:
+        """`f32_forward` for the mode `real_layer` ran in (the same in both, unless a kind
+        says otherwise: BatchNorm sums over the batch in training only)."""
+        return self.f32_forward(s, g, batch)
+
     def f32_merge_n(self, ns) -> float:
         """A multi-input kind's n_reduce before its own work, from its inputs' counts: the
         largest (a sum or a concatenation errs no more than its worst input)."""

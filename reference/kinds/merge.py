@@ -2,7 +2,7 @@
 
 The channel axis is axis 1 in torch, JAX and ONNX (NCHW) and the LAST axis in TF and Keras
 (NHWC): a concatenation, a slice or a squeeze-excite gate written for one layout on the other
-is the classic porting bug (tests/test_graph_traps.py plants each). A flat (N, F) input has its
+is the classic porting bug (tests/test_traps.py plants each). A flat (N, F) input has its
 features on the last axis everywhere. Joins of flattened maps are refused (Kind.validate_inputs).
 """
 

@@ -23,6 +23,9 @@ require_builders("torch")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+_OWN = ("spec", "geo", "nodes", "training")  # GraphModule's own attributes, and torch's mode
+
+
 class GraphModule(nn.Module):
     """The spec's nodes as submodules at their names' paths ("layer1.0.conv1" is
     self.layer1[0].conv1, so its state_dict key is "layer1.0.conv1.weight", as skylark names
@@ -32,14 +35,21 @@ class GraphModule(nn.Module):
         super().__init__()
         self.spec, self.geo = spec, geo
         self.nodes = list(mods)  # a plain list: registered below, once, at their paths
-        for g, m in zip(geo, self.nodes, strict=True):
+        # Shortest paths first, so node "layer1" is registered before "layer1.conv" hangs
+        # under it (a placeholder made first would be replaced, losing its children).
+        for g in sorted(geo, key=lambda g: g.name.count(".")):
             *path, leaf = g.name.split(".")
+            clash = [p for p in (*path, leaf) if hasattr(nn.Module, p) or p in _OWN]
+            if clash:
+                raise ValueError(f"node {g.name!r}: {clash[0]!r} is an attribute of torch's "
+                                 f"nn.Module, so torch cannot hold a submodule by that name; "
+                                 f"rename the node. Received: name={g.name!r}")
             parent = self
             for part in path:
-                if not hasattr(parent, part):
-                    parent.add_module(part, nn.Module())
-                parent = getattr(parent, part)
-            parent.add_module(leaf, m)
+                if part not in parent._modules:
+                    parent._modules[part] = nn.Module()
+                parent = parent._modules[part]
+            parent._modules[leaf] = self.nodes[g.index]
 
     def __getitem__(self, i: int) -> nn.Module:
         return self.nodes[i]

@@ -126,7 +126,11 @@ class Layer:
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy = d loss / d output -> dx = d loss / d input. Layers with parameters also take
-        `input_grad=False`: fill the parameter gradients only and return None."""
+        `input_grad=False`: fill the parameter gradients only and return None.
+
+        Contract: never write into `dy` (a graph may hand the same array to several layers:
+        Add returns dy itself for each of its inputs); tests/test_graph.py runs every backward
+        of the zoo on read-only gradients."""
         raise NotImplementedError
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

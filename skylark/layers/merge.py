@@ -72,7 +72,7 @@ class Concat(Layer):
 
     def __init__(self) -> None:
         super().__init__()
-        self._splits = None
+        self._splits = self._shape = None
 
     def forward(self, xs) -> np.ndarray:
         xs = _as_inputs(xs, "Concat", None)
@@ -80,13 +80,13 @@ class Concat(Layer):
             raise ValueError("Concat joins along the channels; every other axis must agree. "
                              f"Received: shapes {[x.shape[1:] for x in xs]} (per sample)")
         self._splits = np.cumsum([x.shape[1] for x in xs])
-        return np.concatenate(xs, axis=1)
+        y = np.concatenate(xs, axis=1)
+        self._shape = y.shape
+        return y
 
     def backward(self, dy) -> list[np.ndarray]:
         splits = self._need_cache(self._splits)
-        if np.ndim(dy) < 2 or np.shape(dy)[1] != splits[-1]:
-            raise ValueError(f"Concat.backward expects {splits[-1]} channels. "
-                             f"Received: dy with shape {np.shape(dy)}")
+        dy = check_grad(dy, self._shape, "Concat")
         starts = [0, *splits[:-1]]
         return [dy[:, a:b] for a, b in zip(starts, splits, strict=True)]
 
