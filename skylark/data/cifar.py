@@ -75,7 +75,7 @@ def read_cifar10(folder: str | os.PathLike) -> CIFAR10:
     naming the file and what it found (see `read_cifar10_batch`); CIFARError saying to use the
     binary version for a folder of the pickled one."""
     folder = os.fspath(folder)
-    paths = {stem: _find(folder, stem) for stem in (*TRAIN_FILES, TEST_FILE)}
+    paths = {stem: find_file(folder, stem) for stem in (*TRAIN_FILES, TEST_FILE)}
     missing = [stem for stem, path in paths.items() if path is None]
     if missing:
         if len(missing) == len(paths) and (message := _not_binary_message(folder)):
@@ -160,7 +160,7 @@ def _read_bytes(name: str) -> tuple[bytes, str]:
     return data, what
 
 
-def _find(folder: str, stem: str) -> str | None:
+def find_file(folder: str, stem: str) -> str | None:
     """folder/stem or folder/stem.gz, whichever is a file (stem first), else None."""
     for path in (os.path.join(folder, stem), os.path.join(folder, stem + ".gz")):
         try:

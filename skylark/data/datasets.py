@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 
 import numpy as np
 
-from .cifar import cifar10_kind, read_cifar10
+from .cifar import cifar10_kind, find_file, read_cifar10
 from .digits import load_digits_arrays
 from .idx import read_idx
 
@@ -132,16 +131,10 @@ def _cifar_folder(folder: str, dt: np.dtype) -> Dataset:
 
 
 def _find(folder: str, stem: str) -> str:
-    for path in (os.path.join(folder, stem), os.path.join(folder, stem + ".gz")):
-        try:
-            st = os.stat(path)  # not os.path.isfile: it says False in a folder we may not search
-        except FileNotFoundError:
-            continue
-        except PermissionError:
-            raise PermissionError(f"{folder}: permission denied: cannot look inside this "
-                                  f"folder for {stem}. Received: dataset={folder!r}") from None
-        if stat.S_ISREG(st.st_mode):
-            return path
+    """folder/stem or folder/stem.gz (skylark.data.cifar.find_file), else FileNotFoundError."""
+    path = find_file(folder, stem)
+    if path is not None:
+        return path
     raise FileNotFoundError(f"{folder}: no {stem} or {stem}.gz in this folder.")
 
 
