@@ -98,6 +98,9 @@ class Graph:
     def _inputs(self, name: str, inputs) -> tuple[str, ...]:
         if inputs is None:
             return (self.nodes[-1].name if self.nodes else INPUT,)
+        if not isinstance(inputs, (str, list, tuple)):
+            raise ValueError(f"node {name!r}: inputs is a node name or a list of them. "
+                             f"Received: inputs={inputs!r}")
         refs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
         for ref in refs:
             if not isinstance(ref, str) or (ref != INPUT and ref not in self._by_name):

@@ -63,6 +63,8 @@ def test_sequential_is_the_chain_graph_with_the_old_names():
     ("x", sk.Multiply(), ["c", "c", "c"], r"node 'x': Multiply takes 2 inputs"),
     ("x", sk.ReLU(), ["c", "c"], r"node 'x': ReLU takes 1 input. Received"),
     ("x", "relu", None, r"node 'x' must hold a skylark layer. Received: 'relu'"),
+    ("x", sk.ReLU(), 5, r"node 'x': inputs is a node name or a list of them. Received: "
+                        r"inputs=5"),
 ])
 def test_bad_nodes_are_refused_naming_the_node_and_value(name, layer, inputs, match):
     g = sk.Graph()
