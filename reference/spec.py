@@ -46,8 +46,6 @@ def describe(model: sk.Graph) -> list[dict]:
     """The nodes of `model` as plain dicts (JSON-able): each layer's kind and config, with
     "name" and "inputs" where they are not a Sequential's; ValueError on a layer we cannot
     mirror."""
-    for i, layer in enumerate(model):
-        kind_of(layer, i)
     return [{**kind_of(node.layer, i).describe(node.layer),
              **{k: v for k, v in entry.items() if k in ("name", "inputs")}}
             for i, (node, entry) in enumerate(zip(model.nodes, to_config(model), strict=True))]
