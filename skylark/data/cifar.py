@@ -15,13 +15,13 @@ refused with a message that says to use the binary version: unpickling can run c
 
 from __future__ import annotations
 
-import gzip
 import os
 import stat
-import zlib
 from typing import NamedTuple
 
 import numpy as np
+
+from .idx import gunzip
 
 __all__ = ["CIFAR10", "CIFAR10_CLASSES", "RECORD_BYTES", "TEST_FILE", "TRAIN_FILES", "CIFARError",
            "cifar10_kind", "read_cifar10", "read_cifar10_batch"]
@@ -142,15 +142,9 @@ def _read_bytes(name: str) -> tuple[bytes, str]:
     except OSError as e:
         raise CIFARError(f"{name}: cannot read this file ({e.strerror or e}). "
                          f"Received: {name!r}") from None
-    what = "bytes"
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise CIFARError(
-                f"{name}: corrupt gzip data ({e}). Received: {len(data)} compressed bytes"
-            ) from None
-        what = "bytes once decompressed"
+    raw = data
+    data = gunzip(name, raw, CIFARError)
+    what = "bytes" if data is raw else "bytes once decompressed"
     if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         raise CIFARError(
             f"{name}: a Python pickle (CIFAR-10's python version), which skylark does not read: "

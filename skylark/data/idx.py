@@ -35,6 +35,18 @@ class _Header(NamedTuple):
     offset: int
 
 
+
+def gunzip(name: str, data: bytes, error: type[ValueError]) -> bytes:
+    """`data` decompressed when it starts with gzip's magic bytes, else as it is; `error`
+    (the reader's ValueError) naming file `name` for corrupt gzip data."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise error(f"{name}: corrupt gzip data ({e}). Received: {len(data)} compressed "
+                    f"bytes") from None
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file, raw or gzip (detected by its magic bytes ``1f 8b``).
 
@@ -53,13 +65,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
                               f"Received: {name!r}") from None
     except IsADirectoryError:
         raise IDXError(f"{name}: a folder, not an IDX file. Received: {name!r}") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise IDXError(
-                f"{name}: corrupt gzip data ({e}). Received: {len(data)} compressed bytes"
-            ) from None
+    data = gunzip(name, data, IDXError)
     header = _read_header(name, data)
     dtype, shape = header.dtype, header.shape
     expected = dtype.itemsize
