@@ -40,12 +40,14 @@ from .layers import (
 )
 from .losses import softmax_cross_entropy
 from .model import CheckpointError, CheckpointNotFoundError, Sequential, skylark_cnn
-from .optim import SGD
+from .optim import SGD, Adam, AdamW, RMSprop
 
 __all__ = [
     "GELU",
     "INPUT",
     "SGD",
+    "Adam",
+    "AdamW",
     "AdaptiveAvgPool2d",
     "Add",
     "AvgPool2D",
@@ -68,6 +70,7 @@ __all__ = [
     "LeakyReLU",
     "MaxPool2D",
     "Multiply",
+    "RMSprop",
     "ReLU",
     "ReLU6",
     "Sequential",

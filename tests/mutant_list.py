@@ -117,7 +117,7 @@ MUTANTS = [
            'if reduction == "sum":\n        return per_sample.sum(), dz / n',
            (T + "test_losses.py", "-k", "not every_framework"),
            "reduction='sum' gradient still divided by N"),
-    Mutant("sgd_lr_in_velocity", "skylark/optim.py",
+    Mutant("sgd_lr_in_velocity", "skylark/optim/sgd.py",
            "v *= self.momentum\n                    v += g\n                g = v\n"
            "            p -= p.dtype.type(self.lr) * g",
            "v *= self.momentum\n                    v += self.lr * g\n                    p -= v\n"
@@ -125,22 +125,22 @@ MUTANTS = [
            "            p -= p.dtype.type(self.lr) * g",
            (T + "test_optim.py", T + "test_flat_grads.py"),
            "velocity stores lr*g (v = m*v + lr*g; p -= v)"),
-    Mutant("sgd_flat_lr_in_velocity", "skylark/optim.py",
+    Mutant("sgd_flat_lr_in_velocity", "skylark/optim/sgd.py",
            "                v += g\n            g = v",
            "                v += g.dtype.type(self.lr) * g\n"
            "                for _, p, span in entries:\n"
            "                    p -= v[span].reshape(p.shape)\n"
            "                return True\n            g = v",
            (T + "test_optim.py",), "the fused step's velocity stores lr*g"),
-    Mutant("sgd_flat_dampened_first_step", "skylark/optim.py",
+    Mutant("sgd_flat_dampened_first_step", "skylark/optim/sgd.py",
            "v = g.copy()\n                self._adopt",
            "v = (1 - self.momentum) * g\n                self._adopt",
            (T + "test_optim.py",), "the fused step's first momentum buffer dampened"),
-    Mutant("sgd_dampened_first_step", "skylark/optim.py",
+    Mutant("sgd_dampened_first_step", "skylark/optim/sgd.py",
            "v = self.velocity[name] = g.copy()",
            "v = self.velocity[name] = (1 - self.momentum) * g",
            (T + "test_optim.py", T + "test_flat_grads.py"), "first momentum buffer dampened"),
-    Mutant("sgd_state_not_loaded", "skylark/optim.py",
+    Mutant("sgd_state_not_loaded", "skylark/optim/sgd.py",
            "self.velocity = {k: np.array(v) for k, v in state.items()}", "self.velocity = {}",
            (T + "test_optim.py",), "a resumed optimizer drops its momentum buffers"),
     # --- data and checkpoints -------------------------------------------------------------------
@@ -252,7 +252,7 @@ MUTANTS = [
            "_route(d_row_max, cache.col_arg[part], aw, kw, sw, dw, out=dxp[part])",
            "_route(d_row_max, cache.col_arg, aw, kw, sw, dw, out=dxp[part])",
            (T + "test_blocks.py",), "a pool block routes with the whole batch's winners"),
-    Mutant("sgd_flat_no_momentum", "skylark/optim.py",
+    Mutant("sgd_flat_no_momentum", "skylark/optim/sgd.py",
            "            else:\n                v *= self.momentum\n"
            "                v += g\n            g = v",
            "            else:\n                v += g\n            g = v",

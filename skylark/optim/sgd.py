@@ -1,12 +1,25 @@
-"""SGD with momentum, with torch's semantics (dampening 0, no Nesterov)."""
+"""SGD with momentum, dampening, Nesterov and L2 weight decay, with torch's semantics."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from .checks import check_non_negative, check_positive
+from .flat import gather
+
 
 class SGD:
-    """v <- momentum * v + g  (v = g on the first step);  p <- p - lr * v.
+    """torch.optim.SGD, step by step:
+
+        g <- g + weight_decay * p                     (L2: added to the gradient)
+        v <- g                                        on the first step (undamped: torch's)
+        v <- momentum * v + (1 - dampening) * g       after it
+        d <- g + momentum * v   with nesterov,   d <- v   without
+        p <- p - lr * d
+
+    Without momentum, d = g. `lr` may change between steps (a schedule sets it): the velocity
+    holds no lr, so a new lr applies to the whole step, as in torch (Keras' velocity holds
+    -lr * v, which a schedule makes a different optimizer; see docs/design.md).
 
     `zero_grad()` clears the accumulated gradients, `step()` updates the parameters in place,
     exactly as `torch.optim.SGD` does, so the two stay in lockstep.
@@ -18,12 +31,20 @@ class SGD:
     of the Skylark net ~10% faster). Otherwise, parameter by parameter.
     """
 
-    def __init__(self, model, lr: float, momentum: float = 0.0) -> None:
-        if not np.isfinite(lr) or lr <= 0:
-            raise ValueError(f"lr must be a positive number. Received: lr={lr!r}")
+    def __init__(self, model, lr: float, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+        check_positive("lr", lr)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1). Received: momentum={momentum!r}")
+        if not 0.0 <= dampening <= 1.0:
+            raise ValueError(f"dampening must be in [0, 1]. Received: dampening={dampening!r}")
+        check_non_negative("weight_decay", weight_decay)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"nesterov needs momentum > 0 and dampening 0 (as torch's). "
+                             f"Received: momentum={momentum!r}, dampening={dampening!r}")
         self.model, self.lr, self.momentum = model, float(lr), float(momentum)
+        self.dampening, self.weight_decay = float(dampening), float(weight_decay)
+        self.nesterov = bool(nesterov)
         self.velocity: dict[str, np.ndarray] = {}
         self._flat_v = None  # (flat velocity, [its per-parameter views, in entries' order])
         self._scratch = None
@@ -42,19 +63,27 @@ class SGD:
         params, grads = self.model.params(), self.model.grads()
         for name, p in params.items():
             g = grads[name]
+            if self.weight_decay:  # a new array: the model's gradient stays as backward left it
+                g = g + p.dtype.type(self.weight_decay) * p
             if self.momentum:
                 v = self.velocity.get(name)
                 if v is None:
                     v = self.velocity[name] = g.copy()
                 else:
                     v *= self.momentum
-                    v += g
-                g = v
+                    v += self._damped(g)
+                g = g + p.dtype.type(self.momentum) * v if self.nesterov else v
             p -= p.dtype.type(self.lr) * g
+
+    def _damped(self, g: np.ndarray) -> np.ndarray:
+        """(1 - dampening) * g, or g itself when dampening is 0 (no rounding, no copy)."""
+        return g if not self.dampening else g.dtype.type(1 - self.dampening) * g
 
     def _flat_step(self, g: np.ndarray, entries: list[tuple[str, np.ndarray, slice]]) -> bool:
         """`step` over the flat gradient buffer g, entries: [(name, parameter, span of g)];
         False (nothing done) when the velocity does not cover exactly these parameters."""
+        if self.weight_decay:
+            g = g + g.dtype.type(self.weight_decay) * gather(entries, g)
         if self.momentum:
             v = self._flat_velocity(g, entries)
             if v is False:
@@ -64,8 +93,8 @@ class SGD:
                 self._adopt(v, entries)
             else:
                 v *= self.momentum
-                v += g
-            g = v
+                v += self._damped(g)
+            g = g + g.dtype.type(self.momentum) * v if self.nesterov else v
         if self._scratch is None or self._scratch[1] is not entries:
             # lr * v lands here; its per-parameter views made once, not every step
             update = np.empty_like(g)
