@@ -345,7 +345,7 @@ def run_check(frameworks=None, dtype="float32", input_kind="random", batch=4, se
               dyadic: bool | None = None, training: bool = True, loss=None) -> dict:
     """Compare `frameworks` (default: all but numpy) against numpy on one batch.
 
-    `dyadic` (default: on for the ties and digits inputs, whose pool windows tie) rounds each
+    `dyadic` (default: on for the ties, digits and kinks inputs, whose pool windows tie) rounds each
     parameter tensor to DYADIC_BITS significant bits so that ties are exact in every framework
     (reference.inputs.dyadic_params).
 
@@ -358,7 +358,7 @@ def run_check(frameworks=None, dtype="float32", input_kind="random", batch=4, se
     names = _checked_names(frameworks)
     if model is None:
         model, input_shape = default_model(input_kind, dtype, seed)
-    dyadic = input_kind in ("ties", "digits") if dyadic is None else dyadic
+    dyadic = input_kind in ("ties", "digits", "kinks") if dyadic is None else dyadic
     case = Case.from_model(model, input_kind, batch, seed, dtype,
                            tuple(input_shape or (1, 28, 28)), dyadic, training=training,
                            loss=loss)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-INPUTS = ("random", "ties", "digits")
+INPUTS = ("random", "ties", "digits", "kinks")
 
 
 def make_batch(kind: str, batch: int, input_shape, num_classes: int, seed: int, dtype: str):
@@ -19,6 +19,9 @@ def make_batch(kind: str, batch: int, input_shape, num_classes: int, seed: int, 
     random: uniform [-0.5, 0.5]. ties: a constant -0.5 background with a few +0.5 strokes, so
     most pool windows tie (with a bias-free conv the whole conv output is constant there).
     digits: the bundled 8x8 digits scaled x/16 - 0.5 (needs input_shape (1, 8, 8)).
+    kinks: exact zeros with a few -0.5 and +0.5 strokes, the first sample all zero: bias-free
+    layers then meet ReLU-like kinks at exactly 0, pool windows tie at 0, and a bias-free net
+    gives that sample equal logits.
     """
     rng = np.random.default_rng(seed)
     shape = (batch, *input_shape)
@@ -34,6 +37,8 @@ def make_batch(kind: str, batch: int, input_shape, num_classes: int, seed: int, 
                 x[n, :, r : r + 2, max(c - w // 3, 0) : c + w // 3] = 0.5
                 x[n, :, max(r - h // 3, 0) : r + h // 3, c : c + 2] = 0.5
         labels = rng.integers(0, num_classes, batch)
+    elif kind == "kinks":
+        x, labels = _kinks(rng, shape), rng.integers(0, num_classes, batch)
     elif kind == "digits":
         if tuple(input_shape) != (1, 8, 8):
             raise ValueError(f"digits are (1, 8, 8) images. Received: input_shape={input_shape}")
@@ -44,6 +49,14 @@ def make_batch(kind: str, batch: int, input_shape, num_classes: int, seed: int, 
         raise ValueError(f"input must be one of {INPUTS}. Received: {kind!r}")
     cot = rng.standard_normal((batch, num_classes))
     return x.astype(dtype), labels.astype(np.int64), cot.astype(dtype)
+
+
+def _kinks(rng, shape) -> np.ndarray:
+    """make_batch's kinks input: zeros, a few +-0.5 pixels per later sample (dyadic, so the
+    sums a bias-free layer makes of them are exact in every framework)."""
+    x = np.zeros(shape)
+    x[1:] = rng.choice([-0.5, 0.0, 0.0, 0.5], size=(shape[0] - 1, *shape[1:]))
+    return x
 
 
 def _digits():

@@ -44,7 +44,11 @@ class BatchNorm2d(Kind):
                 "running_var": (0.5, 2.0)}
         return {k: rng.uniform(*draw[k], c).astype(v.dtype) for k, v in state.items()}
 
-    # float32 budget: the mean and variance are sums over N*H*W (2 * NHW in the count). An
+    # float32 budget: x - mean is a subtraction of terms up to |x| + |mean|, so its rounding
+    # is eps * (|x| + |mean|), not eps * |x - mean|: on a constant channel (a conv reading only
+    # padding) numpy's xhat is exactly 0 while a framework's is an ulp of the mean times invstd.
+    # The magnitude of xhat is bounded by _xhat_bound accordingly (found by skylark fuzz).
+    # The mean and variance are sums over N*H*W (2 * NHW in the count). An
     # input error d (|d| <= D per channel: the mean and variance mix a channel's elements) moves
     # y = weight * (x - mean) * invstd + bias by at most |weight| * invstd * (2 + |xhat|) * D:
     # d - mean(d) is at most 2D, and the variance moves by 2 mean(|x - mean| |d|) <= 2 std D
@@ -65,7 +69,7 @@ class BatchNorm2d(Kind):
         c = real_layer._cache
         gamma = np.abs(real_layer.weight)[:, None, None]
         inv = c.invstd[:, None, None]
-        xhat = np.abs(c.xhat)
+        xhat = _xhat_bound(c)
         beta = np.abs(real_layer.bias)[:, None, None]
         if not c.batch_stats:  # eval: mean and invstd are constants, the error scales by them
             return gamma * inv * a + gamma * xhat + beta
@@ -83,7 +87,7 @@ class BatchNorm2d(Kind):
 
     def f32_backward(self, s, g, abs_layer, real_layer, c):
         cache = real_layer._cache
-        xhat = np.abs(cache.xhat)
+        xhat = _xhat_bound(cache)
         nhw = _nhw(c.geometry, c.batch)
         scale = (np.abs(real_layer.weight) * cache.invstd)[:, None, None]
         grads = {"weight": (c.n + nhw + c.n_in + 2 * nhw, (g * xhat).sum(axis=_AXES)),
@@ -179,3 +183,11 @@ def _onnx_batch_stats(b, s, g, h):
                              b.node("Mul", [m, b.node("Reshape", [batch, b.ints(c)])])])
         b.add_output(f"stat.{i}.{name}", new, [c])
     return mean, var
+
+
+def _xhat_bound(cache) -> np.ndarray:
+    """|xhat| plus |mean| * invstd in training mode: the magnitude x - mean is computed from."""
+    xhat = np.abs(cache.xhat)
+    if not cache.batch_stats:
+        return xhat
+    return xhat + (np.abs(cache.mean) * cache.invstd)[:, None, None]

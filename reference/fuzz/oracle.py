@@ -1,0 +1,144 @@
+"""One fuzz case through `skylark check`'s machinery, against every started framework.
+
+    oracle = Oracle(["torch", "jax"])        # starts them once; reused for every case
+    verdict = oracle.run(plan, index=7)      # {"status": "pass" | "fail" | "known" | ...}
+    oracle.close()
+
+The case is built as `skylark check --model repro.json` builds it (from_config with the case's
+seed and dtype, then the reference's geometry), then reference.harness.run_check compares every
+forward tensor, the loss, both backward passes and the running statistics of each framework
+with numpy's within reference.budgets' bars. Verdict statuses:
+
+- pass: every framework ok (and the finite differences, where sampled);
+- fail: a new divergence, one `failures` entry per framework ({framework, signature, detail});
+- known: every failure is in reference.fuzz.known (listed in `known`, never a pass);
+- inexpressible: skylark builds it but the reference frameworks cannot mirror it (`reason`);
+- invalid: skylark cannot build the plan (a generator bug; `reason`).
+
+A framework that fails to start is never run and never counted as passing: `missing` lists it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from skylark.models import from_config
+
+from ..harness import Case, run_check, start_runners
+from ..spec import describe, geometry
+from . import known
+from .fd import fd_failures
+from .plan import Invalid, build_layers
+from .signature import describe_tensor, signature
+
+FD_EVERY = 4  # finite differences on every 4th float64 random-input case
+
+
+class Oracle:
+    """Started runners for `frameworks` (numpy is the reference, always) and the case runner.
+    `fd`: also run the finite-difference oracle on a sample of the cases."""
+
+    def __init__(self, frameworks, *, fd: bool = True, log=None) -> None:
+        self.log = log or (lambda msg: None)
+        self.fd = fd
+        self.unavailable: dict[str, dict] = {}
+        self.runners, self._own = start_runners(list(frameworks), None, None,
+                                                self.unavailable, self.log)
+        self.frameworks = [f for f in frameworks if f in self.runners]
+
+    def close(self) -> None:
+        for r in self._own.values():
+            r.close()
+        self._own = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _restart(self, name: str) -> None:
+        """A framework that errored may have lost its worker: start it afresh."""
+        old = self._own.pop(name, None)
+        if old is not None:
+            try:
+                old.close()
+            except Exception:  # a worker that already died
+                pass
+        report: dict = {}
+        active, own = start_runners([name], None, None, report, self.log)
+        self.runners.pop(name, None)
+        self.runners.update(active)
+        self._own.update(own)
+
+    def run(self, plan: dict, index: int = 0, frameworks=None) -> dict:
+        """The verdict on `plan` (see the module docstring); `frameworks` narrows the set."""
+        t0 = time.perf_counter()
+        names = [f for f in (frameworks or self.frameworks) if f in self.runners]
+        verdict = {"index": index, "status": "pass", "failures": [], "known": [],
+                   "frameworks": names, "fd": False}
+        try:
+            layers = build_layers(plan)
+        except Invalid as e:
+            return {**verdict, "status": "invalid", "reason": str(e)}
+        model = from_config(layers, dtype=plan["dtype"], seed=plan["seed"])
+        try:
+            geometry(describe(model), plan["input_shape"])
+        except ValueError as e:
+            return {**verdict, "status": "inexpressible", "reason": str(e)}
+        failures = self._compare(plan, model, layers, names) if names else []
+        if self.fd and _fd_sampled(plan, index):
+            verdict["fd"] = True
+            failures += _fd(plan, model, layers, index)
+        for f in failures:
+            kid = known.match(plan, layers, f["signature"])
+            (verdict["known"] if kid else verdict["failures"]).append({**f, "known": kid})
+        verdict["status"] = ("fail" if verdict["failures"] else
+                             "known" if verdict["known"] else "pass")
+        verdict["seconds"] = time.perf_counter() - t0
+        return verdict
+
+    def _compare(self, plan, model, layers, names) -> list[dict]:
+        report = run_check(
+            names, dtype=plan["dtype"], input_kind=plan["input"], batch=plan["batch"],
+            seed=plan["seed"], model=model, input_shape=tuple(plan["input_shape"]),
+            runners={f: self.runners[f] for f in names}, log=lambda msg: None,
+            training=plan["mode"] == "train",
+            loss={"label_smoothing": plan["label_smoothing"], "reduction": plan["reduction"]})
+        out = []
+        for f, r in report["frameworks"].items():
+            if r["status"] == "ok":
+                continue
+            if r["status"] == "ERROR":
+                self._restart(f)
+            out.append({"framework": f, "signature": signature(f, r, layers),
+                        "detail": _detail(r)})
+        return out
+
+
+def _detail(r: dict) -> str:
+    if r["status"] != "FAIL":
+        return r.get("reason", r["status"])
+    bad = [row for row in r["rows"] if row["ok"] is False]
+    row = bad[0]
+    return (f"{row['tensor']}: max|a-b| {row['max_abs']} > budget {row['budget']:.3g} "
+            f"{row['note']}".strip() + f" ({len(bad)} tensors off)")
+
+
+def _fd_sampled(plan: dict, index: int) -> bool:
+    return plan["dtype"] == "float64" and plan["input"] == "random" and index % FD_EVERY == 0
+
+
+def _fd(plan, model, layers, index) -> list[dict]:
+    case = Case.from_model(model, plan["input"], plan["batch"], plan["seed"], "float64",
+                           tuple(plan["input_shape"]), dyadic=False,
+                           training=plan["mode"] == "train",
+                           loss={"label_smoothing": plan["label_smoothing"],
+                                 "reduction": plan["reduction"]})
+    rng = np.random.default_rng((plan["seed"], index, 7))
+    return [{"framework": "numpy-fd",
+             "signature": f"numpy-fd FAIL loss: {describe_tensor(t, layers)}",
+             "detail": f"{t}: finite differences {err:.2e} relative off (bar 1e-7)"}
+            for t, err in fd_failures(case, rng)]
