@@ -11,7 +11,7 @@ from .data import Dataset, batches, check_dataset
 from .layers import Dropout
 from .losses import softmax_cross_entropy
 from .model import CheckpointError, Sequential, read_checkpoint
-from .optim import SGD
+from .optim import SGD, clip_grad_norm_
 from .progress import bar
 from .resume import (
     check_resume,
@@ -57,16 +57,19 @@ def evaluate(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 
     return correct / len(x)
 
 
-def train_step(model: Sequential, opt: SGD, x: np.ndarray, y: np.ndarray,
+def train_step(model: Sequential, opt, x: np.ndarray, y: np.ndarray, clip: dict | None = None,
                **loss_options) -> tuple[float, float]:
-    """One SGD step on a batch, in training mode; returns (loss, batch accuracy).
-    `loss_options`: softmax_cross_entropy's (label_smoothing, reduction). Raises
+    """One optimizer step on a batch, in training mode; returns (loss, batch accuracy).
+    `clip`: skylark.optim.clip_config's dict (clip_grad_norm_ between backward and step, as in
+    torch) or None. `loss_options`: softmax_cross_entropy's (label_smoothing, reduction). Raises
     FloatingPointError when the logits are non-finite (the loss checks them)."""
     model.train()
     logits = model.forward(x)
     loss, dlogits = softmax_cross_entropy(logits, y, **loss_options)
     opt.zero_grad()
     model.backward(dlogits, input_grad=False)  # like torch: the images need no gradient
+    if clip is not None:
+        clip_grad_norm_(model, clip["max_norm"], clip["per_tensor"])
     opt.step()
     return float(loss), float((logits.argmax(axis=1) == y).mean())
 

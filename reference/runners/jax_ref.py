@@ -64,7 +64,7 @@ class JaxRunner(Runner):
                        if k in self.param_names}
         self.buffers = {k: jnp.asarray(v, self.dtype) for k, v in state.items()
                         if k not in self.param_names}
-        self.velocity = None
+        self.optimizer = None
         self._grad = jax.jit(jax.value_and_grad(self._train_loss, has_aux=True))
         self._predict = jax.jit(lambda params, buffers, x: self._forward(
             x, params, buffers, JaxRun(training=False))[-1])
@@ -124,22 +124,24 @@ class JaxRunner(Runner):
         return self._loss(logits, labels), run.new_state
 
     def _train_setup(self):
-        # torch's rule written out (jax has no optimizer of its own): v = g on the first step,
-        # then v = momentum * v + g; p -= lr * v.
-        self.velocity = {}
+        import optax  # here, not at import: `check` needs no optimizer
 
-    def train_step(self, x, labels, *, masks=None):
+        from .jax_optim import OptaxStep
+
+        if self.plant == "jax_warmup_from_zero":  # planted bug, tests only
+            self._planted_lr = optax.linear_schedule(0.0, self.lr, self.schedule["warmup"])
+        self.optimizer = OptaxStep(self.optim, self.params, self.clip, self.plant)
+
+    def train_step(self, x, labels, *, masks=None, lr=None):
         x, labels = self._check_batch(x, labels)
-        if self.velocity is None:
-            raise RuntimeError("jax: call train_setup(lr, momentum) first")
+        if self.optimizer is None:
+            raise RuntimeError("jax: call train_setup(...) first")
         (loss, new_state), grads = self._grad(self.params, self.buffers, jnp.asarray(x),
                                               jnp.asarray(labels), self._masks(masks, len(x), True))
-        lr, mu = jnp.asarray(self.lr, self.dtype), jnp.asarray(self.momentum, self.dtype)
-        for k, g in grads.items():
-            if self.momentum:
-                v = self.velocity.get(k)
-                g = self.velocity[k] = g if v is None else mu * v + g
-            self.params[k] = self.params[k] - lr * g
+        lr = self.lr if lr is None else lr
+        if self.plant == "jax_warmup_from_zero" and self.optimizer.t < self.schedule["warmup"]:
+            lr = float(self._planted_lr(self.optimizer.t))  # 0 at the first step
+        self.params = self.optimizer.update(self.params, dict(grads), lr)
         self.buffers.update(new_state)
         return float(loss)
 

@@ -19,9 +19,7 @@ entered by setup, trace, train_step, predict and get_params, restored on the way
 64-to-32-bit promotion entry (fix_float64_promotion) and, on jax, x64 (jax.enable_x64). A float32
 run, and the caller's own Keras, see stock settings.
 
-SGD is written out with keras.ops and Variable.assign, following torch's rule (v = mu*v + g,
-p -= lr*v). keras.optimizers.SGD keeps m = mu*m - lr*g; p += m instead: equal in exact arithmetic
-but rounded differently at every step, so lockstep training would drift in the last bits.
+Training uses keras.optimizers, configured to compute torch's step (keras_optim).
 """
 
 from __future__ import annotations
@@ -46,6 +44,7 @@ from ..transfer import (
     keras_param_shapes,
     to_keras,
 )
+from .keras_optim import KerasStep
 from .runner import PassGrads, Runner, name_tensors
 
 require_builders("keras")
@@ -184,7 +183,7 @@ class KerasRunner(Runner):
                 var.assign(v.astype(self.dtype))
             (self.vars if k in trainable else self.buffers)[k] = var
         self.loss_fn = self._loss_fn()
-        self.velocity = None
+        self.optimizer = None
 
     def _loss_fn(self):
         reduction = "sum" if self.loss["reduction"] == "sum" else "sum_over_batch_size"
@@ -308,28 +307,22 @@ class KerasRunner(Runner):
         return name_tensors([activation_from_keras(o, src[i]) for i, o in enumerate(outs)],
                             loss, passes, self._stats(), self.node_names)
 
+    @_float64_scope
     def _train_setup(self):
-        self.velocity = {}
+        self.optimizer = KerasStep(self.optim, list(self.vars.values()), self.clip, self.plant)
 
     @_float64_scope
-    def train_step(self, x, labels, *, masks=None):
+    def train_step(self, x, labels, *, masks=None, lr=None):
         x, labels = self._check_batch(x, labels)
-        if self.velocity is None:
-            raise RuntimeError("keras: call train_setup(lr, momentum) first")
+        if self.optimizer is None:
+            raise RuntimeError("keras: call train_setup(...) first")
         self._n = len(x)
         self._set_mode(True, masks)
         loss, _, grads, nv = self._vjp(activation_to_keras(x), labels)
         for k, value in self._new_buffers.items():
             self.buffers[k].assign(value)
-        lr = ops.convert_to_tensor(self.lr, self.dtype)
-        mu = ops.convert_to_tensor(self.momentum, self.dtype)
-        for (k, var), g in zip(self.vars.items(), grads["loss"][:nv], strict=True):
-            g = ops.convert_to_tensor(g, self.dtype)
-            if self.momentum:
-                v = self.velocity.get(k)
-                g = g if v is None else ops.add(ops.multiply(mu, v), g)  # v = mu*v + g
-                self.velocity[k] = g
-            var.assign(ops.subtract(var.value, ops.multiply(lr, g)))  # p -= lr*v
+        grads = [ops.convert_to_tensor(g, self.dtype) for g in grads["loss"][:nv]]
+        self.optimizer.update(list(self.vars.values()), grads, self.lr if lr is None else lr)
         return float(loss)
 
     @_float64_scope

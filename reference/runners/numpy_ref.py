@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import skylark as sk
+from skylark.optim import build_optimizer
 from skylark.train import train_step
 
 from ..spec import build
@@ -47,14 +48,15 @@ class NumpyRunner(Runner):
         return name_tensors(outs, loss, passes, stats, self.node_names)
 
     def _train_setup(self):
-        self.optimizer = sk.SGD(self.model, self.lr, self.momentum)
+        self.optimizer = build_optimizer(self.model, self.optim)
 
-    def train_step(self, x, labels, *, masks=None):
+    def train_step(self, x, labels, *, masks=None, lr=None):
         x, labels = self._check_batch(x, labels)
         if self.optimizer is None:
-            raise RuntimeError("numpy: call train_setup(lr, momentum) first")
+            raise RuntimeError("numpy: call train_setup(...) first")
         self._set_mode(True, self._check_masks(masks, len(x), True))
-        return train_step(self.model, self.optimizer, x, labels, **self.loss)[0]
+        self.optimizer.lr = self.lr if lr is None else lr
+        return train_step(self.model, self.optimizer, x, labels, clip=self.clip, **self.loss)[0]
 
     def predict(self, x):
         (x,) = self._check_batch(x)

@@ -77,5 +77,5 @@ class OnnxRunner(Runner):
         raise NotImplementedError("onnxruntime is forward-only: it computes no gradients and "
                                   "cannot train (Runner.supports_gradients is False)")
 
-    def train_step(self, x, labels, *, masks=None):
+    def train_step(self, x, labels, *, masks=None, lr=None):
         self._train_setup()

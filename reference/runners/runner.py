@@ -3,7 +3,8 @@
     runner = get_runner("torch")                        # reference.frameworks
     runner.setup(spec, model.state(), "float64", (1, 28, 28), loss={"label_smoothing": 0.1})
     tensors = runner.trace(x, labels, cotangent, training=True, masks=masks)
-    runner.train_setup(lr=0.1, momentum=0.9); loss = runner.train_step(x, labels, masks=masks)
+    runner.train_setup(optimizer=optimizer_config("adam", 1e-3), clip=None)
+    loss = runner.train_step(x, labels, masks=masks, lr=1e-3)
 
 `state` is the model's parameters and buffers (BatchNorm running statistics) in skylark's layout
 and names. `training` picks the mode of BatchNorm2d and Dropout (train_step always trains,
@@ -44,8 +45,10 @@ from typing import NamedTuple
 import numpy as np
 
 import skylark as sk
+from skylark.optim import optimizer_config
 
 from ..kinds import KINDS
+from ..optim_rules import inexpressible
 from ..spec import geometry, param_shapes
 
 _KERAS = ("keras", "keras-tensorflow", "keras-torch", "keras-jax")
@@ -67,6 +70,32 @@ PLANTS = {
     # BatchNorm's running statistics not copied into Keras (its moving_mean 0, moving_variance 1
     # stay)
     "keras_bn_unloaded": _KERAS,
+    # --- optimizer traps (reference.optim_rules): each diverges at a known step ---
+    # Keras' Adam as it comes: eps added to the uncorrected root (not adapted per step)
+    "keras_adam_eps_uncorrected": _KERAS,
+    # Keras' default epsilon (1e-7) instead of the configuration's (torch: 1e-8)
+    "keras_adam_default_eps": _KERAS,
+    # torch Adam's L2 weight_decay given to Keras' Adam(weight_decay=), which decouples it
+    "keras_adam_decoupled_decay": _KERAS,
+    # Keras' SGD velocity m = mu*m - lr*g left as it is under a schedule (it holds the old lr)
+    "keras_sgd_velocity_holds_lr": _KERAS,
+    # Keras' clipnorm (each variable on its own) for a global clip
+    "keras_clipnorm_per_variable": _KERAS,
+    # Keras' global_clipnorm as it comes: max_norm / max(norm, max_norm), no +1e-6
+    "keras_global_clipnorm": _KERAS,
+    # optax's rmsprop conventions: eps inside the root; decay 0.9 (torch's alpha: 0.99)
+    "jax_rmsprop_eps_in_sqrt": ("jax",),
+    "jax_rmsprop_default_decay": ("jax",),
+    # the first momentum buffer dampened too (torch copies the first gradient undamped)
+    "jax_dampened_first_step": ("jax",),
+    # optax's amsgrad as it comes: the max of bias-CORRECTED second moments
+    "jax_amsgrad_corrected_max": ("jax",),
+    # optax.linear_schedule's warmup, from 0 (skylark's and torch's LinearLR: from lr/warmup)
+    "jax_warmup_from_zero": ("jax",),
+    # AdamW's decay without the learning rate: p <- p * (1 - weight_decay)
+    "tf_adamw_decay_without_lr": ("tf",),
+    # a per-epoch schedule stepped every iteration (torch's scheduler.step() in the batch loop)
+    "torch_schedule_per_iteration": ("torch",),
     # Keras LeakyReLU's default slope (0.3) instead of the model's (torch: 0.01)
     "keras_leaky_default": _KERAS,
     # average pooling at padded borders divided by the other count (count_include_pad flipped)
@@ -202,6 +231,11 @@ def name_tensors(outs, loss, passes: dict[str, PassGrads], stats=None,
     return result
 
 
+class NotExpressible(ValueError):
+    """The framework's own optimizer cannot compute this configuration as torch's does (the
+    message says why); the framework is reported as not expressible, not as failed."""
+
+
 class Runner:
     """A model in one framework, built from a skylark spec and skylark-layout parameters.
 
@@ -305,21 +339,38 @@ class Runner:
         backward passes (names: module docstring)."""
         raise NotImplementedError
 
-    def train_setup(self, lr: float, momentum: float = 0.0) -> None:
-        """SGD with torch's semantics: v = momentum*v + g (v = g at first), p -= lr*v."""
-        if not np.isfinite(lr) or lr <= 0:
-            raise ValueError(f"lr must be a positive number. Received: lr={lr!r}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1). Received: momentum={momentum!r}")
+    def train_setup(self, lr: float | None = None, momentum: float = 0.0, *,
+                    optimizer: dict | None = None, clip: dict | None = None,
+                    schedule: dict | None = None) -> None:
+        """The framework's own optimizer, computing torch's step (reference.optim_rules).
+
+        `optimizer`: skylark.optim.optimizer_config's dict (torch's names and defaults); without
+        it, SGD with `lr` and `momentum`. `clip`: skylark.optim.clip_config's dict or None.
+        `schedule`: the run's skylark.optim.Schedule as a dict; only planted runners read it
+        (train_step gets each step's lr). NotExpressible when the framework's optimizer cannot
+        compute this configuration as torch does."""
         self._check_setup()
-        self.lr, self.momentum = float(lr), float(momentum)
+        if optimizer is None:
+            optimizer = optimizer_config("sgd", lr, momentum=momentum)
+        elif lr is not None and lr != optimizer["lr"]:
+            raise ValueError(f"lr given twice: lr={lr!r} and optimizer['lr']="
+                             f"{optimizer['lr']!r}. Received: both")
+        self.optim = optimizer_config(**optimizer)  # validated, defaults filled
+        self.clip, self.schedule = clip, schedule
+        self.lr = self.optim["lr"]
+        self.momentum = self.optim.get("momentum", 0.0)
+        reason = inexpressible(self.name, self.optim)
+        if reason:
+            raise NotExpressible(f"{self.name}: {reason}")
+        self.steps = 0
         self._train_setup()
 
     def _train_setup(self) -> None:
         raise NotImplementedError
 
-    def train_step(self, x, labels, *, masks=None) -> float:
-        """One SGD step in training mode; returns the loss before the update."""
+    def train_step(self, x, labels, *, masks=None, lr: float | None = None) -> float:
+        """One optimizer step in training mode at learning rate `lr` (the configured one when
+        None); returns the loss before the update."""
         raise NotImplementedError
 
     def predict(self, x) -> np.ndarray:
@@ -333,7 +384,8 @@ class Runner:
 
 
 __all__ = [
-    "CUDA_NOISE", "NATIVE_INFO", "PLANTS", "FrameworkUnavailable", "PassGrads", "Runner",
+    "CUDA_NOISE", "NATIVE_INFO", "PLANTS", "FrameworkUnavailable", "NotExpressible",
+    "PassGrads", "Runner",
     "gpu_device_present", "loss_options", "name_tensors", "native_noise", "quiet_native_logs",
     "require_installed",
 ]

@@ -24,6 +24,7 @@ from ..transfer import (
     to_keras,
 )
 from .runner import PassGrads, Runner, name_tensors
+from .tf_optim import RawOpsStep
 
 require_builders("tf")
 
@@ -50,7 +51,7 @@ class TFRunner(Runner):
         kparams = to_keras(params, self.spec, self.input_shape, plant=plant)
         self.vars = {k: tf.Variable(v.astype(self.dtype), name=k) for k, v in kparams.items()}
         self.trainable = list(keras_param_shapes(self.spec, self.input_shape, grads=True))
-        self.velocity = None
+        self.optimizer = None
 
     def _forward(self, x, run: TFRun | None = None):
         """x NHWC -> list of every node's output (TF layout)."""
@@ -112,26 +113,19 @@ class TFRunner(Runner):
                             loss.numpy(), passes, self._stats(run), self.node_names)
 
     def _train_setup(self):
-        # The update is written out (there is no SGD in raw TF; tf.keras' SGD is Keras, and its
-        # momentum form m = mu*m - lr*g; p += m rounds differently from torch's): torch's rule.
-        self.velocity = {}
+        self.optimizer = RawOpsStep(self.optim, {k: self.vars[k] for k in self.trainable},
+                                    self.clip, self.plant)
 
-    def train_step(self, x, labels, *, masks=None):
+    def train_step(self, x, labels, *, masks=None, lr=None):
         x, labels = self._check_batch(x, labels)
-        if self.velocity is None:
-            raise RuntimeError("tf: call train_setup(lr, momentum) first")
+        if self.optimizer is None:
+            raise RuntimeError("tf: call train_setup(...) first")
         run = self._run(True, masks, len(x))
         with tf.GradientTape() as tape:
             loss = self._loss(self._forward(self._x(x), run)[-1], tf.constant(labels))
         grads = tape.gradient(loss, [self.vars[k] for k in self.trainable])
-        lr = tf.constant(self.lr, self.dtype)
-        for k, g in zip(self.trainable, grads, strict=True):
-            if self.momentum:
-                v = self.velocity.get(k)
-                v = g if v is None else tf.constant(self.momentum, self.dtype) * v + g
-                self.velocity[k] = v
-                g = v
-            self.vars[k].assign_sub(lr * g)
+        self.optimizer.update(dict(zip(self.trainable, grads, strict=True)),
+                              self.lr if lr is None else lr)
         for k, v in run.new_state.items():
             self.vars[k].assign(v)
         return float(loss.numpy())

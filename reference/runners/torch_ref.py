@@ -13,10 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from skylark.optim import Schedule
+
 from ..kinds import KINDS, require_builders
 from ..spec import geometry, run_graph
 from ..transfer import from_torch, to_torch
 from .runner import PassGrads, Runner, name_tensors
+from .torch_optim import clip_, set_lr, torch_optimizer, torch_scheduler
 
 require_builders("torch")
 
@@ -132,19 +135,28 @@ class TorchRunner(Runner):
                             loss.detach().numpy().copy(), passes, stats, self.node_names)
 
     def _train_setup(self):
-        # torch.optim.SGD is the definition skylark's SGD follows (dampening 0, no Nesterov).
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr,
-                                         momentum=self.momentum)
+        # torch.optim is the definition skylark's optimizers follow: used as it is.
+        self.optimizer = torch_optimizer(self.model.parameters(), self.optim)
+        self._scheduler = None
+        if self.plant == "torch_schedule_per_iteration":  # planted bug, tests only
+            set_lr(self.optimizer, self.lr)
+            self._scheduler = torch_scheduler(self.optimizer,
+                                              Schedule.from_dict(self.schedule))
 
-    def train_step(self, x, labels, *, masks=None):
+    def train_step(self, x, labels, *, masks=None, lr=None):
         x, labels = self._check_batch(x, labels)
         if self.optimizer is None:
-            raise RuntimeError("torch: call train_setup(lr, momentum) first")
+            raise RuntimeError("torch: call train_setup(...) first")
         self._set_mode(True, self._check_masks(masks, len(x), True))
         self.optimizer.zero_grad(set_to_none=True)
         loss = self._loss(self.model(torch.tensor(x)), torch.tensor(labels))
         loss.backward()
+        clip_(self.model.parameters(), self.clip)
+        if self._scheduler is None:
+            set_lr(self.optimizer, self.lr if lr is None else lr)
         self.optimizer.step()
+        if self._scheduler is not None:  # the per-epoch schedule stepped every iteration
+            self._scheduler.step()
         return float(loss.detach())
 
     def predict(self, x):

@@ -268,11 +268,12 @@ class SubprocessRunner(Runner):
     def trace(self, x, labels, cotangent, *, training=True, masks=None):
         return self._call("trace", x, labels, cotangent, training=training, masks=masks)
 
-    def train_setup(self, lr, momentum=0.0):
-        self._call("train_setup", lr, momentum)
+    def train_setup(self, lr=None, momentum=0.0, *, optimizer=None, clip=None, schedule=None):
+        self._call("train_setup", lr, momentum, optimizer=optimizer, clip=clip,
+                   schedule=schedule)
 
-    def train_step(self, x, labels, *, masks=None):
-        return self._call("train_step", x, labels, masks=masks)
+    def train_step(self, x, labels, *, masks=None, lr=None):
+        return self._call("train_step", x, labels, masks=masks, lr=lr)
 
     def predict(self, x):
         return self._call("predict", x)
