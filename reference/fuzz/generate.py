@@ -77,7 +77,7 @@ def _maxpool(rng) -> dict:
     if rng.random() < 0.3:
         b["dilation"] = _pair_or_int(rng, 1, 2)
     if rng.random() < 0.3:
-        b["padding"] = "same" if rng.random() < 0.3 else min(1, min(np.ravel(k)) // 2)
+        b["padding"] = "same" if rng.random() < 0.3 else min(1, int(min(np.ravel(k))) // 2)
     if b.get("padding") != "same" and rng.random() < 0.3:
         b["ceil_mode"] = True
     return b
@@ -89,7 +89,7 @@ def _avgpool(rng) -> dict:
     if rng.random() < 0.5:
         b["stride"] = _pair_or_int(rng, 1, 3)
     if rng.random() < 0.4:
-        b["padding"] = "same" if rng.random() < 0.4 else min(np.ravel(k)) // 2
+        b["padding"] = "same" if rng.random() < 0.4 else int(min(np.ravel(k))) // 2
         if b["padding"] != "same" and rng.random() < 0.5:
             b["count_include_pad"] = bool(rng.random() < 0.5)
     return b

@@ -1,0 +1,137 @@
+"""skylark fuzz, without frameworks: the generator, the plan builder, the shrinker, signatures,
+the known-deviation table, finite differences and the command's usage errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reference.commands import fuzz as fuzz_cmd
+from reference.fuzz import known, repro
+from reference.fuzz.generate import generate
+from reference.fuzz.plan import NUM_CLASSES, Invalid, build_layers, out_shape
+from reference.fuzz.shrink import shrink, size
+from reference.fuzz.signature import describe_tensor, signature
+from reference.inputs import make_batch
+from skylark.models import LAYERS, from_config
+
+
+def test_a_case_is_a_function_of_seed_and_index_alone():
+    assert generate(3, 17) == generate(3, 17)
+    assert generate(3, 17) != generate(3, 18) and generate(3, 17) != generate(4, 17)
+
+
+def test_generated_plans_build_and_cover_every_layer_kind():
+    """200 cases of one seed: every plan builds in skylark and ends in the logits; together
+    they use every layer kind skylark has, both dtypes, every input and both modes."""
+    kinds, fields = set(), {k: set() for k in ("dtype", "input", "mode", "reduction", "batch")}
+    for i in range(200):
+        plan = generate(0, i)
+        layers = build_layers(plan)
+        assert out_shape(layers, plan["input_shape"]) == (NUM_CLASSES,)
+        kinds |= {e["kind"] for e in layers}
+        for k in fields:
+            fields[k].add(plan[k])
+    assert kinds == set(LAYERS), set(LAYERS) - kinds
+    assert fields["dtype"] == {"float32", "float64"} and fields["mode"] == {"train", "eval"}
+    assert fields["input"] == {"random", "ties", "kinks"} and 1 in fields["batch"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), index=st.integers(0, 10**6))
+def test_any_case_builds_and_round_trips_through_the_config(seed, index):
+    plan = generate(seed, index)
+    layers = build_layers(plan)
+    model = from_config(json.loads(json.dumps(layers)), dtype=plan["dtype"], seed=plan["seed"])
+    x = np.zeros((plan["batch"], *plan["input_shape"]), plan["dtype"])
+    assert model.eval().forward(x).shape == (plan["batch"], NUM_CLASSES)
+
+
+def test_a_block_that_does_not_fit_is_invalid():
+    plan = {**generate(0, 0), "input_shape": [1, 2, 2], "head": {"pool": "flatten"},
+            "blocks": [{"op": "conv", "out": 2, "kernel": 3, "padding": 0}]}
+    with pytest.raises(Invalid, match="kernel_size"):
+        build_layers(plan)
+
+
+def test_shrinking_keeps_the_failure_and_drops_everything_else():
+    """A synthetic oracle: 'fails' while a ceil_mode max pool is in the plan. The shrinker must
+    keep that pool and remove every other block, the hidden layers, the batch and channels."""
+    plan = next(p for p in (generate(5, i) for i in range(500)) if len(p["blocks"]) >= 3 and any(
+        b.get("ceil_mode") for b in p["blocks"]))
+
+    def fails(p):
+        try:
+            build_layers(p)
+        except Invalid:
+            return False
+        return any(b["op"] == "maxpool" and b.get("ceil_mode") for b in p["blocks"])
+
+    small, tries = shrink(plan, "x", fails, max_tries=400)
+    assert fails(small) and tries <= 400
+    assert len(small["blocks"]) == 1 and small["batch"] == 1 and not small["head"]["hidden"]
+    assert small["input_shape"][0] == 1 and size(small) < size(plan)
+
+
+def test_signatures_name_the_kind_not_the_node():
+    layers = [{"kind": "conv2d", "name": "b0.conv"}, {"kind": "batchnorm2d", "name": "b1.bn"}]
+    assert describe_tensor("out.b0.conv", layers) == "conv2d output"
+    assert describe_tensor("loss/d.b0.conv.weight", layers) == "conv2d.weight gradient"
+    assert describe_tensor("stat.b1.bn.running_var", layers) == "batchnorm2d.running_var"
+    assert describe_tensor("cot/d.out.b1.bn", layers) == "batchnorm2d output gradient"
+    assert describe_tensor("cot/d.input", layers) == "input gradient"
+    r = {"status": "FAIL", "first_forward": None,
+         "first_backward": {"loss": "loss/d.b0.conv.weight", "cot": None}}
+    assert signature("torch", r, layers) == "torch FAIL loss: conv2d.weight gradient"
+    assert signature("jax", {"status": "ERROR", "reason": "TypeError: x"}, layers) == \
+        "jax ERROR: TypeError"
+
+
+def test_known_deviations_are_matched_by_framework_and_rendered(monkeypatch):
+    row = known.Deviation("demo", ("tf",), "tf 2.x", "a cause", "skylark check ...",
+                          lambda plan, layers, sig: "conv2d" in sig)
+    monkeypatch.setattr(known, "KNOWN", (row,))
+    assert known.match({}, [], "tf FAIL forward: conv2d output") == "demo"
+    assert known.match({}, [], "torch FAIL forward: conv2d output") is None
+    assert known.match({}, [], "tf FAIL forward: dense output") is None
+    assert "| demo | tf | tf 2.x | a cause |" in known.table()
+
+
+def test_the_repro_is_a_check_command_and_a_model_file(tmp_path):
+    plan = generate(0, 3)
+    saved = repro.save(plan, {"framework": "torch", "signature": "s", "detail": "d"},
+                       str(tmp_path), "0-3-torch")
+    with open(saved["path"]) as fh:
+        data = json.load(fh)
+    assert data["layers"] == build_layers(plan) and repro.load_plan(saved["path"]) == plan
+    c, h, w = plan["input_shape"]
+    assert saved["command"].startswith(f"skylark check --model {saved['path']} --frameworks "
+                                       f"torch --dtype {plan['dtype']} --input {plan['input']} "
+                                       f"--input-shape {c},{h},{w}")
+
+
+def test_the_kinks_input_has_exact_zeros_and_an_all_zero_sample():
+    x, labels, cot = make_batch("kinks", 4, (2, 5, 3), 10, seed=1, dtype="float32")
+    assert not x[0].any() and (x == 0).mean() > 0.3
+    assert set(np.unique(x)) <= {-0.5, 0.0, 0.5}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seconds", "0"], "Received: seconds='0'"),
+    (["--workers", "0"], "workers"),
+    (["--frameworks", "mxnet"], "Received: 'mxnet'"),
+])
+def test_bad_usage_is_exit_2_naming_the_value(argv, message, capsys):
+    assert fuzz_cmd.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_replay_of_a_file_without_a_plan_is_exit_2(tmp_path, capsys):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"layers": []}))
+    assert fuzz_cmd.main(["--replay", str(path), "--frameworks", "torch"]) == 2
+    assert "Received" in capsys.readouterr().err
