@@ -9,7 +9,10 @@ seed and dtype, then the reference's geometry), then reference.harness.run_check
 forward tensor, the loss, both backward passes and the running statistics of each framework
 with numpy's within reference.budgets' bars. Verdict statuses:
 
-- pass: every framework ok (and the finite differences, where sampled);
+- pass: every framework ok, the finite differences (where sampled) too, and skylark's own
+  config round trip (the model rebuilt from its to_config, given its state, computes the same
+  logits: a layer whose config() forgets an argument would otherwise hide, since the
+  references are built from that config as well);
 - fail: a new divergence, one `failures` entry per framework ({framework, signature, detail});
 - known: every failure is in reference.fuzz.known (listed in `known`, never a pass);
 - inexpressible: skylark builds it but the reference frameworks cannot mirror it (`reason`);
@@ -24,7 +27,7 @@ import time
 
 import numpy as np
 
-from skylark.models import from_config
+from skylark.models import from_config, to_config
 
 from ..harness import Case, run_check, start_runners
 from ..spec import describe, geometry
@@ -88,7 +91,8 @@ class Oracle:
             geometry(describe(model), plan["input_shape"])
         except ValueError as e:
             return {**verdict, "status": "inexpressible", "reason": str(e)}
-        failures = self._compare(plan, model, layers, names) if names else []
+        failures = _round_trip(plan, model)
+        failures += self._compare(plan, model, layers, names) if names else []
         if self.fd and _fd_sampled(plan, index):
             verdict["fd"] = True
             failures += _fd(plan, model, layers, index)
@@ -116,6 +120,28 @@ class Oracle:
             out.append({"framework": f, "signature": signature(f, r, layers),
                         "detail": _detail(r)})
         return out
+
+
+def _round_trip(plan: dict, model) -> list[dict]:
+    """[] when from_config(to_config(model)) with model's state gives model's eval logits."""
+    x = np.random.default_rng(plan["seed"]).uniform(-0.5, 0.5, (2, *plan["input_shape"]))
+    x = x.astype(plan["dtype"])
+    try:
+        again = from_config(to_config(model), dtype=plan["dtype"], seed=plan["seed"])
+        again.load_state(model.state())
+        want, got = model.eval().forward(x), again.eval().forward(x)
+        detail = "" if np.array_equal(want, got) else (
+            f"logits {got.shape} differ from the original's {want.shape}" if got.shape !=
+            want.shape else f"logits differ by {np.abs(got - want).max():.2e}")
+    except (ValueError, TypeError, KeyError) as e:
+        detail = f"{type(e).__name__}: {e}"
+    finally:
+        model.train()
+    if not detail:
+        return []
+    return [{"framework": "numpy-config",
+             "signature": "numpy-config FAIL: to_config/from_config round trip",
+             "detail": detail}]
 
 
 def _detail(r: dict) -> str:

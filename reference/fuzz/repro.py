@@ -4,8 +4,8 @@
     command(path, plan, "torch")               # "skylark check --model ... --frameworks torch"
 
 The JSON holds "layers" (what --model reads), "plan" (the case, for `skylark fuzz --replay`),
-"failure" (signature and detail) and "command". A finite-difference failure has no framework to
-name: its command is `skylark fuzz --replay PATH`.
+"failure" (signature and detail) and "command". A finite-difference or config round-trip
+failure has no framework to name: its command is `skylark fuzz --replay PATH`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .plan import build_layers
 
 
 def command(path: str, plan: dict, framework: str) -> str:
-    if framework == "numpy-fd":
+    if framework in ("numpy-fd", "numpy-config"):
         return f"skylark fuzz --replay {path}"
     c, h, w = plan["input_shape"]
     return (f"skylark check --model {path} --frameworks {framework} --dtype {plan['dtype']} "

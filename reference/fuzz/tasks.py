@@ -52,7 +52,7 @@ def shrink_case(frameworks, fd: bool, plan: dict, index: int, failure: dict,
     on that framework alone (finite differences: on numpy alone)."""
     o = oracle(frameworks, fd)
     target = failure["signature"]
-    names = [] if failure["framework"] == "numpy-fd" else [failure["framework"]]
+    names = [] if failure["framework"].startswith("numpy-") else [failure["framework"]]
     last = {"failure": failure}
 
     def still_fails(candidate) -> bool:
