@@ -1,8 +1,9 @@
 """What a checkpoint records about its run, and the rules for resuming it.
 
 A resumed run must be the run that was interrupted: `--resume` refuses a checkpoint whose
-recorded configuration (RESUME_KEYS: lr, batch size, momentum, seed, dtype, dataset name and
-contents, model architecture, loss options) differs from this run's, unless `allow_changed`;
+recorded configuration (RESUME_KEYS: lr, batch size, momentum, the optimizer and its options,
+the schedule, clipping, seed, dtype, dataset name and contents, model architecture, loss
+options) differs from this run's, unless `allow_changed`;
 then the change is appended to the checkpoint's "changes" list, which every later checkpoint of
 the run keeps. Metadata and optimizer state are validated before anything is loaded.
 """
@@ -18,8 +19,11 @@ import numpy as np
 from .model import CheckpointError, Sequential, check_entry
 from .models import to_config
 
-RESUME_KEYS = ("lr", "batch_size", "momentum", "seed", "dtype", "dataset", "data_sha256",
-               "model", "loss")
+RESUME_KEYS = ("lr", "batch_size", "momentum", "optimizer", "schedule", "clip", "seed", "dtype",
+               "dataset", "data_sha256", "model", "loss")
+# What a checkpoint written before optimizers had options meant: SGD, constant lr, no clipping.
+LEGACY = {"optimizer": {"name": "sgd", "dampening": 0.0, "weight_decay": 0.0, "nesterov": False},
+          "schedule": {"name": "constant"}, "clip": None}
 HISTORY_KEYS = ("loss", "accuracy", "test_accuracy")
 
 
@@ -39,14 +43,18 @@ def model_dtype(model: Sequential) -> str:
     return next(iter(state.values())).dtype.name if state else "float32"
 
 
-def run_config(model: Sequential, data, *, lr: float, batch_size: int, momentum: float,
-               seed: int, loss: dict | None) -> dict:
+def run_config(model: Sequential, data, *, optimizer: dict, batch_size: int, seed: int,
+               loss: dict | None, schedule: dict | None = None, clip: dict | None = None) -> dict:
     """The configuration a checkpoint records and a resumed run must match (JSON-able;
-    "model" is `skylark.models.to_config(model)`), and the data's "input_shape" (C, H, W), which
+    "model" is `skylark.models.to_config(model)`; "optimizer" is optimizer_config's dict less
+    lr and momentum, which keep their own keys), and the data's "input_shape" (C, H, W), which
     `skylark export` reads (not a RESUME_KEY: the model and data_sha256 already pin it)."""
     loss = loss or {}
     config = {
-        "lr": float(lr), "batch_size": int(batch_size), "momentum": float(momentum),
+        "lr": float(optimizer["lr"]), "batch_size": int(batch_size),
+        "momentum": float(optimizer.get("momentum", 0.0)),
+        "optimizer": {k: v for k, v in optimizer.items() if k not in ("lr", "momentum")},
+        "schedule": schedule or {"name": "constant"}, "clip": clip,
         "seed": int(seed), "dtype": model_dtype(model), "dataset": data.name,
         "data_sha256": data_fingerprint(data), "input_shape": list(data.input_shape),
         "model": to_config(model),
@@ -56,10 +64,15 @@ def run_config(model: Sequential, data, *, lr: float, batch_size: int, momentum:
     return json.loads(json.dumps(config))  # tuples -> lists: compares equal to a loaded one
 
 
+def recorded(meta: dict, key: str):
+    """The checkpoint's value of `key`; LEGACY's meaning when an older checkpoint lacks it."""
+    return meta.get(key, LEGACY.get(key))
+
+
 def changes(meta: dict, config: dict) -> dict:
     """key -> {"from": recorded value (None when not recorded), "to": this run's value}."""
-    return {k: {"from": meta.get(k), "to": config[k]} for k in RESUME_KEYS
-            if meta.get(k) != config[k]}
+    return {k: {"from": recorded(meta, k), "to": config[k]} for k in RESUME_KEYS
+            if recorded(meta, k) != config[k]}
 
 
 def describe_changes(changed: dict) -> str:
@@ -72,6 +85,9 @@ def describe_changes(changed: dict) -> str:
             parts.append("model (architecture differs)")
         elif k == "data_sha256":
             parts.append("dataset contents (same name, different images or labels)")
+        elif isinstance(c["from"], dict) and isinstance(c["to"], dict):
+            keys = [x for x in {**c["from"], **c["to"]} if c["from"].get(x) != c["to"].get(x)]
+            parts += [f"{k} {x} {c['from'].get(x)!r} -> {c['to'].get(x)!r}" for x in keys]
         else:
             parts.append(f"{k} {c['from']!r} -> {c['to']!r}")
     return ", ".join(parts)
@@ -118,20 +134,31 @@ def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def optimizer_state(extra: dict, model: Sequential, path) -> dict:
-    """The momentum buffers of a checkpoint, checked against the model's parameters (names,
-    shapes, finite values representable in the parameter's dtype) and cast to that dtype."""
+def optimizer_state(extra: dict, model: Sequential, optimizer, path) -> dict:
+    """The optimizer state of a checkpoint, checked against the model's parameters and the
+    optimizer's buffers (names, shapes, finite values representable in the parameter's dtype)
+    and cast to that dtype. Keys: a parameter's name (SGD's momentum buffer), or
+    "{buffer}/{parameter}" and "step" (skylark.optim.base)."""
     params = model.params()
-    unknown = sorted(set(extra) - set(params))
-    if unknown:
-        raise CheckpointError(f"checkpoint {str(path)!r}: optimizer state for parameters the "
-                              f"model does not have. Received: {unknown}")
+    buffers = getattr(optimizer, "active_buffers", lambda: ())()
     out = {}
     for k, v in extra.items():
+        if k == "step" and buffers:
+            v = np.asarray(v)
+            if v.shape != () or v.dtype.kind not in "iu" or int(v) < 0:
+                raise CheckpointError(f"checkpoint {str(path)!r}: the optimizer's step count "
+                                      f"must be one int >= 0. Received: {v!r}")
+            out[k] = np.array(int(v), np.int64)
+            continue
+        buf, _, name = k.rpartition("/") if "/" in k else ("", "", k)
+        if name not in params or (buf and buf not in buffers) or (not buf and buffers):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: optimizer state that this optimizer "
+                f"({type(optimizer).__name__}) and model do not have. Received: {k!r}")
         try:
-            check_entry(k, np.asarray(v), params[k])
+            check_entry(k, np.asarray(v), params[name])
         except ValueError as e:
-            raise CheckpointError(f"checkpoint {str(path)!r}: the momentum buffer of {e}") \
+            raise CheckpointError(f"checkpoint {str(path)!r}: the optimizer state of {e}") \
                 from None
-        out[k] = np.asarray(v).astype(params[k].dtype)
+        out[k] = np.asarray(v).astype(params[name].dtype)
     return out

@@ -1,4 +1,5 @@
-"""The NumPy training loop: SGD over deterministic mini-batches, checkpoints, resume."""
+"""The NumPy training loop: an optimizer (skylark.optim) over deterministic mini-batches, a
+learning-rate schedule, clipping, checkpoints, resume."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from .data import Dataset, batches, check_dataset
 from .layers import Dropout
 from .losses import softmax_cross_entropy
 from .model import CheckpointError, Sequential, read_checkpoint
-from .optim import SGD, clip_grad_norm_
+from .optim import Schedule, build_optimizer, clip_grad_norm_, optimizer_config
 from .progress import bar
 from .resume import (
     check_resume,
     describe_changes,
     model_dtype,
     optimizer_state,
+    recorded,
     run_config,
     validate_metadata,
 )
@@ -80,8 +82,11 @@ def fit(
     *,
     epochs: int,
     batch_size: int,
-    lr: float,
-    momentum: float = 0.0,
+    lr: float | None = None,
+    momentum: float | None = None,
+    optimizer: str | dict = "sgd",
+    schedule: Schedule | None = None,
+    clip: dict | None = None,
     seed: int = 0,
     save: str | Path | None = None,
     resume: str | Path | None = None,
@@ -92,30 +97,42 @@ def fit(
 ) -> History:
     """Train for `epochs` (counting those a resumed checkpoint already did).
 
+    `optimizer`: a name (sgd, adam, adamw, rmsprop; then `lr` and `momentum` apply, torch's
+    defaults for the rest) or skylark.optim.optimizer_config's dict. `schedule`: a
+    skylark.optim.Schedule whose total is this run's units (epochs, or epochs * steps per
+    epoch); None keeps lr constant. `clip`: skylark.optim.clip_config's dict or None.
     The batch order of epoch e is `batches(n, batch_size, seed, e)` and dropout's masks at
     global step t come from the generator (seed, t, layer index), so a resumed run sees the
-    same batches and masks as an uninterrupted one. `loss`: softmax_cross_entropy's options.
-    With `save`, a checkpoint is written atomically after every epoch; if the loss turns
-    non-finite, training stops with DivergedError and the last good checkpoint stays as it was
-    (SaveError when a write fails). `resume` refuses another run's checkpoint (skylark.resume)
-    unless `allow_changed`. Bad arguments: ValueError before any work (_check_arguments)."""
-    _check_arguments(model, data, epochs, batch_size, lr, momentum)
-    opt = SGD(model, lr=lr, momentum=momentum)
-    config = run_config(model, data, lr=lr, batch_size=batch_size, momentum=momentum,
-                        seed=seed, loss=loss)
+    same batches, masks and learning rates as an uninterrupted one. `loss`:
+    softmax_cross_entropy's options. With `save`, a checkpoint (with the optimizer's state) is
+    written atomically after every epoch; if the loss turns non-finite, training stops with
+    DivergedError and the last good checkpoint stays as it was (SaveError when a write fails).
+    `resume` refuses another run's checkpoint (skylark.resume) unless `allow_changed`. Bad
+    arguments: ValueError before any work (_check_arguments)."""
+    config_opt = _optimizer(optimizer, lr, momentum)
+    per_epoch = len(batches(len(data.x_train), batch_size, seed, 0)) if len(data.x_train) else 0
+    schedule = _check_schedule(schedule, epochs, per_epoch)
+    _check_arguments(model, data, epochs, batch_size, config_opt)
+    opt = build_optimizer(model, config_opt)
+    config = run_config(model, data, optimizer=config_opt, batch_size=batch_size, seed=seed,
+                        loss=loss, schedule=schedule.to_dict(), clip=clip)
     hist, start, config["changes"] = History(), 0, []
     if resume is not None:
         start, hist, config["changes"] = _resume(model, opt, resume, epochs, log, config,
                                                  allow_changed)
+    base_lr = config_opt["lr"]
     for epoch in range(start, epochs):
         order = batches(len(data.x_train), batch_size, seed, epoch)
         done = len(hist.loss)
+        rates = schedule.lrs(base_lr, [done + i if schedule.unit == "step" else epoch
+                                       for i in range(len(order))])
         try:
             with bar(len(order), f"epoch {epoch + 1}/{epochs}", disable=not progress) as pbar:
-                _train_epoch(model, opt, data, order, hist, pbar, seed, loss or {})
+                _train_epoch(model, opt, data, order, hist, pbar, seed, loss or {}, rates, clip)
         except FloatingPointError:  # `hist` holds every step before the one that failed
             step, overall = len(hist.loss) - done + 1, len(hist.loss) + 1
-            raise DivergedError(_divergence_message(epoch + 1, step, overall, lr, save)) from None
+            raise DivergedError(_divergence_message(epoch + 1, step, overall, opt.lr,
+                                                    save)) from None
         test_acc = evaluate(model, data.x_test, data.y_test)
         hist.test_accuracy.append(test_acc)
         log(f"epoch {epoch + 1}/{epochs}: train loss {np.mean(hist.loss[-len(order):]):.4f}, "
@@ -125,14 +142,38 @@ def fit(
     return hist
 
 
-def _check_arguments(model: Sequential, data: Dataset, epochs, batch_size, lr,
-                     momentum) -> None:
+def _optimizer(optimizer, lr, momentum) -> dict:
+    """optimizer_config's dict for fit's arguments."""
+    if isinstance(optimizer, dict):
+        if lr is not None or momentum is not None:
+            raise ValueError(f"give lr and momentum inside the optimizer's dict, not beside it. "
+                             f"Received: lr={lr!r}, momentum={momentum!r}")
+        return optimizer_config(**optimizer)
+    if lr is None:
+        raise ValueError(f"fit needs a learning rate. Received: lr=None, optimizer={optimizer!r}")
+    return optimizer_config(optimizer, lr, momentum=momentum)
+
+
+def _check_schedule(schedule: Schedule | None, epochs: int, per_epoch: int) -> Schedule:
+    """The schedule (constant when None), checked to span this run's units."""
+    if schedule is None:
+        return Schedule()
+    total = epochs if schedule.unit == "epoch" else epochs * per_epoch
+    if not schedule.factor_free() and schedule.total != total:
+        raise ValueError(f"the schedule spans {schedule.total} {schedule.unit}s; this run has "
+                         f"{total} ({epochs} epochs). Received: total={schedule.total}")
+    return schedule
+
+
+def _check_arguments(model: Sequential, data: Dataset, epochs, batch_size,
+                     optimizer: dict) -> None:
     """Everything `fit` can check before any work (ValueError naming the value)."""
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive int. Received: {name}={v!r}")
     check_dataset(data)
-    check_hyperparameters(model_dtype(model), lr=lr, momentum=momentum)
+    check_hyperparameters(model_dtype(model), lr=optimizer["lr"],
+                          momentum=optimizer.get("momentum", 0.0))
 
 
 def check_hyperparameters(dtype, **values: float) -> None:
@@ -150,7 +191,7 @@ def check_hyperparameters(dtype, **values: float) -> None:
                              f"asked; pick another {name} or dtype. Received: {name}={v!r}")
 
 
-def _save(model: Sequential, opt: SGD, path: str | Path, meta: dict) -> None:
+def _save(model: Sequential, opt, path: str | Path, meta: dict) -> None:
     """model.save, with a full disk (or any OSError) reported as SaveError: the previous
     checkpoint at `path` is kept, as the write is atomic."""
     try:
@@ -162,7 +203,7 @@ def _save(model: Sequential, opt: SGD, path: str | Path, meta: dict) -> None:
                         f"({e.strerror or e}); {kept}. Received: --save={str(path)!r}") from e
 
 
-def _resume(model: Sequential, opt: SGD, path: str | Path, epochs: int, log, config: dict,
+def _resume(model: Sequential, opt, path: str | Path, epochs: int, log, config: dict,
             allow_changed: bool) -> tuple[int, History, list]:
     """Load the checkpoint at `path` into `model` and `opt` (momentum buffers) once its
     metadata, configuration and optimizer state have passed their checks (nothing is loaded
@@ -171,13 +212,17 @@ def _resume(model: Sequential, opt: SGD, path: str | Path, epochs: int, log, con
     arrays, meta, extra = read_checkpoint(path)
     validate_metadata(meta, path)
     change_log = check_resume(meta, config, path, allow_changed)
-    velocity = optimizer_state(extra, model, path)
+    if recorded(meta, "optimizer")["name"] == config["optimizer"]["name"]:
+        state = optimizer_state(extra, model, opt, path)
+    else:  # another optimizer's state (allow_changed let it through): start this one afresh
+        state = {}
+        log("the optimizer changed: its state starts afresh")
     try:
         model.load_state(arrays)
     except ValueError as e:
         raise CheckpointError(f"checkpoint {str(path)!r} does not fit this model: {e}") from e
     start = meta["epoch"]
-    opt.load_state(velocity)
+    opt.load_state(state)
     hist = History(**meta["history"])
     log(f"resumed from {path} after epoch {start}")
     if len(change_log) > len(meta.get("changes", [])):
@@ -190,17 +235,20 @@ def _resume(model: Sequential, opt: SGD, path: str | Path, epochs: int, log, con
     return start, hist, change_log
 
 
-def _train_epoch(model: Sequential, opt: SGD, data: Dataset, order: list[np.ndarray],
-                 hist: History, pbar, seed: int, loss_options: dict) -> None:
-    """One SGD step per index batch of `order`, appending each step's loss and accuracy to
-    `hist`. A non-finite loss escapes as FloatingPointError, `hist` holding the steps before."""
+def _train_epoch(model: Sequential, opt, data: Dataset, order: list[np.ndarray], hist: History,
+                 pbar, seed: int, loss_options: dict, rates: list[float],
+                 clip: dict | None) -> None:
+    """One optimizer step per index batch of `order` at the learning rates `rates`, appending
+    each step's loss and accuracy to `hist`. A non-finite loss escapes as FloatingPointError,
+    `hist` holding the steps before."""
     dropouts = [(i, layer) for i, layer in enumerate(model) if isinstance(layer, Dropout)]
-    for i, idx in enumerate(order):
+    for i, (idx, lr) in enumerate(zip(order, rates, strict=True)):
         for j, layer in dropouts:
             layer.reseed((seed, len(hist.loss), j))
+        opt.lr = lr
         # Overflow on the way to divergence is reported once, by `fit`, naming the step.
         with np.errstate(over="ignore", invalid="ignore"):
-            loss, acc = train_step(model, opt, data.x_train[idx], data.y_train[idx],
+            loss, acc = train_step(model, opt, data.x_train[idx], data.y_train[idx], clip=clip,
                                    **loss_options)
         hist.loss.append(loss)
         hist.accuracy.append(acc)

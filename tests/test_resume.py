@@ -141,7 +141,7 @@ def _bad_checkpoints(meta, w):
                                "'history'"),
         "history too short": (dict(meta={**meta, "history": {**hist, "test_accuracy": []}}),
                               "0 test accuracies"),
-        "momentum of an unknown parameter": (dict(extra={"9.weight": w}), "['9.weight']"),
+        "momentum of an unknown parameter": (dict(extra={"9.weight": w}), "Received: '9.weight'"),
         "momentum misshaped": (dict(extra={"0.weight": w[:1]}), "wrong shape"),
         "momentum complex": (dict(extra={"0.weight": w.astype(complex)}), "real numbers"),
         "momentum nan": (dict(extra={"0.weight": w * np.nan}), "nan or inf"),

@@ -1,8 +1,11 @@
-"""`skylark compare`: every framework trains the Skylark net in lockstep; curves and a summary.
+"""`skylark compare`: every framework trains a model in lockstep; curves and a summary.
 
-Same initial weights (copied from one skylark model), same batches (one precomputed schedule),
-same SGD (torch's semantics everywhere). Each framework runs the whole schedule in turn, with its
-own progress bar, and is compared step by step with numpy's losses.
+Same initial weights (copied from one skylark model), same batches (one precomputed plan), the
+same optimizer (each framework's own, configured to torch's step: reference.optim_rules), the
+same learning rate at every step (one skylark.optim.Schedule), the same clipping. Each framework
+runs the whole plan in turn, with its own progress bar, and is compared step by step with
+numpy's losses and, after every step, with numpy's weights (a random projection per tensor), so
+a divergence is named by its first step and the first tensor it reached.
 
 Registered as the `skylark compare` command (entry-point group "skylark.commands").
 """
@@ -19,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from skylark.cli import add_sgd_arguments, positive_int
+from skylark.cli import add_sgd_arguments, optimizer_from_args, positive_int, schedule_from_args
 from skylark.data import batches, check_dataset, load_dataset
 from skylark.files import check_output_folder
 from skylark.models import build_model
+from skylark.optim.config import describe as describe_optimizer
 from skylark.progress import bar
 from skylark.train import check_hyperparameters
 
@@ -30,14 +34,16 @@ from ..frameworks import COMPARED, FRAMEWORKS, parse_frameworks, pin_threads
 from ..inputs import dropout_masks
 from ..results import replace_results
 from ..runners.registry import get_runner
-from ..runners.runner import FrameworkUnavailable
+from ..runners.runner import FrameworkUnavailable, NotExpressible
 from ..runners.startup import Startup
 from ..spec import describe, geometry
 from .compare_forward import predict_record, summary_row, table_tail
 
 HELP = "train every framework in lockstep and plot the curves"
 DESCRIPTION = ("Every framework trains the model (--model) from the same initial weights on the "
-               "same batches with the same SGD and the same dropout masks; writes curves.png, "
+               "same batches with the same optimizer (each framework's own, set to torch's "
+               "step), learning-rate schedule, clipping and dropout masks; names the first "
+               "step and tensor where a framework leaves lockstep; writes curves.png, "
                "curves.csv and summary.json.")
 
 # float64 lockstep bar: every step's loss within 1e-9 of numpy's, relative to the loss once it
@@ -62,6 +68,41 @@ def lockstep(losses, ref_losses) -> bool:
     """Whether every step's loss is within the float64 lockstep bar of numpy's (nan is not)."""
     return bool(np.all(lockstep_gap(losses, ref_losses) <= LOCKSTEP_ATOL64))
 
+
+_PROBES: dict[tuple[str, int], np.ndarray] = {}
+
+
+def weight_probe(state: dict[str, np.ndarray]) -> dict[str, float]:
+    """name -> r . w for each tensor w of the state, r a fixed random unit vector of w's size
+    (seeded by the name): one number per tensor per step that moves with any change of w (a
+    sum would miss a permutation, a norm a sign), cheap enough to take after every step."""
+    out = {}
+    for k, w in state.items():
+        w = np.asarray(w, np.float64).reshape(-1)
+        r = _PROBES.get((k, w.size))
+        if r is None:
+            r = np.random.default_rng(list(k.encode())).standard_normal(w.size)
+            r = _PROBES[(k, w.size)] = r / max(np.linalg.norm(r), 1e-300)
+        out[k] = float(r @ w)
+    return out
+
+
+def first_divergence(rec: dict, ref: dict) -> dict | None:
+    """The first optimizer step (1-based) where `rec` leaves the float64 lockstep bar of numpy's
+    record `ref`, and what showed it first: "loss" (computed before that step's update) or the
+    tensor whose probe moved furthest after that step; None while in lockstep throughout."""
+    for i, (loss, probes) in enumerate(zip(rec["losses"], rec["probes"], strict=True)):
+        if lockstep_gap([loss], [ref["losses"][i]])[0] > LOCKSTEP_ATOL64:
+            return {"step": i + 1, "tensor": "loss",
+                    "gap": float(lockstep_gap([loss], [ref["losses"][i]])[0])}
+        theirs = ref["probes"][i]
+        gaps = {k: abs(v - theirs[k]) / max(1.0, abs(theirs[k])) for k, v in probes.items()}
+        worst = max(gaps, key=gaps.get) if gaps else None
+        if worst is not None and not gaps[worst] <= LOCKSTEP_ATOL64:
+            return {"step": i + 1, "tensor": worst, "gap": float(gaps[worst])}
+    return None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_sgd_arguments(p, "float64", "float64 shows lockstep to 1e-9; float32 shows the real drift")
     p.add_argument("--frameworks", type=parse_frameworks, default="all", metavar="LIST",
@@ -71,7 +112,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     length.add_argument("--epochs", type=positive_int, default=None,
                         help="passes over the train set [default: 5, unless --steps]")
     length.add_argument("--steps", type=positive_int, default=None,
-                        help="SGD steps instead of epochs (they may span epochs)")
+                        help="optimizer steps instead of epochs (they may span epochs)")
     p.add_argument("--out", default="compare-out", help="folder for curves.png/.csv, summary.json")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -88,6 +129,15 @@ def schedule(n: int, batch_size: int, seed: int, epochs: int | None, steps: int 
     return out if steps is None else out[:steps]
 
 
+def recipe(args, optimizer: dict, clip: dict | None, plan) -> argparse.Namespace:
+    """What every framework trains with: optimizer, clip, schedule, and each step's lr."""
+    unit_of = [i if args.schedule_unit == "step" else epoch for i, (epoch, _) in enumerate(plan)]
+    total = len(plan) if args.schedule_unit == "step" else plan[-1][0] + 1
+    sched = schedule_from_args(args, total)
+    return argparse.Namespace(optimizer=optimizer, clip=clip, schedule=sched,
+                              lrs=sched.lrs(optimizer["lr"], unit_of))
+
+
 def _accuracy(runner, x, y, chunk=1000) -> float:
     hits = sum(int((runner.predict(x[i:i + chunk]).argmax(1) == y[i:i + chunk]).sum())
                for i in range(0, len(x), chunk))
@@ -101,7 +151,8 @@ def train_one(name, spec, params0, data, plan, args, starting=None, ref=None):
     parallel, in-process frameworks when their turn comes), or None for get_runner(name).
     A forward-only runtime runs numpy's trained state (`ref`, numpy's record) for predictions.
     """
-    rec = {"framework": name, "status": "ok", "losses": [], "accuracies": []}
+    rec = {"framework": name, "status": "ok", "losses": [], "accuracies": [], "probes": []}
+    recipe = args.recipe
     try:
         runner = starting.result(name) if starting is not None else get_runner(name)
     except FrameworkUnavailable as e:
@@ -113,7 +164,11 @@ def train_one(name, spec, params0, data, plan, args, starting=None, ref=None):
                       loss={"label_smoothing": args.label_smoothing})
         if not runner.supports_gradients:
             return predict_record(runner, rec, spec, ref, data, args.dtype)
-        runner.train_setup(args.lr, args.momentum)
+        try:
+            runner.train_setup(optimizer=recipe.optimizer, clip=recipe.clip,
+                               schedule=recipe.schedule.to_dict())
+        except NotExpressible as e:
+            return {**rec, "status": "not expressible", "reason": str(e)}
         rec["versions"] = runner.versions()
         geo = geometry(spec, data.input_shape)
         start = time.perf_counter()
@@ -123,9 +178,10 @@ def train_one(name, spec, params0, data, plan, args, starting=None, ref=None):
                 acc = float((runner.predict(xb).argmax(1) == yb).mean())  # before the update
                 # dropout: every framework drops what skylark's own training would at step i
                 masks = dropout_masks(spec, data.input_shape, len(idx), args.seed, i, geo)
-                loss = runner.train_step(xb, yb, masks=masks)
+                loss = runner.train_step(xb, yb, masks=masks, lr=recipe.lrs[i])
                 if not np.isfinite(loss):
                     raise FloatingPointError(f"loss became non-finite at step {i + 1}")
+                rec["probes"].append(weight_probe(runner.get_params()))
                 rec["losses"].append(loss)
                 rec["accuracies"].append(acc)
                 pbar.update(1)
@@ -144,9 +200,12 @@ def train_one(name, spec, params0, data, plan, args, starting=None, ref=None):
 def summarize(records, args, data) -> dict:
     ref = records[0]
     ref_loss = np.array(ref["losses"])
+    recipe = args.recipe
     out = {"model": args.model, "label_smoothing": args.label_smoothing,
            "dataset": data.name, "dtype": args.dtype, "batch_size": args.batch_size,
-           "lr": args.lr, "momentum": args.momentum, "seed": args.seed,
+           "lr": recipe.optimizer["lr"], "momentum": recipe.optimizer.get("momentum", 0.0),
+           "optimizer": recipe.optimizer, "schedule": recipe.schedule.to_dict(),
+           "clip": recipe.clip, "seed": args.seed,
            "steps": len(ref_loss), "frameworks": {}}
     for r in records:
         s = {"status": r["status"]}
@@ -166,7 +225,8 @@ def summarize(records, args, data) -> dict:
                      final_max_weight_diff=wdiff,
                      final_loss=r["losses"][-1], versions=r["versions"])
             if args.dtype == "float64" and r is not ref:
-                s["lockstep"] = lockstep(r["losses"], ref_loss)
+                s["first_divergence"] = first_divergence(r, ref)
+                s["lockstep"] = s["first_divergence"] is None
         out["frameworks"][r["framework"]] = s
     return out
 
@@ -202,8 +262,11 @@ def plot(records, summary):
                                       gridspec_kw={"height_ratios": [3, 2]})
     _plot_curves(top, bottom, ok, floor)
     missing = [r["framework"] for r in records if r["status"] != "ok"]
-    title = (f"{summary['model']} on {summary['dataset']} ({summary['dtype']}): batch "
-             f"{summary['batch_size']}, lr {summary['lr']}, momentum {summary['momentum']}")
+    sched = summary["schedule"]["name"]
+    title = (f"{summary['model']} on {summary['dataset']} ({summary['dtype']}), batch "
+             f"{summary['batch_size']}: {describe_optimizer(summary['optimizer'])}"
+             + (f", {sched} schedule" if sched != "constant" else "")
+             + (", clipped" if summary["clip"] else ""))
     if missing:
         title += f"\nnot run: {', '.join(missing)}"
     top.set_title(title)
@@ -242,7 +305,7 @@ def _style_gap_axis(bottom, dtype: str, floor: float, alone: bool) -> None:
         bottom.axhline(LOCKSTEP_ATOL64, color="red", lw=1, ls="--", label="lockstep bar 1e-9")
     bottom.set_ylabel(f"|loss − numpy loss| / max(1, |numpy loss|)\n(dots: per step, exact 0 "
                       f"at {floor:g};\nlines: running max)")
-    bottom.set_xlabel("SGD step")
+    bottom.set_xlabel("optimizer step")
     if bottom.get_legend_handles_labels()[0]:
         bottom.legend(loc="lower right", fontsize=8, ncol=4, framealpha=0.9)
     bottom.grid(alpha=0.3, which="both")
@@ -273,11 +336,15 @@ def write_results(out: Path, records, summary) -> None:
 def print_table(summary, file=None) -> None:
     file = file or sys.stdout  # looked up per call: a default bound at import misses redirection
     print(f"\n{summary['steps']} steps on {summary['dataset']} ({summary['dtype']}), "
-          f"batch {summary['batch_size']}, lr {summary['lr']}", file=file)
+          f"batch {summary['batch_size']}, {describe_optimizer(summary['optimizer'])}, "
+          f"schedule {summary['schedule']['name']}, clip {summary['clip']}", file=file)
     head = f"{'framework':<17} {'status':<8} {'test acc':>8} {'seconds':>8} " \
            f"{'max|Δloss|':>11} {'max|Δw|':>10}  lockstep"
     print(head + "\n" + "-" * len(head), file=file)
     for name, s in summary["frameworks"].items():
+        if s["status"] == "not expressible":
+            print(f"{name:<17} {'N/A':<8} not expressible: {s['reason']}", file=file)
+            continue
         if s["status"] != "ok":
             print(f"{name:<17} {s['status'].upper():<8} {s['reason']}", file=file)
             continue
@@ -289,6 +356,9 @@ def print_table(summary, file=None) -> None:
             print(acc + table_tail(s), file=file)
             continue
         lock = {True: "ok", False: "FAIL"}.get(s.get("lockstep"), "n/a (float32: drift shown)")
+        if s.get("first_divergence"):
+            d = s["first_divergence"]
+            lock += f" from step {d['step']}: {d['tensor']} (gap {d['gap']:.1e})"
         print(acc + f"{s['max_loss_diff']:>11.2e} {s['final_max_weight_diff']:>10.2e}  {lock}",
               file=file)
 
@@ -321,13 +391,16 @@ def run(args: argparse.Namespace) -> int:
         names = ["numpy", *parse_frameworks(args.frameworks)]
         check_output_folder(args.out, "--out")  # before any training, not after it
         data = check_dataset(load_dataset(args.dataset, dtype=args.dtype))
-        check_hyperparameters(args.dtype, lr=args.lr, momentum=args.momentum)
+        optimizer, clip = optimizer_from_args(args)
+        check_hyperparameters(args.dtype, lr=optimizer["lr"],
+                              momentum=optimizer.get("momentum", 0.0))
+        epochs = args.epochs if args.epochs or args.steps else 5
+        plan = schedule(len(data.x_train), args.batch_size, args.seed, epochs, args.steps)
+        args.recipe = recipe(args, optimizer, clip, plan)
     except (ValueError, argparse.ArgumentTypeError, OSError, ImportError) as e:
         print(f"skylark compare: error: {e}", file=sys.stderr)
         return 2
     print(f"threads: {pin_threads(args.threads)}", file=sys.stderr)
-    epochs = args.epochs if args.epochs or args.steps else 5
-    plan = schedule(len(data.x_train), args.batch_size, args.seed, epochs, args.steps)
     try:
         model = build_model(args.model, data.input_shape, num_classes=data.num_classes,
                             seed=args.seed, dtype=args.dtype)
@@ -355,4 +428,8 @@ def run(args: argparse.Namespace) -> int:
     missing = [n for n, s in summary["frameworks"].items() if s["status"] == "missing"]
     if missing:
         print(f"MISSING (not installed, not run): {', '.join(missing)}", file=sys.stderr)
+    unable = [n for n, s in summary["frameworks"].items() if s["status"] == "not expressible"]
+    if unable:
+        print(f"NOT EXPRESSIBLE (this optimizer cannot be configured to torch's step, not run): "
+              f"{', '.join(unable)}", file=sys.stderr)
     return 1 if failed else 0

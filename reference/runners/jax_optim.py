@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -93,6 +94,13 @@ class OptaxStep:
         self._clip, self.t = clip, 0
         self._opt = optax.inject_hyperparams(make)(**self._hyper(1, config["lr"]))
         self.state = self._opt.init(params)
+        # one compiled step: the injected hyperparameters are arrays in the state, so a new lr
+        # or eps needs no recompilation
+        self._step = jax.jit(self._apply)
+
+    def _apply(self, params, grads, state):
+        updates, state = self._opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
 
     def update(self, params: dict, grads: dict, lr: float) -> dict:
         self.t += 1
@@ -100,8 +108,8 @@ class OptaxStep:
         dtype = next(iter(params.values())).dtype
         for k, v in self._hyper(self.t, lr).items():
             self.state.hyperparams[k] = jnp.asarray(v, dtype)
-        updates, self.state = self._opt.update(grads, self.state, params)
-        return optax.apply_updates(params, updates)
+        params, self.state = self._step(params, grads, self.state)
+        return params
 
     def _clipped(self, grads: dict) -> dict:
         """torch's clip_grad_norm_ in jax ops (optax's clip_by_global_norm has no +1e-6)."""
