@@ -93,12 +93,25 @@ def test_signatures_name_the_kind_not_the_node():
 
 def test_known_deviations_are_matched_by_framework_and_rendered(monkeypatch):
     row = known.Deviation("demo", ("tf",), "tf 2.x", "a cause", "skylark check ...",
-                          lambda plan, layers, sig: "conv2d" in sig)
-    monkeypatch.setattr(known, "KNOWN", (row,))
-    assert known.match({}, [], "tf FAIL forward: conv2d output") == "demo"
-    assert known.match({}, [], "torch FAIL forward: conv2d output") is None
-    assert known.match({}, [], "tf FAIL forward: dense output") is None
+                          lambda plan, layers, f: "conv2d" in f["signature"])
+    monkeypatch.setattr(known, "KNOWN", (*known.KNOWN, row))
+
+    def failure(sig):
+        return {"framework": sig.split()[0], "signature": sig, "detail": ""}
+
+    assert known.match({}, [], failure("tf FAIL forward: conv2d output")) == "demo"
+    assert known.match({}, [], failure("torch FAIL forward: conv2d output")) is None
+    assert known.match({}, [], failure("tf FAIL forward: dense output")) is None
     assert "| demo | tf | tf 2.x | a cause |" in known.table()
+
+
+def test_every_known_deviation_has_its_repro_file():
+    for d in known.KNOWN:
+        path = d.repro.split("--model ")[1].split()[0]
+        with open(path) as fh:
+            layers = json.load(fh)["layers"]
+        assert d.matches({}, layers, {"framework": d.frameworks[0], "signature": "",
+                                      "detail": "grad_weight must be contiguous"}), d.id
 
 
 def test_the_repro_is_a_check_command_and_a_model_file(tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from skylark.cli import HelpFormatter, positive_int, seed_int
@@ -107,6 +108,10 @@ def _replay(args, frameworks) -> int:
     return 1 if verdict["status"] == "fail" else 0
 
 
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def _log(msg: str) -> None:
     sys.stderr.write(msg + "\n")
     sys.stderr.flush()
@@ -133,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.replay:
         return _replay(args, frameworks)
     seconds = args.seconds or (None if args.cases else 60.0)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` closes the workers as Ctrl-C does
     try:
         backend = _backend(args)
     except (ValueError, OSError) as e:

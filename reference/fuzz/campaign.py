@@ -12,6 +12,8 @@ machine; reference.fuzz.cluster.DaskBackend: a cluster) only submits and collect
 from __future__ import annotations
 
 import multiprocessing
+import signal
+import sys
 import time
 from collections import Counter
 
@@ -26,7 +28,7 @@ class LocalBackend:
 
     def __init__(self, workers: int) -> None:
         self.slots = workers
-        self.pool = multiprocessing.get_context("spawn").Pool(workers)
+        self.pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_exit_on_term)
 
     def submit(self, fn, *args):
         return self.pool.apply_async(fn, args)
@@ -42,6 +44,12 @@ class LocalBackend:
     def close(self) -> None:
         self.pool.terminate()
         self.pool.join()
+
+
+def _exit_on_term() -> None:
+    """In a worker: SIGTERM (Pool.terminate) exits through atexit, which closes the Keras
+    worker subprocesses this worker started instead of orphaning them."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
 
 def _progress(counts: Counter, n: int, t0: float, seconds, log) -> None:

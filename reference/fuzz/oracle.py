@@ -97,7 +97,7 @@ class Oracle:
             verdict["fd"] = True
             failures += _fd(plan, model, layers, index)
         for f in failures:
-            kid = known.match(plan, layers, f["signature"])
+            kid = known.match(plan, layers, f)
             (verdict["known"] if kid else verdict["failures"]).append({**f, "known": kid})
         verdict["status"] = ("fail" if verdict["failures"] else
                              "known" if verdict["known"] else "pass")
@@ -105,6 +105,13 @@ class Oracle:
         return verdict
 
     def _compare(self, plan, model, layers, names) -> list[dict]:
+        try:
+            return self._check(plan, model, layers, names)
+        except Exception as e:  # numpy's reference or the budgets crashed: a finding too
+            return [{"framework": "numpy", "signature": f"numpy ERROR: {type(e).__name__}",
+                     "detail": f"{type(e).__name__}: {e}"}]
+
+    def _check(self, plan, model, layers, names) -> list[dict]:
         report = run_check(
             names, dtype=plan["dtype"], input_kind=plan["input"], batch=plan["batch"],
             seed=plan["seed"], model=model, input_shape=tuple(plan["input_shape"]),
@@ -115,8 +122,9 @@ class Oracle:
         for f, r in report["frameworks"].items():
             if r["status"] == "ok":
                 continue
-            if r["status"] == "ERROR":
-                self._restart(f)
+            if r["status"] == "ERROR" and r["reason"].startswith(("WorkerError",
+                                                                  "WorkerTimeout")):
+                self._restart(f)  # its worker died or hung; an error it raised keeps it
             out.append({"framework": f, "signature": signature(f, r, layers),
                         "detail": _detail(r)})
         return out

@@ -176,11 +176,12 @@ def _pair(v) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def out_shape(layers: list[dict], input_shape) -> tuple[int, ...]:
-    """The per-sample shape skylark's eval-mode forward gives (Invalid when it cannot)."""
+def out_shape(layers: list[dict], input_shape, batch: int = 1,
+              training: bool = False) -> tuple[int, ...]:
+    """The per-sample shape skylark's forward gives (Invalid when it cannot)."""
     try:
         net = from_config(layers)
-        y = net.eval().forward(np.zeros((1, *input_shape), np.float32))
+        y = net.train(training).forward(np.zeros((batch, *input_shape), np.float32))
     except (ValueError, TypeError, IndexError, ZeroDivisionError) as e:
         raise Invalid(str(e)) from None
     return tuple(int(d) for d in y.shape[1:])
@@ -202,6 +203,8 @@ def build_layers(plan: dict) -> list[dict]:
     final = out_shape(layers, input_shape)
     if final != (NUM_CLASSES,):
         raise Invalid(f"the model must end in {NUM_CLASSES} logits. Received: {final}")
+    if plan.get("mode") == "train":  # BatchNorm needs two values per channel in training
+        out_shape(layers, input_shape, batch=plan["batch"], training=True)
     return _drop_default_inputs(layers)
 
 

@@ -17,7 +17,7 @@ from .plan import build_layers
 
 
 def command(path: str, plan: dict, framework: str) -> str:
-    if framework in ("numpy-fd", "numpy-config"):
+    if framework.startswith("numpy"):
         return f"skylark fuzz --replay {path}"
     c, h, w = plan["input_shape"]
     return (f"skylark check --model {path} --frameworks {framework} --dtype {plan['dtype']} "

@@ -52,7 +52,9 @@ def shrink_case(frameworks, fd: bool, plan: dict, index: int, failure: dict,
     on that framework alone (finite differences: on numpy alone)."""
     o = oracle(frameworks, fd)
     target = failure["signature"]
-    names = [] if failure["framework"].startswith("numpy-") else [failure["framework"]]
+    fw = failure["framework"]
+    # numpy-fd, numpy-config: numpy alone; numpy (its reference crashed): inside a check
+    names = [] if fw.startswith("numpy-") else o.frameworks[:1] if fw == "numpy" else [fw]
     last = {"failure": failure}
 
     def still_fails(candidate) -> bool:
