@@ -73,16 +73,17 @@ _PROBES: dict[tuple[str, int], np.ndarray] = {}
 
 
 def weight_probe(state: dict[str, np.ndarray]) -> dict[str, float]:
-    """name -> r . w for each tensor w of the state, r a fixed random unit vector of w's size
-    (seeded by the name): one number per tensor per step that moves with any change of w (a
-    sum would miss a permutation, a norm a sign), cheap enough to take after every step."""
+    """name -> r . w for each tensor w of the state, r a fixed standard-normal vector of w's
+    size (seeded by the name): one number per tensor per step that moves with any change d of
+    w, by about |d| (a sum would miss a permutation, a norm a sign), and whose rounding is
+    ~1e-16 |w| sqrt(size): cheap enough to take after every step."""
     out = {}
     for k, w in state.items():
         w = np.asarray(w, np.float64).reshape(-1)
         r = _PROBES.get((k, w.size))
         if r is None:
-            r = np.random.default_rng(list(k.encode())).standard_normal(w.size)
-            r = _PROBES[(k, w.size)] = r / max(np.linalg.norm(r), 1e-300)
+            r = _PROBES[(k, w.size)] = np.random.default_rng(list(k.encode())).standard_normal(
+                w.size)
         out[k] = float(r @ w)
     return out
 

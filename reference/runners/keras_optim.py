@@ -28,7 +28,6 @@ from keras import ops
 from ..optim_rules import clip_coef, dampening_scale, uncorrected_eps, velocity_rescale
 
 KERAS_DEFAULT_EPS = 1e-7  # keras.optimizers.Adam's (torch's: 1e-8)
-f64 = np.float64
 
 
 class KerasStep:
@@ -36,6 +35,9 @@ class KerasStep:
 
     def __init__(self, config: dict, variables: list, clip: dict | None, plant: str | None):
         self.config, self.clip, self.plant = config, clip, plant
+        # every hyperparameter as a numpy float64 (module docstring); the plant (tests only)
+        # passes Python floats, as a user would
+        self._f = float if plant == "keras_float32_hyperparameters" else np.float64
         self.t, self.lr, self.previous_lr = 0, config["lr"], None
         self.opt = self._make(config, clip, plant)
         self.opt.build(variables)
@@ -47,15 +49,16 @@ class KerasStep:
         elif clip is not None and plant == "keras_global_clipnorm":  # planted bug, tests only
             clipping = {"global_clipnorm": clip["max_norm"]}
         self._manual_clip = clip is not None and not clipping
-        lr = lambda: f64(self.lr)  # noqa: E731  (float64 each step: see the module docstring)
+        lr = lambda: self._f(self.lr)  # noqa: E731  (float64 each step: module docstring)
+        f = self._f
         if c["name"] == "sgd":
-            return keras.optimizers.SGD(learning_rate=lr, momentum=f64(c["momentum"]),
+            return keras.optimizers.SGD(learning_rate=lr, momentum=f(c["momentum"]),
                                         nesterov=c["nesterov"], **clipping)
-        b1, b2 = (f64(b) for b in c["betas"])
+        b1, b2 = (f(b) for b in c["betas"])
         if c["name"] == "adamw":
-            return keras.optimizers.AdamW(learning_rate=lr, weight_decay=f64(c["weight_decay"]),
+            return keras.optimizers.AdamW(learning_rate=lr, weight_decay=f(c["weight_decay"]),
                                           beta_1=b1, beta_2=b2, amsgrad=c["amsgrad"], **clipping)
-        decay = f64(c["weight_decay"]) if plant == "keras_adam_decoupled_decay" else None
+        decay = f(c["weight_decay"]) if plant == "keras_adam_decoupled_decay" else None
         return keras.optimizers.Adam(learning_rate=lr, beta_1=b1, beta_2=b2,
                                      amsgrad=c["amsgrad"], weight_decay=decay, **clipping)
 
@@ -66,18 +69,18 @@ class KerasStep:
         grads = self._clipped(grads) if self._manual_clip else list(grads)
         l2 = c["weight_decay"] if c["name"] in ("sgd", "adam") else 0.0
         if l2 and self.plant != "keras_adam_decoupled_decay":
-            grads = [ops.add(g, ops.multiply(ops.cast(f64(l2), v.dtype), v.value))
+            grads = [ops.add(g, ops.multiply(ops.cast(self._f(l2), v.dtype), v.value))
                      for g, v in zip(grads, variables, strict=True)]
         if c["name"] == "sgd":
             self._sgd_adapt(variables, grads)
             damp = dampening_scale(c["dampening"], self.t)
             if damp != 1.0:
-                grads = [ops.multiply(g, ops.cast(f64(damp), g.dtype)) for g in grads]
+                grads = [ops.multiply(g, ops.cast(self._f(damp), g.dtype)) for g in grads]
         else:
             eps = KERAS_DEFAULT_EPS if self.plant == "keras_adam_default_eps" else c["eps"]
             if self.plant != "keras_adam_eps_uncorrected":  # planted bug, tests only
                 eps = uncorrected_eps(eps, c["betas"][1], self.t)
-            self.opt.epsilon = f64(eps)
+            self.opt.epsilon = self._f(eps)
         self.opt.apply(grads, variables)
 
     def _sgd_adapt(self, variables, grads) -> None:
@@ -87,7 +90,7 @@ class KerasStep:
                 or self.plant == "keras_sgd_velocity_holds_lr":
             return
         for m in self.opt.momentums:
-            m.assign(ops.multiply(m.value, ops.cast(f64(scale), m.dtype)))
+            m.assign(ops.multiply(m.value, ops.cast(self._f(scale), m.dtype)))
 
     def _clipped(self, grads) -> list:
         norms = [math.sqrt(float(ops.sum(ops.square(g)))) for g in grads]
@@ -96,5 +99,5 @@ class KerasStep:
         else:
             total = math.sqrt(sum(n * n for n in norms))
             coefs = [clip_coef(total, self.clip["max_norm"])] * len(grads)
-        return [ops.multiply(g, ops.cast(f64(k), g.dtype)) if k < 1 else g
+        return [ops.multiply(g, ops.cast(self._f(k), g.dtype)) if k < 1 else g
                 for g, k in zip(grads, coefs, strict=True)]

@@ -94,6 +94,9 @@ PLANTS = {
     "jax_warmup_from_zero": ("jax",),
     # AdamW's decay without the learning rate: p <- p * (1 - weight_decay)
     "tf_adamw_decay_without_lr": ("tf",),
+    # Keras' hyperparameters as Python floats: on the TensorFlow backend ops.cast(0.9, float64)
+    # rounds through float32, so a float64 run trains with float32-rounded lr, betas, momentum
+    "keras_float32_hyperparameters": ("keras", "keras-tensorflow"),
     # a per-epoch schedule stepped every iteration (torch's scheduler.step() in the batch loop)
     "torch_schedule_per_iteration": ("torch",),
     # Keras LeakyReLU's default slope (0.3) instead of the model's (torch: 0.01)
