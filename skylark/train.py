@@ -99,7 +99,7 @@ def fit(
 
     `optimizer`: a name (sgd, adam, adamw, rmsprop; then `lr` and `momentum` apply, torch's
     defaults for the rest) or skylark.optim.optimizer_config's dict. `schedule`: a
-    skylark.optim.Schedule whose total is this run's units (epochs, or epochs * steps per
+    skylark.optim.Schedule spanning at least this run's units (epochs, or epochs * steps per
     epoch); None keeps lr constant. `clip`: skylark.optim.clip_config's dict or None.
     The batch order of epoch e is `batches(n, batch_size, seed, e)` and dropout's masks at
     global step t come from the generator (seed, t, layer index), so a resumed run sees the
@@ -155,13 +155,15 @@ def _optimizer(optimizer, lr, momentum) -> dict:
 
 
 def _check_schedule(schedule: Schedule | None, epochs: int, per_epoch: int) -> Schedule:
-    """The schedule (constant when None), checked to span this run's units."""
+    """The schedule (constant when None), checked to cover this run's units. It may span more
+    (these epochs are the first part of a longer run, resumed later), never fewer: past its
+    end a cosine would climb again."""
     if schedule is None:
         return Schedule()
     total = epochs if schedule.unit == "epoch" else epochs * per_epoch
-    if not schedule.factor_free() and schedule.total != total:
-        raise ValueError(f"the schedule spans {schedule.total} {schedule.unit}s; this run has "
-                         f"{total} ({epochs} epochs). Received: total={schedule.total}")
+    if not schedule.factor_free() and schedule.total < total:
+        raise ValueError(f"the schedule spans {schedule.total} {schedule.unit}s, fewer than this "
+                         f"run's {total} ({epochs} epochs). Received: total={schedule.total}")
     return schedule
 
 
