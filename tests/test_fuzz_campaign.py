@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import skylark as sk
-from reference import harness
 from reference.fuzz import campaign, tasks
 from reference.fuzz.fd import fd_failures
 from reference.fuzz.generate import generate
+from reference.fuzz.oracle import Oracle
 from reference.fuzz.plan import build_layers
 from skylark.layers import activation
 from skylark.models import from_config
@@ -81,12 +81,9 @@ def test_a_planted_bug_is_found_and_shrunk_to_a_small_repro(torch_oracle, tmp_pa
     assert any(e["kind"] in ("relu",) for e in build_layers(small["plan"]))
 
 
-def _case(plan):
+def _fd(plan):
     model = from_config(build_layers(plan), dtype="float64", seed=plan["seed"])
-    return harness.Case.from_model(model, "random", plan["batch"], plan["seed"], "float64",
-                                   tuple(plan["input_shape"]), training=plan["mode"] == "train",
-                                   loss={"label_smoothing": plan["label_smoothing"],
-                                         "reduction": plan["reduction"]})
+    return dict(fd_failures(model, plan, np.random.default_rng(0)))
 
 
 def test_finite_differences_pass_a_correct_case_and_catch_a_wrong_gradient(monkeypatch):
@@ -94,12 +91,26 @@ def test_finite_differences_pass_a_correct_case_and_catch_a_wrong_gradient(monke
             "input_shape": [2, 5, 4], "batch": 2,
             "blocks": [{"op": "conv", "out": 3, "kernel": 2, "act": {"kind": "tanh"}}],
             "head": {"pool": "flatten", "hidden": []}}
-    rng = np.random.default_rng(0)
-    assert fd_failures(_case(plan), rng) == []
+    assert _fd(plan) == {}
     real = sk.Tanh.backward
     monkeypatch.setattr(sk.Tanh, "backward", lambda self, dy: 1.01 * real(self, dy))
-    bad = dict(fd_failures(_case(plan), np.random.default_rng(0)))
+    bad = _fd(plan)
     assert "loss/d.input" in bad and "loss/d.b0.conv.weight" in bad
+
+
+def test_numpy_oracles_run_on_what_the_references_cannot_mirror(monkeypatch):
+    """A softmax layer has no reference builder: the case is inexpressible, yet the finite
+    differences still run on it and catch a softmax backward summed over the batch."""
+    plan = {**generate(0, 0), "dtype": "float64", "input": "random", "mode": "eval",
+            "input_shape": [1, 3, 3], "batch": 3, "blocks": [],
+            "head": {"pool": "flatten", "hidden": [4], "act": {"kind": "softmax"}}}
+    oracle = Oracle([], fd=True)
+    assert oracle.run(plan, index=0)["status"] == "inexpressible"
+    monkeypatch.setattr(sk.Softmax, "backward", lambda self, dy: self._y * (
+        dy - (dy * self._y).sum(axis=0, keepdims=True)))
+    verdict = oracle.run(plan, index=0)
+    assert verdict["status"] == "fail" and verdict["fd"]
+    assert verdict["failures"][0]["framework"] == "numpy-fd"
 
 
 def test_batchnorm_on_a_constant_channel_is_within_the_float32_budget(torch_oracle):
