@@ -74,6 +74,10 @@ def probe(framework: str, budget: int, seed: int) -> dict:
         v = tasks.run_case((framework,), True, seed, i)
         if v["status"] == "fail":
             f = v["failures"][0]
+            if v["plan"] is None:  # skylark crashed generating the case: nothing to shrink
+                return {"found": i + 1, "signature": f["signature"], "tries": 0,
+                        "layers": "-", "blocks": "-", "from_layers": "-",
+                        "seconds": time.perf_counter() - t0}
             small = tasks.shrink_case((framework,), True, v["plan"], i, f, 150)
             return {"found": i + 1, "signature": f["signature"], "tries": small["tries"],
                     "layers": len(build_layers(small["plan"])),

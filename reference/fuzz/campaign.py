@@ -102,7 +102,7 @@ def shrink_all(backend, frameworks, firsts, seed: int, out: str, fd=True, log=pr
     """Phase 2: signature -> {"index", "cases", "tries", "layers", "path", "command", ...}."""
     futures = {sig: backend.submit(tasks.shrink_case, tuple(frameworks), fd, v["plan"],
                                    v["index"], f, SHRINK_TRIES)
-               for sig, (v, f) in firsts.items()}
+               for sig, (v, f) in firsts.items() if v["plan"] is not None}
     found = {}
     for sig, fut in futures.items():
         v, f = firsts[sig]

@@ -88,7 +88,7 @@ class Oracle:
         except Invalid as e:
             return {**verdict, "status": "invalid", "reason": str(e)}
         model = from_config(layers, dtype=plan["dtype"], seed=plan["seed"])
-        failures = _round_trip(plan, model)
+        failures = _round_trip(plan, layers, model)
         if self.fd and _fd_sampled(plan, index):
             verdict["fd"] = True
             failures += _fd(plan, layers, index)
@@ -133,19 +133,43 @@ class Oracle:
         return out
 
 
-def _round_trip(plan: dict, model) -> list[dict]:
-    """[] when from_config(to_config(model)) with model's state gives model's eval logits."""
+def _same(a, b) -> bool:
+    """Config values equal up to spelling: 3 and [3, 3], tuples and lists."""
+    a = list(a) if isinstance(a, (list, tuple)) else a
+    b = list(b) if isinstance(b, (list, tuple)) else b
+    if isinstance(a, int) and not isinstance(a, bool) and isinstance(b, list):
+        a = [a, a]
+    if isinstance(b, int) and not isinstance(b, bool) and isinstance(a, list):
+        b = [b, b]
+    return a == b
+
+
+def _unfaithful(layers: list[dict], model) -> str:
+    """The first argument the built model does not report back as given ("" if none)."""
+    for given, got in zip(layers, to_config(model), strict=True):
+        for k, v in given.items():
+            if k not in ("name", "inputs") and (k not in got or not _same(v, got[k])):
+                return (f"node {given['name']}: {k}={v!r} came back from to_config as "
+                        f"{got.get(k, 'nothing')!r}")
+    return ""
+
+
+def _round_trip(plan: dict, layers: list[dict], model) -> list[dict]:
+    """[] when the model reports the config it was built from (to_config) and the model
+    rebuilt from that, given model's state, gives model's eval logits."""
     x = np.random.default_rng(plan["seed"]).uniform(-0.5, 0.5, (2, *plan["input_shape"]))
     x = x.astype(plan["dtype"])
+    detail = _unfaithful(layers, model)
     try:
         again = from_config(to_config(model), dtype=plan["dtype"], seed=plan["seed"])
         again.load_state(model.state())
         want, got = model.eval().forward(x), again.eval().forward(x)
-        detail = "" if np.array_equal(want, got) else (
-            f"logits {got.shape} differ from the original's {want.shape}" if got.shape !=
-            want.shape else f"logits differ by {np.abs(got - want).max():.2e}")
+        if not detail and got.shape != want.shape:
+            detail = f"logits {got.shape} differ from the original's {want.shape}"
+        elif not detail and not np.array_equal(want, got):
+            detail = f"logits differ by {np.abs(got - want).max():.2e}"
     except (ValueError, TypeError, KeyError) as e:
-        detail = f"{type(e).__name__}: {e}"
+        detail = detail or f"{type(e).__name__}: {e}"
     finally:
         model.train()
     if not detail:

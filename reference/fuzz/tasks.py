@@ -38,9 +38,16 @@ def unavailable(frameworks, fd: bool = True) -> dict:
 
 def run_case(frameworks, fd: bool, seed: int, index: int) -> dict:
     """The verdict on case `index` of the campaign `seed`; a failing one carries its plan."""
-    plan = generate(seed, index)
-    with _LOCK:
-        verdict = oracle(frameworks, fd).run(plan, index)
+    plan = None
+    try:
+        plan = generate(seed, index)
+        with _LOCK:
+            verdict = oracle(frameworks, fd).run(plan, index)
+    except Exception as e:  # skylark crashed generating or building the case: a finding
+        verdict = {"index": index, "status": "fail", "known": [], "fd": False,
+                   "frameworks": list(frameworks), "failures": [{
+                       "framework": "numpy", "signature": f"numpy ERROR: {type(e).__name__}",
+                       "detail": f"{type(e).__name__}: {e}"}]}
     if verdict["status"] != "pass":
         verdict["plan"] = plan
     return verdict
