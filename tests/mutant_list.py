@@ -118,19 +118,21 @@ MUTANTS = [
            (T + "test_losses.py", "-k", "not every_framework"),
            "reduction='sum' gradient still divided by N"),
     Mutant("sgd_lr_in_velocity", "skylark/optim/sgd.py",
-           "v *= self.momentum\n                    v += g\n                g = v\n"
+           "v *= self.momentum\n                    v += self._damped(g)\n                g = g + "
+           "p.dtype.type(self.momentum) * v if self.nesterov else v\n"
            "            p -= p.dtype.type(self.lr) * g",
-           "v *= self.momentum\n                    v += self.lr * g\n                    p -= v\n"
-           "                    continue\n                g = v\n"
+           "v *= self.momentum\n                    v += self.lr * self._damped(g)\n"
+           "                    p -= v\n                    continue\n                g = g + "
+           "p.dtype.type(self.momentum) * v if self.nesterov else v\n"
            "            p -= p.dtype.type(self.lr) * g",
            (T + "test_optim.py", T + "test_flat_grads.py"),
            "velocity stores lr*g (v = m*v + lr*g; p -= v)"),
     Mutant("sgd_flat_lr_in_velocity", "skylark/optim/sgd.py",
-           "                v += g\n            g = v",
+           "                v += self._damped(g)\n            g = g + g.dtype",
            "                v += g.dtype.type(self.lr) * g\n"
            "                for _, p, span in entries:\n"
            "                    p -= v[span].reshape(p.shape)\n"
-           "                return True\n            g = v",
+           "                return True\n            g = g + g.dtype",
            (T + "test_optim.py",), "the fused step's velocity stores lr*g"),
     Mutant("sgd_flat_dampened_first_step", "skylark/optim/sgd.py",
            "v = g.copy()\n                self._adopt",
@@ -254,8 +256,8 @@ MUTANTS = [
            (T + "test_blocks.py",), "a pool block routes with the whole batch's winners"),
     Mutant("sgd_flat_no_momentum", "skylark/optim/sgd.py",
            "            else:\n                v *= self.momentum\n"
-           "                v += g\n            g = v",
-           "            else:\n                v += g\n            g = v",
+           "                v += self._damped(g)\n            g = g + g.dtype",
+           "            else:\n                v += self._damped(g)\n            g = g + g.dtype",
            (T + "test_flat_grads.py",), "the fused SGD step forgets to decay the velocity"),
     Mutant("flat_grads_unchecked", "skylark/graph.py",
            "if flat is None or not flat.current(self.layers) or not flat.intact():",
@@ -285,6 +287,41 @@ MUTANTS = [
            "    if not np.isfinite(cast).all():", "    if False:",
            (T + "test_reliability.py", T + "test_model.py"),
            "load_params turns a float64 1e300 into inf in float32 without a word"),
+    # --- optimizers, clipping, schedules (skylark/optim) ---------------------------------------
+    Mutant("adam_eps_on_uncorrected_root", "skylark/optim/adam.py",
+           "        denom /= dt(math.sqrt(1 - b2**t))\n        denom += dt(self.eps)",
+           "        denom += dt(self.eps)\n        denom /= dt(math.sqrt(1 - b2**t))",
+           (T + "test_optimizers.py",), "Adam's eps added before the bias correction (Keras')"),
+    Mutant("adamw_decay_without_lr", "skylark/optim/adam.py",
+           "keep = dt(1 - self.lr * self.weight_decay)", "keep = dt(1 - self.weight_decay)",
+           (T + "test_optimizers.py",), "AdamW's decoupled decay not multiplied by lr"),
+    Mutant("adamw_decay_as_l2", "skylark/optim/adam.py",
+           "        if self.decoupled:\n            self._decay(entries, dt)",
+           "        if False:\n            self._decay(entries, dt)",
+           (T + "test_optimizers.py",), "AdamW's decay added to the gradient (Adam's L2)"),
+    Mutant("rmsprop_eps_inside_root", "skylark/optim/rmsprop.py",
+           "        r += dt(self.eps)", "        r = np.sqrt(r * r + dt(self.eps))",
+           (T + "test_optimizers.py",), "RMSprop's eps inside the square root (Keras')"),
+    Mutant("sgd_nesterov_ignored", "skylark/optim/sgd.py",
+           "            g = g + g.dtype.type(self.momentum) * v if self.nesterov else v",
+           "            g = v", (T + "test_optimizers.py",), "Nesterov's look-ahead dropped"),
+    Mutant("sgd_dampening_ignored", "skylark/optim/sgd.py",
+           "return g if not self.dampening else g.dtype.type(1 - self.dampening) * g",
+           "return g", (T + "test_optimizers.py",), "SGD's dampening ignored"),
+    Mutant("clip_without_torch_eps", "skylark/optim/clip.py", "TORCH_EPS = 1e-6",
+           "TORCH_EPS = 0.0", (T + "test_optimizers.py", "-k", "clip"),
+           "clip_grad_norm_ without torch's +1e-6 (Keras' and optax's formula)"),
+    Mutant("warmup_from_zero", "skylark/optim/schedule.py",
+           "return base_lr * (t + 1) / self.warmup", "return base_lr * t / self.warmup",
+           (T + "test_optimizers.py", "-k", "schedule"), "the warmup's first step at lr 0"),
+    Mutant("optimizer_step_count_not_loaded", "skylark/optim/base.py",
+           'self.steps = int(state.pop("step", 0))', 'state.pop("step", 0)',
+           (T + "test_optimizers.py", "-k", "round_trip"),
+           "a resumed Adam restarts its bias corrections at step 1"),
+    Mutant("keras_adam_eps_not_adapted", "reference/runners/keras_optim.py",
+           "                eps = uncorrected_eps(eps, c[\"betas\"][1], self.t)",
+           "                pass", (T + "test_optim_traps.py", "-k", "keras_adam_default_eps"),
+           "Keras' Adam run with torch's eps as it is: the control leaves lockstep"),
 ]
 
 # --- graphs -----------------------------------------------------------------------------------
