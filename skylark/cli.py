@@ -20,6 +20,8 @@ COMMANDS_GROUP = "skylark.commands"
 
 EPILOG = """examples:
   skylark compare                       train every framework in lockstep on digits, plot curves
+  skylark compare --optimizer adam --schedule cosine --warmup 10 --clip-norm 1
+                                        the same with Adam, each framework's own optimizer
   skylark check --dtype float64         every tensor of every framework against numpy
   skylark train --dataset fashion-mnist --epochs 3 --save ckpt.npz
 

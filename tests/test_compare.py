@@ -130,3 +130,33 @@ def test_compare_bad_values_exit_2_before_any_work(argv, message, capsys):
         main(["compare", *argv])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_optimizer_a_framework_cannot_express_is_reported_not_run(tmp_path, capsys):
+    """RMSprop on raw TF: not expressible (eps inside the root), said so, not a failure."""
+    code = main(["compare", "--frameworks", "torch,tf", "--steps", "5", "--optimizer", "rmsprop",
+                 "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["frameworks"]["torch"]["lockstep"] is True
+    tf = summary["frameworks"]["tf"]
+    assert tf["status"] == "not expressible" and "eps inside the square root" in tf["reason"]
+    captured = capsys.readouterr()
+    assert "tf                N/A      not expressible" in captured.out
+    assert "NOT EXPRESSIBLE" in captured.err
+
+
+@pytest.mark.slow
+def test_adamw_schedule_clip_on_batchnorm_and_dropout_in_lockstep(tmp_path):
+    """vgg-bn (BatchNorm in training mode, dropout with shared masks) with AdamW, a cosine
+    schedule with warmup and clipping: every in-process framework in lockstep, weights too."""
+    code = main(["compare", "--model", "vgg-bn", "--frameworks", "torch,tf,jax", "--steps", "12",
+                 "--optimizer", "adamw", "--lr", "3e-3", "--schedule", "cosine", "--warmup", "3",
+                 "--clip-norm", "1.0", "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["optimizer"]["name"] == "adamw" and summary["clip"]["max_norm"] == 1.0
+    for name in ("torch", "tf", "jax"):
+        s = summary["frameworks"][name]
+        assert s["lockstep"] is True and s["first_divergence"] is None, (name, s)
+        assert s["final_max_weight_diff"] <= 1e-9, (name, s["final_max_weight_diff"])
