@@ -5,20 +5,16 @@ configuration is reported so (reference.optim_rules), and checked to be exactly 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from conftest import TRAINING_PARAMS
+from lockstep import digits_case, record
 
-from reference.commands.compare import first_divergence, weight_probe
+from reference.commands.compare import first_divergence
 from reference.optim_rules import inexpressible
 from reference.runners.runner import NotExpressible
-from reference.spec import describe
-from skylark.data import load_dataset
-from skylark.models import build_model
 from skylark.optim import Schedule, optimizer_config
 
 STEPS = 50
-BATCH = 16
 PER_EPOCH = 10  # the step schedule per epoch: an "epoch" of 10 steps here
 
 GRID = [  # (optimizer config, clip, schedule)
@@ -47,21 +43,11 @@ def _lrs(config, schedule: Schedule) -> list[float]:
 
 @pytest.fixture(scope="module")
 def case():
-    data = load_dataset("digits", dtype="float64")
-    model = build_model("skylark", data.input_shape, num_classes=10, seed=0, dtype="float64")
-    return data, describe(model), model.state()
+    return digits_case()
 
 
 def _train(runner, case, config, clip, schedule) -> dict:
-    data, spec, state = case
-    runner.setup(spec, state, "float64", data.input_shape)
-    runner.train_setup(optimizer=config, clip=clip, schedule=schedule.to_dict())
-    rec = {"losses": [], "probes": []}
-    for i, lr in enumerate(_lrs(config, schedule)):
-        idx = np.arange(i * BATCH, (i + 1) * BATCH)
-        rec["losses"].append(runner.train_step(data.x_train[idx], data.y_train[idx], lr=lr))
-        rec["probes"].append(weight_probe(runner.get_params()))
-    return rec
+    return record(runner, case, config, clip, schedule, _lrs(config, schedule))
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+from lockstep import digits_case, record
 
-from reference.commands.compare import first_divergence, weight_probe
+from reference.commands.compare import first_divergence
 from reference.runners.registry import get_runner
-from reference.spec import describe
-from skylark.data import load_dataset
-from skylark.models import build_model
 from skylark.optim import Schedule, optimizer_config
 
 STEPS = 4
-BATCH = 16
 
 ADAM_L2 = optimizer_config("adam", 0.01, weight_decay=0.05)
 SGD_MOMENTUM = optimizer_config("sgd", 0.2, momentum=0.9, nesterov=True)
@@ -56,9 +52,7 @@ TRAPS = [
 
 @pytest.fixture(scope="module")
 def case():
-    data = load_dataset("digits", dtype="float64")
-    model = build_model("skylark", data.input_shape, num_classes=10, seed=0, dtype="float64")
-    return data, describe(model), model.state()
+    return digits_case()
 
 
 def _lrs(config, schedule: Schedule | None) -> list[float]:
@@ -95,18 +89,9 @@ def _runner(name, plant):
 
 
 def _train(name, plant, case, config, clip, schedule) -> dict:
-    data, spec, state = case
     runner = _runner(name, plant)
     try:
-        runner.setup(spec, state, "float64", data.input_shape)
-        runner.train_setup(optimizer=config, clip=clip,
-                           schedule=schedule.to_dict() if schedule else None)
-        rec = {"losses": [], "probes": []}
-        for i, lr in enumerate(_lrs(config, schedule)):
-            idx = np.arange(i * BATCH, (i + 1) * BATCH)
-            rec["losses"].append(runner.train_step(data.x_train[idx], data.y_train[idx], lr=lr))
-            rec["probes"].append(weight_probe(runner.get_params()))
-        return rec
+        return record(runner, case, config, clip, schedule, _lrs(config, schedule))
     finally:
         runner.close()
 
