@@ -264,10 +264,11 @@ def plot(records, summary):
     _plot_curves(top, bottom, ok, floor)
     missing = [r["framework"] for r in records if r["status"] != "ok"]
     sched = summary["schedule"]["name"]
+    clip = summary["clip"]
     title = (f"{summary['model']} on {summary['dataset']} ({summary['dtype']}), batch "
-             f"{summary['batch_size']}: {describe_optimizer(summary['optimizer'])}"
+             f"{summary['batch_size']}\n{describe_optimizer(summary['optimizer'], short=True)}"
              + (f", {sched} schedule" if sched != "constant" else "")
-             + (", clipped" if summary["clip"] else ""))
+             + (f", clip norm {clip['max_norm']:g}" if clip else ""))
     if missing:
         title += f"\nnot run: {', '.join(missing)}"
     top.set_title(title)

@@ -64,10 +64,13 @@ def clip_config(max_norm: float | None, per_tensor: bool = False) -> dict | None
     return {"max_norm": check_positive("clip_norm", max_norm), "per_tensor": bool(per_tensor)}
 
 
-def describe(config: dict) -> str:
-    """`adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08, ...)`: one line for tables and plots."""
+def describe(config: dict, short: bool = False) -> str:
+    """`adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08, ...)`: one line for tables and plots;
+    `short`: lr and the options that differ from torch's defaults only."""
+    defaults = OPTIONS[config["name"]]
     opts = ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v}"
-                     for k, v in config.items() if k != "name")
+                     for k, v in config.items() if k != "name" and not (
+                         short and k in defaults and _plain({k: defaults[k]})[k] == v))
     return f"{config['name']}({opts})"
 
 
