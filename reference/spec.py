@@ -73,6 +73,28 @@ def run_graph(spec: list[dict], geo: list[Geometry], x, apply) -> list:
     return outs
 
 
+def loss_invariant(spec: list[dict]) -> list[str]:
+    """The state a training-mode loss does not depend on: the bias of a conv2d or dense node
+    whose output only batchnorm2d nodes read (BatchNorm subtracts the batch mean, which the
+    bias shifts by exactly itself), and those BatchNorms' running means, which average the
+    bias in. The bias's gradient is 0 in exact arithmetic and rounding noise in practice, which
+    Adam and RMSprop divide by ~eps: a step of up to lr * noise / eps, different in every
+    framework, on a weight the loss ignores (section 10 of the design doc)."""
+    names = node_names(spec)
+    readers: dict[str, list[tuple[str, str]]] = {}
+    for n, s, node in zip(names, spec, build(spec).nodes, strict=True):
+        for r in node.inputs:
+            readers.setdefault(r, []).append((n, s["kind"]))
+    out = []
+    for n, s in zip(names, spec, strict=True):
+        bns = [m for m, kind in readers.get(n, []) if kind == "batchnorm2d"]
+        if s["kind"] in ("conv2d", "dense") and s.get("bias", True) and bns \
+                and len(bns) == len(readers[n]):
+            # the running mean averages the bias in, so it carries the same drift
+            out += [f"{n}.bias", *(f"{m}.running_mean" for m in bns)]
+    return out
+
+
 def _kind(s, i: int):
     kind = s.get("kind") if isinstance(s, dict) else None
     if kind not in KINDS:

@@ -160,3 +160,24 @@ def test_adamw_schedule_clip_on_batchnorm_and_dropout_in_lockstep(tmp_path):
         s = summary["frameworks"][name]
         assert s["lockstep"] is True and s["first_divergence"] is None, (name, s)
         assert s["final_max_weight_diff"] <= 1e-9, (name, s["final_max_weight_diff"])
+
+
+def test_loss_invariant_state_is_the_bias_batchnorm_subtracts():
+    """vgg-bn's conv biases feed BatchNorm only: their gradient is 0 in exact arithmetic, so they
+    (and the running means that average them in) are reported outside the weight verdict; no
+    other model has such state, and a bias read by anything else is never left out."""
+    from reference.spec import describe, loss_invariant
+    from skylark.models import build_model
+
+    def invariant(name):
+        return loss_invariant(describe(build_model(name, (1, 28, 28), num_classes=10)))
+
+    assert invariant("vgg-bn") == ["0.bias", "1.running_mean", "3.bias", "4.running_mean"]
+    for name in ("skylark", "lenet5", "resnet", "mobilenet-v2", "densenet", "shufflenet",
+                 "inception", "efficientnet"):
+        assert invariant(name) == [], name
+    spec = [{"kind": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3},
+            {"kind": "batchnorm2d", "num_features": 2, "name": "bn"},
+            {"kind": "add", "inputs": ["0", "bn"], "name": "sum"},  # the bias reaches the loss
+            {"kind": "flatten"}, {"kind": "dense", "in_features": 72, "out_features": 3}]
+    assert loss_invariant(spec) == []

@@ -36,7 +36,7 @@ from ..results import replace_results
 from ..runners.registry import get_runner
 from ..runners.runner import FrameworkUnavailable, NotExpressible
 from ..runners.startup import Startup
-from ..spec import describe, geometry
+from ..spec import describe, geometry, loss_invariant
 from .compare_forward import predict_record, summary_row, table_tail
 
 HELP = "train every framework in lockstep and plot the curves"
@@ -88,20 +88,36 @@ def weight_probe(state: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
-def first_divergence(rec: dict, ref: dict) -> dict | None:
+def first_divergence(rec: dict, ref: dict, skip=()) -> dict | None:
     """The first optimizer step (1-based) where `rec` leaves the float64 lockstep bar of numpy's
     record `ref`, and what showed it first: "loss" (computed before that step's update) or the
-    tensor whose probe moved furthest after that step; None while in lockstep throughout."""
+    tensor whose probe moved furthest after that step; None while in lockstep throughout.
+    `skip`: tensors left out of the verdict (reference.spec.loss_invariant)."""
     for i, (loss, probes) in enumerate(zip(rec["losses"], rec["probes"], strict=True)):
         if lockstep_gap([loss], [ref["losses"][i]])[0] > LOCKSTEP_ATOL64:
             return {"step": i + 1, "tensor": "loss",
                     "gap": float(lockstep_gap([loss], [ref["losses"][i]])[0])}
-        theirs = ref["probes"][i]
-        gaps = {k: abs(v - theirs[k]) / max(1.0, abs(theirs[k])) for k, v in probes.items()}
+        gaps = probe_gaps(probes, ref["probes"][i], skip)
         worst = max(gaps, key=gaps.get) if gaps else None
         if worst is not None and not gaps[worst] <= LOCKSTEP_ATOL64:
             return {"step": i + 1, "tensor": worst, "gap": float(gaps[worst])}
     return None
+
+
+def probe_gaps(probes: dict, ref: dict, skip=()) -> dict[str, float]:
+    """|probe - numpy's probe| / max(1, |numpy's probe|) per tensor, but those in `skip`."""
+    return {k: abs(v - ref[k]) / max(1.0, abs(ref[k])) for k, v in probes.items()
+            if k not in skip}
+
+
+def invariant_gaps(rec: dict, ref: dict, names) -> dict[str, float]:
+    """The largest probe gap over the run of each loss-invariant tensor in `names`."""
+    out = dict.fromkeys(names, 0.0)
+    for probes, theirs in zip(rec["probes"], ref["probes"], strict=True):
+        for k in names:
+            gap = probe_gaps({k: probes[k]}, theirs)[k]
+            out[k] = max(out[k], gap) if np.isfinite(gap) else float("inf")
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -206,7 +222,7 @@ def summarize(records, args, data) -> dict:
            "dataset": data.name, "dtype": args.dtype, "batch_size": args.batch_size,
            "lr": recipe.optimizer["lr"], "momentum": recipe.optimizer.get("momentum", 0.0),
            "optimizer": recipe.optimizer, "schedule": recipe.schedule.to_dict(),
-           "clip": recipe.clip, "seed": args.seed,
+           "clip": recipe.clip, "loss_invariant": list(recipe.invariant), "seed": args.seed,
            "steps": len(ref_loss), "frameworks": {}}
     for r in records:
         s = {"status": r["status"]}
@@ -226,8 +242,10 @@ def summarize(records, args, data) -> dict:
                      final_max_weight_diff=wdiff,
                      final_loss=r["losses"][-1], versions=r["versions"])
             if args.dtype == "float64" and r is not ref:
-                s["first_divergence"] = first_divergence(r, ref)
+                s["first_divergence"] = first_divergence(r, ref, recipe.invariant)
                 s["lockstep"] = s["first_divergence"] is None
+                if recipe.invariant:  # reported, outside the verdict (loss_invariant)
+                    s["loss_invariant_gaps"] = invariant_gaps(r, ref, recipe.invariant)
         out["frameworks"][r["framework"]] = s
     return out
 
@@ -361,7 +379,13 @@ def print_table(summary, file=None) -> None:
         if s.get("first_divergence"):
             d = s["first_divergence"]
             lock += f" from step {d['step']}: {d['tensor']} (gap {d['gap']:.1e})"
+        if s.get("loss_invariant_gaps"):
+            lock += f"; loss-invariant state {max(s['loss_invariant_gaps'].values()):.0e}"
         print(acc + f"{s['max_loss_diff']:>11.2e} {s['final_max_weight_diff']:>10.2e}  {lock}",
+              file=file)
+    if summary.get("loss_invariant"):
+        print(f"not in the weight verdict, as the loss does not depend on them (a bias that "
+              f"BatchNorm subtracts, and its running mean): {', '.join(summary['loss_invariant'])}",
               file=file)
 
 
@@ -408,6 +432,7 @@ def run(args: argparse.Namespace) -> int:
                             seed=args.seed, dtype=args.dtype)
         spec = describe(model)
         geometry(spec, data.input_shape)  # what the references cannot mirror, named now
+        args.recipe.invariant = tuple(loss_invariant(spec))
     except ValueError as e:
         print(f"skylark compare: error: {e}", file=sys.stderr)
         return 2
