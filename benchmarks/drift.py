@@ -54,15 +54,17 @@ def plot(results: dict, path: Path, steps: int) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True, sharey=True)
+    everyone = sorted({n for losses in results.values() for n in losses} - {"numpy"})
+    color = {n: f"C{i}" for i, n in enumerate(everyone)}  # one colour per framework throughout
     for ax, (opt, losses) in zip(axes.flat, results.items(), strict=True):
         ref = losses["numpy"]
-        for i, (name, loss) in enumerate(losses.items()):
+        for name, loss in losses.items():
             if name == "numpy" or len(loss) != len(ref):
                 continue
             gap = np.abs(loss - ref) / np.maximum(1.0, np.abs(ref))
             ax.plot(np.arange(1, len(ref) + 1), np.maximum(np.maximum.accumulate(gap), 1e-10),
-                    label=name, color=f"C{i}", lw=1.3)
-        missing = [n for n in ("tf", "keras-torch") if n not in losses]
+                    label=name, color=color[name], lw=1.3)
+        missing = [n for n in everyone if n not in losses]
         title = opt + (f" (not expressible: {', '.join(missing)})" if missing else "")
         ax.set_title(title, fontsize=10)
         ax.set_yscale("log")

@@ -209,3 +209,20 @@ def test_keras_jax_float64_leaves_the_worker_stock(reference_runner):
     report = harness.run_check(["keras-jax"], "float32", runners=runner, log=lambda m: None)
     assert report["ok"] and "keras_float64_fix" not in report["fingerprint"]["frameworks"][
         "keras-jax"]
+
+
+@pytest.mark.slow
+@pytest.mark.keras_torch
+def test_a_skylark_folder_in_the_working_directory_does_not_shadow_the_package(tmp_path,
+                                                                                 monkeypatch):
+    """`skylark compare --model skylark --out skylark` leaves a folder named skylark in the
+    user's directory; a worker started there must still import the package, not the folder."""
+    needs("keras-torch")
+    (tmp_path / "skylark").mkdir()
+    (tmp_path / "reference").mkdir()
+    monkeypatch.chdir(tmp_path)
+    runner = worker.SubprocessRunner("keras-torch", "torch", None)
+    try:
+        assert runner.versions()["keras_backend"] == "torch"
+    finally:
+        runner.close()

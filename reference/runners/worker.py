@@ -160,6 +160,10 @@ class SubprocessRunner(Runner):
         self._proc = subprocess.Popen(
             worker_command(backend, plant), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._log, env=_worker_env(backend), bufsize=0,
+            # `python -m` puts the working directory first on sys.path: started in the user's
+            # folder, a folder named skylark there (compare's --out for --model skylark!)
+            # would be imported instead of the package. The package's own root is safe.
+            cwd=_ROOT,
             # Its own session: a terminal's Ctrl-C reaches only the parent, which closes the
             # worker (a SIGINT landing in a jax callback inside the worker could be swallowed).
             start_new_session=True,
