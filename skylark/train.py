@@ -256,7 +256,8 @@ def _train_epoch(model: Sequential, opt, data: Dataset, order: list[np.ndarray],
         hist.accuracy.append(acc)
         pbar.update(1)
         if i % 10 == 0 or i == len(order) - 1:
-            pbar.set_postfix_str(f"loss {loss:.4g} train acc {np.mean(hist.accuracy[-50:]):.3f}")
+            pbar.set_postfix_str(f"loss {loss:.4g} train acc {np.mean(hist.accuracy[-50:]):.3f} "
+                                 f"lr {lr:.3g}")
 
 
 def _divergence_message(epoch: int, step: int, global_step: int, lr: float,

@@ -52,7 +52,8 @@ def test_compare_writes_csv_png_summary(lockstep_run):
         rows = list(csv.DictReader(f))
     trained = [n for n, s in summary["frameworks"].items() if not s.get("forward_only")]
     assert len(rows) == LOCKSTEP_STEPS * len(trained)
-    assert set(rows[0]) == {"framework", "step", "loss", "accuracy"}
+    assert set(rows[0]) == {"framework", "step", "lr", "loss", "accuracy"}
+    assert {float(r["lr"]) for r in rows} == {0.2}  # the default: constant lr
     numpy_rows = [r for r in rows if r["framework"] == "numpy"]
     assert [int(r["step"]) for r in numpy_rows] == list(range(1, LOCKSTEP_STEPS + 1))
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)

@@ -223,7 +223,7 @@ def summarize(records, args, data) -> dict:
            "lr": recipe.optimizer["lr"], "momentum": recipe.optimizer.get("momentum", 0.0),
            "optimizer": recipe.optimizer, "schedule": recipe.schedule.to_dict(),
            "clip": recipe.clip, "loss_invariant": list(recipe.invariant), "seed": args.seed,
-           "steps": len(ref_loss), "frameworks": {}}
+           "steps": len(ref_loss), "lrs": list(recipe.lrs), "frameworks": {}}
     for r in records:
         s = {"status": r["status"]}
         if r["status"] != "ok":
@@ -250,14 +250,15 @@ def summarize(records, args, data) -> dict:
     return out
 
 
-def write_csv(f, records) -> None:
-    """curves.csv into the binary file `f`: one row per framework and step."""
+def write_csv(f, records, lrs) -> None:
+    """curves.csv into the binary file `f`: one row per framework and step, with the step's
+    learning rate (the schedule every framework trained with)."""
     text = io.TextIOWrapper(f, newline="", encoding="utf-8")
     w = csv.writer(text)
-    w.writerow(["framework", "step", "loss", "accuracy"])
+    w.writerow(["framework", "step", "lr", "loss", "accuracy"])
     for r in records:
         for i, (loss, acc) in enumerate(zip(r["losses"], r["accuracies"], strict=True)):
-            w.writerow([r["framework"], i + 1, repr(loss), acc])
+            w.writerow([r["framework"], i + 1, repr(lrs[i]), repr(loss), acc])
     text.flush()
     text.detach()  # leave `f` open: its writer fsyncs and closes it
 
@@ -336,7 +337,8 @@ def write_results(out: Path, records, summary) -> None:
     (reference.results: never beside files of an earlier run)."""
     print_table(summary)  # first: a failed write below still leaves the table on screen
     fig = plot(records, summary)
-    writers = {"curves.csv": lambda f: write_csv(f, records),
+    lrs = summary["lrs"]
+    writers = {"curves.csv": lambda f: write_csv(f, records, lrs),
                "summary.json": lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode())}
     if fig is not None:
         writers["curves.png"] = lambda f: fig.savefig(f, format="png", dpi=110)
