@@ -50,8 +50,15 @@ def dampening_scale(dampening: float, t: int) -> float:
 
 def velocity_rescale(lr: float, previous_lr: float | None) -> float:
     """Keras' SGD keeps m = mu*m - lr*g (m = -lr * torch's v while lr is constant). When a
-    schedule changes lr, scaling m by lr / previous_lr before the step keeps m = -lr * v."""
-    return 1.0 if previous_lr is None else lr / previous_lr
+    schedule changes lr, scaling m by lr / previous_lr before the step keeps m = -lr * v.
+    After a step at lr 0, m has lost torch's v: ValueError (skylark's schedules never give 0;
+    optax's and Keras' warmups do)."""
+    if previous_lr is None:
+        return 1.0
+    if previous_lr == 0:
+        raise ValueError(f"Keras' SGD velocity holds lr * v, so after a step at lr 0 it cannot "
+                         f"continue torch's momentum. Received: a step at lr=0, then lr={lr!r}")
+    return lr / previous_lr
 
 
 def clip_coef(norm: float, max_norm: float) -> float:
