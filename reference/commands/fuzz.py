@@ -88,8 +88,9 @@ def _summary_lines(s: dict) -> list[str]:
                          f"{d['command']}")
     for kid, n in s["known"].items():
         lines.append(f"  KNOWN {kid}: {n} cases (reference.fuzz.known; docs/known_deviations.md)")
-    for why in s["inexpressible"]:
-        lines.append(f"  inexpressible in the references: {why}")
+    for why, n in s["inexpressible"].items():
+        lines.append(f"  inexpressible in the references ({n} cases; numpy's own oracles ran): "
+                     f"{why}")
     return lines
 
 
@@ -148,8 +149,10 @@ def run(args: argparse.Namespace) -> int:
         summary = run_campaign(backend, frameworks, args.seed, seconds=seconds,
                                cases=args.cases, out=args.out, fd=not args.no_fd,
                                shrink=not args.no_shrink, log=_log)
-    finally:
-        backend.close()
+    except BaseException:  # Ctrl-C, kill: stop the workers now
+        backend.close(abort=True)
+        raise
+    backend.close()
     print("\n".join(_summary_lines(summary)))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "summary.json"), "w") as fh:

@@ -12,6 +12,7 @@ machine; reference.fuzz.cluster.DaskBackend: a cluster) only submits and collect
 from __future__ import annotations
 
 import multiprocessing
+import re
 import signal
 import sys
 import time
@@ -41,15 +42,25 @@ class LocalBackend:
     def result(future):
         return future.get()
 
-    def close(self) -> None:
-        self.pool.terminate()
+    def close(self, abort: bool = False) -> None:
+        """Let the workers exit through atexit (closing their Keras workers); `abort`
+        (an interruption): terminate them."""
+        if abort:
+            self.pool.terminate()
+        else:
+            self.pool.close()
         self.pool.join()
 
 
 def _exit_on_term() -> None:
     """In a worker: SIGTERM (Pool.terminate) exits through atexit, which closes the Keras
     worker subprocesses this worker started instead of orphaning them."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, _exit_once)
+
+
+def _exit_once(*_) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one would land in atexit
+    sys.exit(0)
 
 
 def _progress(counts: Counter, n: int, t0: float, seconds, log) -> None:
@@ -117,6 +128,11 @@ def shrink_all(backend, frameworks, firsts, seed: int, out: str, fd=True, log=pr
     return found
 
 
+def _why(reason: str) -> str:
+    """What the references cannot mirror, without the node's position ("Softmax()")."""
+    return re.sub(r"^(spec )?(layer|node) \S+ = ", "", reason.rsplit("Received: ", 1)[-1])[:120]
+
+
 def run_campaign(backend, frameworks, seed: int, *, seconds=None, cases=None, out="fuzz-out",
                  fd=True, shrink=True, log=print, every: float = 10.0) -> dict:
     """Both phases and the summary dict (counts, rate, divergences, known, missing)."""
@@ -135,8 +151,8 @@ def run_campaign(backend, frameworks, seed: int, *, seconds=None, cases=None, ou
             any(f["signature"] == sig for f in v["failures"]) for v in verdicts)}
             for sig in firsts},
         "known": dict(Counter(k["known"] for v in verdicts for k in v["known"])),
-        "inexpressible": sorted({v["reason"].split(":", 1)[-1].strip()[:100]
-                                 for v in verdicts if v["status"] == "inexpressible"}),
+        "inexpressible": dict(Counter(_why(v["reason"]) for v in verdicts
+                                      if v["status"] == "inexpressible")),
         "fingerprint_cases": [(v["index"], v["status"],
                                sorted(f["signature"] for f in v["failures"] + v["known"]))
                               for v in verdicts],

@@ -45,6 +45,6 @@ class DaskBackend:
     def result(future):
         return future.result()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         if self._own:
             self.client.close()
