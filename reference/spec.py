@@ -73,26 +73,59 @@ def run_graph(spec: list[dict], geo: list[Geometry], x, apply) -> list:
     return outs
 
 
+# Kinds that carry a per-channel constant added to their input on to their output, still a
+# per-channel constant (a 1x1 unpadded conv too: it maps the constant c to W c).
+_SHIFT_TRANSPARENT = ("add", "concat", "channelslice", "channelshuffle", "identity")
+
+
 def loss_invariant(spec: list[dict]) -> list[str]:
-    """The state a training-mode loss does not depend on: the bias of a conv2d or dense node
-    whose output only batchnorm2d nodes read (BatchNorm subtracts the batch mean, which the
-    bias shifts by exactly itself), and those BatchNorms' running means, which average the
-    bias in. The bias's gradient is 0 in exact arithmetic and rounding noise in practice, which
-    Adam and RMSprop divide by ~eps: a step of up to lr * noise / eps, different in every
-    framework, on a weight the loss ignores (section 10 of the design doc)."""
+    """The state a training-mode loss does not depend on: the shift (a conv's or dense's bias,
+    a BatchNorm's beta) of every node whose output reaches the loss only through a training-mode
+    BatchNorm, passing on the way only through kinds that keep a per-channel constant constant
+    (_SHIFT_TRANSPARENT, 1x1 unpadded convs); and the running means of those BatchNorms, which
+    average the shift in. BatchNorm subtracts the batch mean, which the shift moves by exactly
+    itself: a bias before BatchNorm (VGG-BN), the beta of a linear bottleneck whose stream only
+    reaches 1x1 convs and BatchNorms (MobileNetV2, EfficientNet). Their gradient is 0 in exact
+    arithmetic and rounding noise in practice, which Adam and RMSprop divide by ~eps: a step of
+    up to lr * noise / eps, different in every framework, on state the loss ignores (section 10
+    of the design doc)."""
     names = node_names(spec)
-    readers: dict[str, list[tuple[str, str]]] = {}
-    for n, s, node in zip(names, spec, build(spec).nodes, strict=True):
+    kinds = dict(zip(names, spec, strict=True))
+    readers: dict[str, list[str]] = {}
+    for n, node in zip(names, build(spec).nodes, strict=True):
         for r in node.inputs:
-            readers.setdefault(r, []).append((n, s["kind"]))
+            readers.setdefault(r, []).append(n)
+    absorbers: dict[str, set[str] | None] = {}  # node -> the BatchNorms that absorb its shift
+    for n in reversed(names):  # readers come later in a spec: decided before their inputs
+        found: set[str] | None = set()
+        for r in readers.get(n, []):
+            if kinds[r]["kind"] == "batchnorm2d":
+                found.add(r)
+            elif _shift_transparent(kinds[r]) and absorbers.get(r):
+                found |= absorbers[r]
+            else:
+                found = None  # one reader the shift reaches the loss through
+                break
+        absorbers[n] = found or None  # the last node (no reader) feeds the loss itself
     out = []
-    for n, s in zip(names, spec, strict=True):
-        bns = [m for m, kind in readers.get(n, []) if kind == "batchnorm2d"]
-        if s["kind"] in ("conv2d", "dense") and s.get("bias", True) and bns \
-                and len(bns) == len(readers[n]):
-            # the running mean averages the bias in, so it carries the same drift
-            out += [f"{n}.bias", *(f"{m}.running_mean" for m in bns)]
+    for n in names:
+        s = kinds[n]
+        shifts = (s["kind"] in ("conv2d", "dense") and s.get("bias", True)) \
+            or s["kind"] == "batchnorm2d"
+        if shifts and absorbers[n]:
+            out.append(f"{n}.bias")
+            out += [f"{m}.running_mean" for m in sorted(absorbers[n])
+                    if f"{m}.running_mean" not in out]
     return out
+
+
+def _shift_transparent(s: dict) -> bool:
+    if s["kind"] != "conv2d":
+        return s["kind"] in _SHIFT_TRANSPARENT
+    kernel, padding = s.get("kernel_size"), s.get("padding", 0)
+    kernel = [kernel] * 2 if isinstance(kernel, int) else list(kernel)
+    pads = [padding] if isinstance(padding, int) else padding  # "same" pads a 1x1 by 0
+    return kernel == [1, 1] and (isinstance(pads, str) or not any(pads))
 
 
 def _kind(s, i: int):

@@ -163,10 +163,12 @@ def test_adamw_schedule_clip_on_batchnorm_and_dropout_in_lockstep(tmp_path):
         assert s["final_max_weight_diff"] <= 1e-9, (name, s["final_max_weight_diff"])
 
 
-def test_loss_invariant_state_is_the_bias_batchnorm_subtracts():
-    """vgg-bn's conv biases feed BatchNorm only: their gradient is 0 in exact arithmetic, so they
-    (and the running means that average them in) are reported outside the weight verdict; no
-    other model has such state, and a bias read by anything else is never left out."""
+def test_loss_invariant_state_is_the_shift_batchnorm_subtracts():
+    """A bias only BatchNorm reads (vgg-bn), the beta of a linear bottleneck whose output reaches
+    only 1x1 convs and BatchNorms (mobilenet-v2, efficientnet, shufflenet's branches): their
+    gradient is 0 in exact arithmetic, so they (and the running means that average them in)
+    are reported outside the weight verdict. A shift that reaches the loss by any other road
+    (a ReLU, a padded conv, the logits) is never left out."""
     from reference.spec import describe, loss_invariant
     from skylark.models import build_model
 
@@ -174,11 +176,24 @@ def test_loss_invariant_state_is_the_bias_batchnorm_subtracts():
         return loss_invariant(describe(build_model(name, (1, 28, 28), num_classes=10)))
 
     assert invariant("vgg-bn") == ["0.bias", "1.running_mean", "3.bias", "4.running_mean"]
-    for name in ("skylark", "lenet5", "resnet", "mobilenet-v2", "densenet", "shufflenet",
-                 "inception", "efficientnet"):
+    assert invariant("mobilenet-v2") == [
+        "features.1.conv.3.bias", "features.2.conv.0.1.running_mean",
+        "features.3.1.running_mean", "features.2.conv.3.bias"]
+    for name in ("skylark", "lenet5", "resnet", "densenet", "inception"):
         assert invariant(name) == [], name
-    spec = [{"kind": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3},
-            {"kind": "batchnorm2d", "num_features": 2, "name": "bn"},
-            {"kind": "add", "inputs": ["0", "bn"], "name": "sum"},  # the bias reaches the loss
-            {"kind": "flatten"}, {"kind": "dense", "in_features": 72, "out_features": 3}]
-    assert loss_invariant(spec) == []
+    conv = {"kind": "conv2d", "in_channels": 2, "out_channels": 2, "kernel_size": 1}
+    head = [{"kind": "flatten", "name": "f"},
+            {"kind": "dense", "in_features": 50, "out_features": 3, "name": "fc"}]
+    bn = {"kind": "batchnorm2d", "num_features": 2}
+    base = [{"kind": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3,
+             "name": "c"}, {**bn, "name": "bn"}]
+    # through a 1x1 conv into a BatchNorm: absorbed
+    assert loss_invariant([*base, {**conv, "name": "p"}, {**bn, "name": "bn2"}, *head]) == [
+        "c.bias", "bn.running_mean", "bn.bias", "bn2.running_mean", "p.bias"]
+    # a padded 3x3 conv makes the borders differ: not absorbed
+    assert loss_invariant([*base, {**conv, "kernel_size": 3, "padding": 1, "name": "p"},
+                           {**bn, "name": "bn2"}, *head]) == ["c.bias", "bn.running_mean",
+                                                              "p.bias", "bn2.running_mean"]
+    # the shift also reaches the loss through an Add into the logits' path: kept
+    assert loss_invariant([*base, {"kind": "add", "inputs": ["c", "bn"], "name": "sum"},
+                           *head]) == []

@@ -386,9 +386,9 @@ def print_table(summary, file=None) -> None:
         print(acc + f"{s['max_loss_diff']:>11.2e} {s['final_max_weight_diff']:>10.2e}  {lock}",
               file=file)
     if summary.get("loss_invariant"):
-        print(f"not in the weight verdict, as the loss does not depend on them (a bias that "
-              f"BatchNorm subtracts, and its running mean): {', '.join(summary['loss_invariant'])}",
-              file=file)
+        print(f"not in the weight verdict, as the loss does not depend on them (a shift that "
+              f"BatchNorm subtracts, and the running means that average it in): "
+              f"{', '.join(summary['loss_invariant'])}", file=file)
 
 
 def train_all(names, spec, params0, data, plan, args) -> list[dict]:
