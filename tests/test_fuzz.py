@@ -115,7 +115,9 @@ def test_every_known_deviation_has_its_repro_file():
 
 
 def test_the_repro_is_a_check_command_and_a_model_file(tmp_path):
-    plan = generate(0, 3)
+    plan = {**generate(0, 3), "small_blocks": False}
+    assert repro.command("r.json", {**plan, "small_blocks": True}, "torch") == \
+        "skylark fuzz --replay r.json"  # check has no knob for skylark's block sizes
     saved = repro.save(plan, {"framework": "torch", "signature": "s", "detail": "d"},
                        str(tmp_path), "0-3-torch")
     with open(saved["path"]) as fh:

@@ -13,7 +13,9 @@ smoothing, 0-5 blocks (convolutions with every stride, dilation, padding incl. "
 "valid", groups and depthwise; max pools with padding, dilation and ceil_mode; average pools
 with count_include_pad and "same"; adaptive pools; every activation; BatchNorm; dropout;
 channel shuffles; residual adds; concatenations; squeeze-excite gates; channel splits) and a
-head. A block that does not fit the running shape is drawn again (up to 8 times, then left
+head; and, in a quarter of the cases, skylark's row and channel blocks shrunk to a few bytes
+(reference.fuzz.knobs), so its blocked convolution and pooling paths run. A block that does
+not fit the running shape is drawn again (up to 8 times, then left
 out), so every plan builds in skylark.
 """
 
@@ -155,6 +157,9 @@ def generate(seed: int, index: int) -> dict:
     """Case `index` of the campaign seeded `seed`: a plan that skylark builds."""
     rng = np.random.default_rng((int(seed), int(index)))
     plan = {**draw_case(rng), "blocks": [], "head": {"pool": "flatten", "hidden": []}}
+    # a stream of its own, so that adding a knob leaves every other draw of the case alone
+    knobs = np.random.default_rng((int(seed), int(index), 1))
+    plan["small_blocks"] = bool(knobs.random() < 0.25)
     for _ in range(_int(rng, 0, 5)):
         for _ in range(RETRIES):
             candidate = {**plan, "blocks": [*plan["blocks"], draw_block(rng)]}

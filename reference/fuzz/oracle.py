@@ -34,6 +34,7 @@ from ..harness import run_check, start_runners
 from ..spec import describe, geometry
 from . import known
 from .fd import fd_failures
+from .knobs import small_blocks
 from .plan import Invalid, build_layers
 from .signature import describe_tensor, signature
 
@@ -79,6 +80,10 @@ class Oracle:
 
     def run(self, plan: dict, index: int = 0, frameworks=None) -> dict:
         """The verdict on `plan` (see the module docstring); `frameworks` narrows the set."""
+        with small_blocks(plan):
+            return self._run(plan, index, frameworks)
+
+    def _run(self, plan: dict, index: int, frameworks) -> dict:
         t0 = time.perf_counter()
         names = [f for f in (frameworks or self.frameworks) if f in self.runners]
         verdict = {"index": index, "status": "pass", "failures": [], "known": [],

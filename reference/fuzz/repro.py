@@ -5,7 +5,8 @@
 
 The JSON holds "layers" (what --model reads), "plan" (the case, for `skylark fuzz --replay`),
 "failure" (signature and detail) and "command". A finite-difference or config round-trip
-failure has no framework to name: its command is `skylark fuzz --replay PATH`.
+failure has no framework to name, and `check` has no knob for skylark's block sizes
+(reference.fuzz.knobs): their command is `skylark fuzz --replay PATH`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .plan import build_layers
 
 
 def command(path: str, plan: dict, framework: str) -> str:
-    if framework.startswith("numpy"):
+    if framework.startswith("numpy") or plan.get("small_blocks"):  # check has no such knob
         return f"skylark fuzz --replay {path}"
     c, h, w = plan["input_shape"]
     return (f"skylark check --model {path} --frameworks {framework} --dtype {plan['dtype']} "

@@ -87,19 +87,24 @@ def proposals(plan: dict):
         if head.get(key) not in (None, value):
             yield _set(plan, ("head", key), value)
     for key, value in (("label_smoothing", 0.0), ("reduction", "mean"), ("mode", "eval"),
-                       ("input", "random")):
-        if plan[key] != value:
+                       ("input", "random"), ("small_blocks", False)):
+        if plan.get(key, value) != value:
             yield {**plan, key: value}
 
 
 def size(plan: dict) -> tuple:
-    """What shrinking minimises: layers, then values in the plan (channels, sizes, options)."""
+    """What shrinking minimises: layers, then the input's size, then the case options off
+    their plainest, then the blocks' own options (their JSON length)."""
     try:
         layers = len(build_layers(plan))
     except Invalid:
         layers = 10**6
+    plain = {"label_smoothing": 0.0, "reduction": "mean", "mode": "eval", "input": "random",
+             "small_blocks": False}
+    options = sum(plan.get(k, v) != v for k, v in plain.items())
     return layers, plan["batch"] * plan["input_shape"][0] * plan["input_shape"][1] * \
-        plan["input_shape"][2], len(json.dumps(plan, sort_keys=True))
+        plan["input_shape"][2], options, len(json.dumps(plan["blocks"] + [plan["head"]],
+                                                        sort_keys=True))
 
 
 def shrink(plan: dict, target: str, still_fails, max_tries: int = 150, log=None):
