@@ -81,7 +81,13 @@ class Oracle:
     def run(self, plan: dict, index: int = 0, frameworks=None) -> dict:
         """The verdict on `plan` (see the module docstring); `frameworks` narrows the set."""
         with small_blocks(plan):
-            return self._run(plan, index, frameworks)
+            try:
+                return self._run(plan, index, frameworks)
+            except Exception as e:  # skylark crashed building or running it: a finding
+                return {"index": index, "status": "fail", "known": [], "fd": False,
+                        "frameworks": list(frameworks or self.frameworks), "failures": [{
+                            "framework": "numpy", "detail": f"{type(e).__name__}: {e}",
+                            "signature": f"numpy ERROR: {type(e).__name__}"}]}
 
     def _run(self, plan: dict, index: int, frameworks) -> dict:
         t0 = time.perf_counter()
