@@ -19,9 +19,10 @@ def make_batch(kind: str, batch: int, input_shape, num_classes: int, seed: int, 
     random: uniform [-0.5, 0.5]. ties: a constant -0.5 background with a few +0.5 strokes, so
     most pool windows tie (with a bias-free conv the whole conv output is constant there).
     digits: the bundled 8x8 digits scaled x/16 - 0.5 (needs input_shape (1, 8, 8)).
-    kinks: exact zeros with a few -0.5 and +0.5 strokes, the first sample all zero: bias-free
-    layers then meet ReLU-like kinks at exactly 0, pool windows tie at 0, and a bias-free net
-    gives that sample equal logits.
+    kinks: mostly exact zeros, the other pixels -3, -0.5, 0.5, 3 or 6 (the kinks of ReLU6,
+    Hardsigmoid and Hardswish), the first sample all zero: bias-free layers then meet
+    activation kinks exactly, pool windows tie at 0, and a bias-free net gives that sample
+    equal logits.
     """
     rng = np.random.default_rng(seed)
     shape = (batch, *input_shape)
@@ -52,10 +53,11 @@ def make_batch(kind: str, batch: int, input_shape, num_classes: int, seed: int, 
 
 
 def _kinks(rng, shape) -> np.ndarray:
-    """make_batch's kinks input: zeros, a few +-0.5 pixels per later sample (dyadic, so the
+    """make_batch's kinks input: zeros and kink values in every later sample (dyadic, so the
     sums a bias-free layer makes of them are exact in every framework)."""
     x = np.zeros(shape)
-    x[1:] = rng.choice([-0.5, 0.0, 0.0, 0.5], size=(shape[0] - 1, *shape[1:]))
+    x[1:] = rng.choice([-3.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.5, 3.0, 6.0],
+                       size=(shape[0] - 1, *shape[1:]))
     return x
 
 

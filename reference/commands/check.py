@@ -82,8 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="the dtype every framework computes in")
     parser.add_argument("--input", choices=INPUTS, default="random",
                         help="random: U[-0.5, 0.5]; ties: flat background (pool windows tie); "
-                             "digits: the bundled 8x8 digits; kinks: exact zeros (ReLU at 0, "
-                             "tied pool windows, an all-zero sample)")
+                             "digits: the bundled 8x8 digits; kinks: exact zeros and the kinks of "
+                             "ReLU6 and the hard activations (-3, 3, 6), an all-zero sample")
     parser.add_argument("--input-shape", type=input_shape_arg, default=None, metavar="C,H,W",
                         help="the per-sample input shape, e.g. 3,32,32 for CIFAR-sized RGB "
                              "(default: 1,8,8 for --input digits, else 1,28,28)")

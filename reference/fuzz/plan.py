@@ -113,8 +113,9 @@ def _se(p, b, prev, shape):
     """Squeeze-excite: pool to 1x1, 1x1 conv down, activation, 1x1 conv up, gate, multiply."""
     src, c = prev or INPUT, shape[0]
     r = max(1, min(int(b.get("squeeze", 1)), c))
+    act = [_node(f"{p}.act", **b["act"])] if b.get("act") else []
     return [_node(f"{p}.squeeze", "adaptiveavgpool2d", [src], output_size=1),
-            _conv(f"{p}.down", {"kernel": 1}, c, r), _node(f"{p}.act", **b["act"]),
+            _conv(f"{p}.down", {"kernel": 1}, c, r), *act,
             _conv(f"{p}.up", {"kernel": 1}, r, c), _node(f"{p}.gate", **b["gate"]),
             _node(f"{p}.mul", "multiply", [src, f"{p}.gate"])]
 
@@ -197,7 +198,10 @@ def build_layers(plan: dict) -> list[dict]:
     for i, block in enumerate(plan["blocks"]):
         if len(shape) != 3:
             raise Invalid(f"block {i} needs a (C, H, W) map. Received: shape {shape}")
-        layers += BLOCKS[block["op"]](f"b{i}", block, prev, shape)
+        try:
+            layers += BLOCKS[block["op"]](f"b{i}", block, prev, shape)
+        except (TypeError, KeyError) as e:  # a block the shrinker left incomplete
+            raise Invalid(f"block {i} ({block.get('op')}): {e!r}") from None
         shape, prev = out_shape(layers, input_shape), layers[-1]["name"]
     layers += _head(plan["head"], prev, shape)
     final = out_shape(layers, input_shape)
