@@ -14,8 +14,9 @@ smoothing, 0-5 blocks (convolutions with every stride, dilation, padding incl. "
 with count_include_pad and "same"; adaptive pools; every activation; BatchNorm; dropout;
 channel shuffles; residual adds; concatenations; squeeze-excite gates; channel splits) and a
 head; and, in a quarter of the cases, skylark's row and channel blocks shrunk to a few bytes
-(reference.fuzz.knobs), so its blocked convolution and pooling paths run. A block that does
-not fit the running shape is drawn again (up to 8 times, then left
+(reference.fuzz.knobs), so its blocked convolution and pooling paths run; and in half the
+kink-heavy cases an activation first, on the input's exact kinks. A block that does not fit
+the running shape is drawn again (up to 8 times, then left
 out), so every plan builds in skylark.
 """
 
@@ -160,6 +161,7 @@ def generate(seed: int, index: int) -> dict:
     # a stream of its own, so that adding a knob leaves every other draw of the case alone
     knobs = np.random.default_rng((int(seed), int(index), 1))
     plan["small_blocks"] = bool(knobs.random() < 0.25)
+    probe = plan["input"] == "kinks" and knobs.random() < 0.5
     for _ in range(_int(rng, 0, 5)):
         for _ in range(RETRIES):
             candidate = {**plan, "blocks": [*plan["blocks"], draw_block(rng)]}
@@ -169,8 +171,11 @@ def generate(seed: int, index: int) -> dict:
     for _ in range(RETRIES):
         candidate = {**plan, "head": draw_head(rng)}
         if _builds(candidate):
-            return candidate
-    return plan  # the plain flatten-dense head fits any map
+            plan = candidate
+            break
+    if probe:  # an activation straight on the input's exact kinks (it keeps the shape)
+        plan = {**plan, "blocks": [{"op": "act", "act": draw_act(knobs)}, *plan["blocks"]]}
+    return plan
 
 
 def _builds(plan: dict, head: bool = True) -> bool:
