@@ -120,26 +120,57 @@ def fit(
     if resume is not None:
         start, hist, config["changes"] = _resume(model, opt, resume, epochs, log, config,
                                                  allow_changed)
-    base_lr = config_opt["lr"]
+    run = _Run(model, opt, data, hist, epochs, batch_size, seed, schedule, config_opt["lr"],
+               loss or {}, clip, save, config, progress, log)
     for epoch in range(start, epochs):
-        order = batches(len(data.x_train), batch_size, seed, epoch)
-        done = len(hist.loss)
-        rates = schedule.lrs(base_lr, [done + i if schedule.unit == "step" else epoch
-                                       for i in range(len(order))])
-        try:
-            with bar(len(order), f"epoch {epoch + 1}/{epochs}", disable=not progress) as pbar:
-                _train_epoch(model, opt, data, order, hist, pbar, seed, loss or {}, rates, clip)
-        except FloatingPointError:  # `hist` holds every step before the one that failed
-            step, overall = len(hist.loss) - done + 1, len(hist.loss) + 1
-            raise DivergedError(_divergence_message(epoch + 1, step, overall, opt.lr,
-                                                    save)) from None
-        test_acc = evaluate(model, data.x_test, data.y_test)
-        hist.test_accuracy.append(test_acc)
-        log(f"epoch {epoch + 1}/{epochs}: train loss {np.mean(hist.loss[-len(order):]):.4f}, "
-            f"test accuracy {test_acc:.4f}")
-        if save is not None:
-            _save(model, opt, save, {**config, "epoch": epoch + 1, "history": vars(hist)})
+        _fit_epoch(run, epoch)
     return hist
+
+
+@dataclass
+class _Run:
+    """What every epoch of one `fit` reads."""
+
+    model: Sequential
+    opt: object
+    data: Dataset
+    hist: History
+    epochs: int
+    batch_size: int
+    seed: int
+    schedule: Schedule
+    base_lr: float
+    loss: dict
+    clip: dict | None
+    save: str | Path | None
+    config: dict
+    progress: bool
+    log: object
+
+
+def _fit_epoch(run: _Run, epoch: int) -> None:
+    """Epoch `epoch` of `run`: its steps at the schedule's rates, the test accuracy, the log
+    line and the checkpoint; DivergedError naming the step when the loss turns non-finite."""
+    hist, data = run.hist, run.data
+    order = batches(len(data.x_train), run.batch_size, run.seed, epoch)
+    done = len(hist.loss)
+    rates = run.schedule.lrs(run.base_lr, [done + i if run.schedule.unit == "step" else epoch
+                                           for i in range(len(order))])
+    try:
+        with bar(len(order), f"epoch {epoch + 1}/{run.epochs}", disable=not run.progress) as pb:
+            _train_epoch(run.model, run.opt, data, order, hist, pb, run.seed, run.loss, rates,
+                         run.clip)
+    except FloatingPointError:  # `hist` holds every step before the one that failed
+        step, overall = len(hist.loss) - done + 1, len(hist.loss) + 1
+        raise DivergedError(_divergence_message(epoch + 1, step, overall, run.opt.lr,
+                                                run.save)) from None
+    test_acc = evaluate(run.model, data.x_test, data.y_test)
+    hist.test_accuracy.append(test_acc)
+    run.log(f"epoch {epoch + 1}/{run.epochs}: train loss "
+            f"{np.mean(hist.loss[-len(order):]):.4f}, test accuracy {test_acc:.4f}")
+    if run.save is not None:
+        _save(run.model, run.opt, run.save,
+              {**run.config, "epoch": epoch + 1, "history": vars(hist)})
 
 
 def _optimizer(optimizer, lr, momentum) -> dict:

@@ -187,23 +187,8 @@ def train_one(name, spec, params0, data, plan, args, starting=None, ref=None):
         except NotExpressible as e:
             return {**rec, "status": "not expressible", "reason": str(e)}
         rec["versions"] = runner.versions()
-        geo = geometry(spec, data.input_shape)
         start = time.perf_counter()
-        with bar(len(plan), f"{name:>16}", disable=args.quiet) as pbar:
-            for i, (_, idx) in enumerate(plan):
-                xb, yb = data.x_train[idx], data.y_train[idx]
-                acc = float((runner.predict(xb).argmax(1) == yb).mean())  # before the update
-                # dropout: every framework drops what skylark's own training would at step i
-                masks = dropout_masks(spec, data.input_shape, len(idx), args.seed, i, geo)
-                loss = runner.train_step(xb, yb, masks=masks, lr=recipe.lrs[i])
-                if not np.isfinite(loss):
-                    raise FloatingPointError(f"loss became non-finite at step {i + 1}")
-                rec["probes"].append(weight_probe(runner.get_params()))
-                rec["losses"].append(loss)
-                rec["accuracies"].append(acc)
-                pbar.update(1)
-                if i % 10 == 0 or i == len(plan) - 1:
-                    pbar.set_postfix_str(f"loss {loss:.4f}")
+        _train_plan(runner, rec, name, spec, data, plan, args)
         rec["seconds"] = time.perf_counter() - start
         rec["test_accuracy"] = _accuracy(runner, data.x_test, data.y_test)
         rec["params"] = runner.get_params()
@@ -212,6 +197,27 @@ def train_one(name, spec, params0, data, plan, args, starting=None, ref=None):
     finally:
         runner.close()
     return rec
+
+
+def _train_plan(runner, rec, name, spec, data, plan, args) -> None:
+    """Every step of `plan`, appending the loss, the batch accuracy before the update and the
+    weights' probes after it to `rec`."""
+    geo = geometry(spec, data.input_shape)
+    with bar(len(plan), f"{name:>16}", disable=args.quiet) as pbar:
+        for i, (_, idx) in enumerate(plan):
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            acc = float((runner.predict(xb).argmax(1) == yb).mean())  # before the update
+            # dropout: every framework drops what skylark's own training would at step i
+            masks = dropout_masks(spec, data.input_shape, len(idx), args.seed, i, geo)
+            loss = runner.train_step(xb, yb, masks=masks, lr=args.recipe.lrs[i])
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"loss became non-finite at step {i + 1}")
+            rec["probes"].append(weight_probe(runner.get_params()))
+            rec["losses"].append(loss)
+            rec["accuracies"].append(acc)
+            pbar.update(1)
+            if i % 10 == 0 or i == len(plan) - 1:
+                pbar.set_postfix_str(f"loss {loss:.4f}")
 
 
 def summarize(records, args, data) -> dict:
