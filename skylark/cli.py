@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .data import load_dataset
+    from .data import check_dataset, load_dataset
     from .files import check_output_file
     from .models import build_model
     from .optim.config import describe as describe_optimizer
@@ -259,6 +259,7 @@ def run_train(args: argparse.Namespace) -> int:
         data = load_dataset(args.dataset, dtype=args.dtype)
         model = build_model(args.model, data.input_shape, num_classes=data.num_classes,
                             seed=args.seed, dtype=args.dtype)
+        check_dataset(data)  # no images: said before the schedule has nothing to span
         optimizer, clip = optimizer_from_args(args)
         per_epoch = -(-len(data.x_train) // args.batch_size)  # the last batch may be short
         total = args.epochs * (per_epoch if args.schedule_unit == "step" else 1)

@@ -22,6 +22,7 @@ from reference import results
 from skylark import files
 from skylark.cli import main
 from skylark.model import read_checkpoint
+from skylark.optim import Schedule, optimizer_config
 
 
 @pytest.fixture
@@ -143,11 +144,13 @@ def _records_and_summary(losses, framework_losses, dtype="float64"):
     records = [
         {"framework": name, "status": "ok", "losses": list(ls),
          "accuracies": [0.5] * len(ls), "seconds": 0.1, "test_accuracy": 0.5,
-         "params": params, "versions": {}}
+         "params": params, "versions": {}, "probes": [{"0.weight": 0.0}] * len(ls)}
         for name, ls in (("numpy", losses), ("torch", framework_losses))
     ]
+    recipe = argparse.Namespace(optimizer=optimizer_config("sgd", 1e6), clip=None,
+                                schedule=Schedule(), lrs=[1e6] * len(losses), invariant=())
     args = argparse.Namespace(model="skylark", label_smoothing=0.0, dtype=dtype, batch_size=2,
-                              lr=1e6, momentum=0.0, seed=0)
+                              seed=0, recipe=recipe)
     return records, cmp.summarize(records, args, SimpleNamespace(name="t"))
 
 

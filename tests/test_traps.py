@@ -218,7 +218,10 @@ def test_stock_keras_float64_on_torch_is_float32_at_the_first_dense(monkeypatch)
 
 
 def test_every_plant_is_a_row_or_tested_elsewhere():
+    from test_optim_traps import TRAPS as OPTIMIZER_TRAPS  # the training traps' own table
+
     from reference.runners.runner import PLANTS
 
-    assert {row[1] for row in TRAPS} | {"keras_bn_unloaded"} == set(PLANTS)
+    assert {row[1] for row in TRAPS} | {"keras_bn_unloaded"} | {
+        row[0] for row in OPTIMIZER_TRAPS} == set(PLANTS)
     assert all(fw in FRAMEWORKS for row in TRAPS for fw in [row[2]])
