@@ -3,11 +3,13 @@
     python -m benchmarks.optimizers                 # batch 1, 64, 256; ~2 minutes on 2 cores
     python -m benchmarks.optimizers --models vgg-bn --batch-sizes 64
 
-Four closures per (model, batch): numpy and torch (eager, torch.optim), each with SGD
-(momentum 0.9) and with Adam (torch's defaults), the full step (forward, loss, backward,
-update) on one fixed float32 batch, 1 thread. They are timed in interleaved rounds, each after
-an untimed warm call, in a rotating order (as benchmarks/timing.py times the main table); the
-medians per step are reported, and Adam's overhead (Adam's step - SGD's step) per framework.
+Per (model, batch), numpy and torch (eager, torch.optim), each with SGD (momentum 0.9) and
+with Adam (torch's defaults), 1 thread: the full training step (forward, loss, backward,
+update) on one fixed float32 batch, and the optimizer's `step()` alone on the gradients one
+backward left (what Adam adds is there; in the full step it is within the noise at large
+batches). All closures are timed in interleaved rounds, each after an untimed warm call, in a
+rotating order (as benchmarks/timing.py times the main table); medians are reported, and
+Adam's overhead (Adam's step() - SGD's step()) per framework.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ from reference.frameworks import pin_threads  # noqa: E402
 LR_SGD, LR_ADAM, MOMENTUM = 0.01, 1e-3, 0.9
 
 
+def _masks(net, batch):
+    """The fixed dropout masks every framework's training step uses (as benchmarks/cases.py)."""
+    from reference.inputs import dropout_masks
+    from reference.spec import describe
+
+    from .cases import INPUT_SHAPE, SEED
+
+    return dropout_masks(describe(net), INPUT_SHAPE, batch, SEED)
+
+
 def _numpy(model, x, y, optimizer):
     import skylark as sk
     from skylark.optim import build_optimizer, optimizer_config
@@ -35,18 +47,21 @@ def _numpy(model, x, y, optimizer):
     from .cases import bench_model
 
     net = bench_model(model)
+    masks = _masks(net, len(x))
     config = (optimizer_config("sgd", LR_SGD, momentum=MOMENTUM) if optimizer == "sgd"
               else optimizer_config("adam", LR_ADAM))
     opt = build_optimizer(net, config)
 
     def step():
         net.train()
+        for i, m in masks.items():
+            net[i].use_mask(m)
         _, d = sk.softmax_cross_entropy(net.forward(x), y)
         opt.zero_grad()
         net.backward(d, input_grad=False)
         opt.step()
 
-    return step
+    return step, opt.step
 
 
 def _torch(model, x, y, optimizer):
@@ -61,6 +76,8 @@ def _torch(model, x, y, optimizer):
     net = bench_model(model)
     runner = get_runner("torch")
     runner.setup(describe(net), net.state(), "float32", INPUT_SHAPE)
+    runner._set_mode(True, _masks(net, len(x)))  # the masks stay on the dropout modules
+    torch.set_num_threads(1)
     m = runner.model
     opt = (torch.optim.SGD(m.parameters(), lr=LR_SGD, momentum=MOMENTUM) if optimizer == "sgd"
            else torch.optim.Adam(m.parameters(), lr=LR_ADAM))
@@ -72,7 +89,7 @@ def _torch(model, x, y, optimizer):
         F.cross_entropy(m(xt), yt).backward()
         opt.step()
 
-    return step
+    return step, opt.step
 
 
 def time_cell(model: str, batch: int, seconds: float) -> dict:
@@ -84,10 +101,12 @@ def time_cell(model: str, batch: int, seconds: float) -> dict:
     rng = np.random.default_rng(SEED)
     x = rng.uniform(-0.5, 0.5, (batch, *INPUT_SHAPE)).astype(np.float32)
     y = rng.integers(0, 10, batch).astype(np.int64)
-    tasks = {f"{fw}-{opt}": make(model, x, y, opt) for fw, make in
-             (("numpy", _numpy), ("torch", _torch)) for opt in ("sgd", "adam")}
+    tasks = {}
+    for fw, make in (("numpy", _numpy), ("torch", _torch)):
+        for opt in ("sgd", "adam"):
+            tasks[f"{fw}-{opt}"], tasks[f"{fw}-{opt}-update"] = make(model, x, y, opt)
     t0 = time.perf_counter()
-    for fn in tasks.values():
+    for fn in tasks.values():  # the full steps first: they leave the gradients step() reads
         fn()
     per_round = 2 * (time.perf_counter() - t0)
     rounds = int(min(3000, max(9, seconds / max(per_round, 1e-6))))
@@ -109,18 +128,19 @@ def time_cell(model: str, batch: int, seconds: float) -> dict:
 
 
 def report(cells: dict) -> str:
-    rows = ["| model | batch | numpy SGD | numpy Adam | numpy's Adam overhead | torch SGD | "
-            "torch Adam | torch's Adam overhead | overhead numpy ÷ torch |",
+    rows = ["| model | batch | numpy step, SGD / Adam | numpy step() SGD / Adam | numpy's Adam "
+            "overhead | torch step, SGD / Adam | torch step() SGD / Adam | torch's Adam "
+            "overhead | overhead numpy ÷ torch |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (model, batch), c in cells.items():
-        over = {fw: c[f"{fw}-adam"] - c[f"{fw}-sgd"] for fw in ("numpy", "torch")}
-        pct = {fw: 100 * over[fw] / c[f"{fw}-sgd"] for fw in over}
-        ratio = over["numpy"] / over["torch"] if over["torch"] > 0 else float("nan")
-        rows.append(
-            f"| {model} | {batch} | {c['numpy-sgd']:.0f} µs | {c['numpy-adam']:.0f} µs | "
-            f"{over['numpy']:+.0f} µs ({pct['numpy']:+.1f}%) | {c['torch-sgd']:.0f} µs | "
-            f"{c['torch-adam']:.0f} µs | {over['torch']:+.0f} µs ({pct['torch']:+.1f}%) | "
-            f"{ratio:.2f} |")
+        over = {fw: c[f"{fw}-adam-update"] - c[f"{fw}-sgd-update"] for fw in ("numpy", "torch")}
+        cols = []
+        for fw in ("numpy", "torch"):
+            cols += [f"{c[f'{fw}-sgd']:.0f} / {c[f'{fw}-adam']:.0f} µs",
+                     f"{c[f'{fw}-sgd-update']:.0f} / {c[f'{fw}-adam-update']:.0f} µs",
+                     f"+{over[fw]:.0f} µs ({100 * over[fw] / c[f'{fw}-sgd']:.1f}% of a step)"]
+        rows.append(f"| {model} | {batch} | {' | '.join(cols)} | "
+                    f"{over['numpy'] / over['torch']:.2f} |")
     return "\n".join(rows)
 
 
