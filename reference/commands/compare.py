@@ -363,9 +363,12 @@ def write_results(out: Path, records, summary) -> None:
 
 def print_table(summary, file=None) -> None:
     file = file or sys.stdout  # looked up per call: a default bound at import misses redirection
+    clip = summary["clip"]
+    clipped = "no clipping" if clip is None else \
+        f"clip norm {clip['max_norm']:g} ({'per tensor' if clip['per_tensor'] else 'global'})"
     print(f"\n{summary['steps']} steps on {summary['dataset']} ({summary['dtype']}), "
-          f"batch {summary['batch_size']}, {describe_optimizer(summary['optimizer'])}, "
-          f"schedule {summary['schedule']['name']}, clip {summary['clip']}", file=file)
+          f"batch {summary['batch_size']}, {describe_optimizer(summary['optimizer'], True)}, "
+          f"{summary['schedule']['name']} schedule, {clipped}", file=file)
     head = f"{'framework':<17} {'status':<8} {'test acc':>8} {'seconds':>8} " \
            f"{'max|Δloss|':>11} {'max|Δw|':>10}  lockstep"
     print(head + "\n" + "-" * len(head), file=file)
