@@ -64,3 +64,14 @@ def velocity_rescale(lr: float, previous_lr: float | None) -> float:
 def clip_coef(norm: float, max_norm: float) -> float:
     """torch's clip_grad_norm_ factor: min(1, max_norm / (norm + 1e-6))."""
     return min(1.0, max_norm / (norm + CLIP_EPS))
+
+
+def clip_coefs(norms: list[float], clip: dict) -> list[float]:
+    """The factor of each gradient, from each one's 2-norm (computed in its framework's ops):
+    torch's clip_grad_norm_ over all of them (one global norm), or over each alone
+    (clip["per_tensor"]). Keras' and optax's own clipping divide by max(norm, max_norm)
+    without the +1e-6, and Keras' clipnorm is per variable: hence written out."""
+    if clip["per_tensor"]:
+        return [clip_coef(n, clip["max_norm"]) for n in norms]
+    total = math.sqrt(sum(n * n for n in norms))
+    return [clip_coef(total, clip["max_norm"])] * len(norms)

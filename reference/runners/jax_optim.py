@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ..optim_rules import clip_coef, dampening_scale
+from ..optim_rules import clip_coefs, dampening_scale
 
 
 def _sgd(config, plant):
@@ -115,14 +115,10 @@ class OptaxStep:
         """torch's clip_grad_norm_ in jax ops (optax's clip_by_global_norm has no +1e-6)."""
         if self._clip is None:
             return grads
-        norms = {k: float(jnp.sqrt(jnp.vdot(g, g))) for k, g in grads.items()}
-        if self._clip["per_tensor"]:
-            coefs = {k: clip_coef(n, self._clip["max_norm"]) for k, n in norms.items()}
-        else:
-            total = math.sqrt(sum(n * n for n in norms.values()))
-            coefs = dict.fromkeys(grads, clip_coef(total, self._clip["max_norm"]))
-        return {k: g * jnp.asarray(coefs[k], g.dtype) if coefs[k] < 1 else g
-                for k, g in grads.items()}
+        coefs = clip_coefs([float(jnp.sqrt(jnp.vdot(g, g))) for g in grads.values()],
+                           self._clip)
+        return {k: g * jnp.asarray(c, g.dtype) if c < 1 else g
+                for (k, g), c in zip(grads.items(), coefs, strict=True)}
 
 
 __all__ = ["OptaxStep"]

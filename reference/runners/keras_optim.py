@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..optim_rules import clip_coef, dampening_scale, uncorrected_eps, velocity_rescale
+from ..optim_rules import clip_coefs, dampening_scale, uncorrected_eps, velocity_rescale
 
 KERAS_DEFAULT_EPS = 1e-7  # keras.optimizers.Adam's (torch's: 1e-8)
 
@@ -93,11 +93,6 @@ class KerasStep:
             m.assign(ops.multiply(m.value, ops.cast(self._f(scale), m.dtype)))
 
     def _clipped(self, grads) -> list:
-        norms = [math.sqrt(float(ops.sum(ops.square(g)))) for g in grads]
-        if self.clip["per_tensor"]:
-            coefs = [clip_coef(n, self.clip["max_norm"]) for n in norms]
-        else:
-            total = math.sqrt(sum(n * n for n in norms))
-            coefs = [clip_coef(total, self.clip["max_norm"])] * len(grads)
+        coefs = clip_coefs([math.sqrt(float(ops.sum(ops.square(g)))) for g in grads], self.clip)
         return [ops.multiply(g, ops.cast(self._f(k), g.dtype)) if k < 1 else g
                 for g, k in zip(grads, coefs, strict=True)]

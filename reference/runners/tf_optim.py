@@ -15,11 +15,9 @@ torch's clip_grad_norm_ in TF ops (tf.clip_by_global_norm has no +1e-6).
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
-from ..optim_rules import clip_coef, dampening_scale, uncorrected_eps
+from ..optim_rules import clip_coefs, dampening_scale, uncorrected_eps
 
 _SLOTS = {"sgd": ("accum",), "adam": ("m", "v", "vhat"), "adamw": ("m", "v", "vhat")}
 
@@ -78,10 +76,6 @@ class RawOpsStep:
     def _clipped(self, grads: dict) -> dict:
         if self.clip is None:
             return grads
-        norms = {k: float(tf.norm(g)) for k, g in grads.items()}
-        if self.clip["per_tensor"]:
-            coefs = {k: clip_coef(n, self.clip["max_norm"]) for k, n in norms.items()}
-        else:
-            total = math.sqrt(sum(n * n for n in norms.values()))
-            coefs = dict.fromkeys(grads, clip_coef(total, self.clip["max_norm"]))
-        return {k: g * self._c(coefs[k], g) if coefs[k] < 1 else g for k, g in grads.items()}
+        coefs = clip_coefs([float(tf.norm(g)) for g in grads.values()], self.clip)
+        return {k: g * self._c(c, g) if c < 1 else g
+                for (k, g), c in zip(grads.items(), coefs, strict=True)}
