@@ -134,7 +134,7 @@ def test_the_dask_cluster_gives_the_local_verdicts(torch_oracle, tmp_path):
     local = campaign.run_campaign(InProcess(), ["torch"], seed=7, cases=8, shrink=False,
                                   out=str(tmp_path), log=lambda m: None)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster) as client:
         backend = DaskBackend(client)
         assert backend.slots == 2
