@@ -58,10 +58,11 @@ def make_cases(name: str, model: str, x, y, threads: int):
     return _CASES[name](runner, x, y, threads, masks)
 
 
-def _numpy_case(net, x, y, masks):
+def _numpy_case(net, x, y, masks, opt=None):
+    """`opt`: the optimizer over `net` (benchmarks/optimizers.py's Adam); SGD by default."""
     import skylark as sk
 
-    opt = sk.SGD(net, LR, MOMENTUM)
+    opt = opt if opt is not None else sk.SGD(net, LR, MOMENTUM)
 
     def train():
         net.train()
@@ -75,14 +76,17 @@ def _numpy_case(net, x, y, masks):
     return train, lambda: net.eval().forward(x)
 
 
-def _torch_case(runner, x, y, threads, masks):
+def _torch_case(runner, x, y, threads, masks, make_opt=None):
+    """`make_opt(parameters)`: the torch.optim optimizer (benchmarks/optimizers.py's Adam);
+    SGD by default."""
     import torch
     import torch.nn.functional as F
 
     torch.set_num_threads(threads)
     model = runner.model
     runner._set_mode(True, masks)  # the masks stay on the dropout modules
-    topt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    topt = (make_opt or (lambda ps: torch.optim.SGD(ps, lr=LR, momentum=MOMENTUM)))(
+        model.parameters())
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
     def train():
@@ -90,6 +94,8 @@ def _torch_case(runner, x, y, threads, masks):
         topt.zero_grad(set_to_none=True)
         F.cross_entropy(model(xt), yt).backward()
         topt.step()
+
+    train.optimizer = topt  # for a caller timing topt.step() alone
 
     def infer():
         model.eval()

@@ -41,55 +41,36 @@ def _masks(net, batch):
 
 
 def _numpy(model, x, y, optimizer):
-    import skylark as sk
+    """(full training step, the optimizer's step() alone) in numpy: benchmarks/cases.py's
+    step with this optimizer."""
     from skylark.optim import build_optimizer, optimizer_config
 
-    from .cases import bench_model
+    from .cases import _numpy_case, bench_model
 
     net = bench_model(model)
-    masks = _masks(net, len(x))
     config = (optimizer_config("sgd", LR_SGD, momentum=MOMENTUM) if optimizer == "sgd"
               else optimizer_config("adam", LR_ADAM))
     opt = build_optimizer(net, config)
-
-    def step():
-        net.train()
-        for i, m in masks.items():
-            net[i].use_mask(m)
-        _, d = sk.softmax_cross_entropy(net.forward(x), y)
-        opt.zero_grad()
-        net.backward(d, input_grad=False)
-        opt.step()
-
-    return step, opt.step
+    train, _ = _numpy_case(net, x, y, _masks(net, len(x)), opt)
+    return train, opt.step
 
 
 def _torch(model, x, y, optimizer):
+    """The same in torch eager (benchmarks/cases.py's step with this torch.optim class)."""
     import torch
-    import torch.nn.functional as F
 
     from reference.runners.registry import get_runner
     from reference.spec import describe
 
-    from .cases import INPUT_SHAPE, bench_model
+    from .cases import INPUT_SHAPE, _torch_case, bench_model
 
     net = bench_model(model)
     runner = get_runner("torch")
     runner.setup(describe(net), net.state(), "float32", INPUT_SHAPE)
-    runner._set_mode(True, _masks(net, len(x)))  # the masks stay on the dropout modules
-    torch.set_num_threads(1)
-    m = runner.model
-    opt = (torch.optim.SGD(m.parameters(), lr=LR_SGD, momentum=MOMENTUM) if optimizer == "sgd"
-           else torch.optim.Adam(m.parameters(), lr=LR_ADAM))
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-
-    def step():
-        m.train()
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(m(xt), yt).backward()
-        opt.step()
-
-    return step, opt.step
+    make = ((lambda ps: torch.optim.SGD(ps, lr=LR_SGD, momentum=MOMENTUM)) if optimizer == "sgd"
+            else (lambda ps: torch.optim.Adam(ps, lr=LR_ADAM)))
+    train, _ = _torch_case(runner, x, y, 1, _masks(net, len(x)), make)
+    return train, train.optimizer.step
 
 
 def time_cell(model: str, batch: int, seconds: float) -> dict:
