@@ -66,7 +66,7 @@ def verify_port(src, dst, *, input_shape=None, dtype="float64", batch=4, seed=0,
     if ka != kb:
         raise ValueError(f"the two models' outputs differ in shape. Received: SRC {ka}, DST {kb}")
     states, notes = _common_precision(ia.state, ib.state)
-    fidelity = [_fidelity(s, imp, shape, batch, seed) for s, imp in ((sa, ia), (sb, ib))]
+    proofs = [fidelity(s, imp, shape, batch, seed) for s, imp in ((sa, ia), (sb, ib))]
     mapping, unmatched = match_layers(ia, ib)
     pairs = []
     for kind in ("random", "ties"):
@@ -75,8 +75,8 @@ def verify_port(src, dst, *, input_shape=None, dtype="float64", batch=4, seed=0,
         cb = Case(ib.spec, states[1], dtype, shape, x, labels, cot, training=False)
         pairs += _compare(kind, ca, cb, mapping, ia, ib)
     first = first_divergence(pairs)
-    return {"ok": first is None and all(f["ok"] for f in fidelity), "first": first,
-            "pairs": pairs, "mapping": mapping, "unmatched": unmatched, "fidelity": fidelity,
+    return {"ok": first is None and all(f["ok"] for f in proofs), "first": first,
+            "pairs": pairs, "mapping": mapping, "unmatched": unmatched, "fidelity": proofs,
             "input_shape": shape, "notes": notes + [f"SRC: {n}" for n in ia.notes]
             + [f"DST: {n}" for n in ib.notes], "labels": (sa.label, sb.label),
             "seconds": time.perf_counter() - t0}
@@ -206,11 +206,12 @@ def _common_precision(sa: dict, sb: dict):
     return cast, ["weights compared at float32 precision (a side stores float32)"]
 
 
-def _fidelity(s: Source, imp: Imported, shape, batch: int, seed: int) -> dict:
-    """The import against its own runtime: the logits of one random batch, within the check's
-    bar for the dtype the runtime ran in."""
+def fidelity(s: Source, imp: Imported, shape, batch: int = 4, seed: int = 0,
+             input_kind: str = "random") -> dict:
+    """The import against its own runtime: the logits of one batch, within the check's bar for
+    the dtype the runtime ran in."""
     k = shapes(imp.spec, shape)[-1][0]
-    x, labels, cot = make_batch("random", batch, shape, k, seed, "float64")
+    x, labels, cot = make_batch(input_kind, batch, shape, k, seed, "float64")
     got = np.asarray(s.forward(x))
     dtype = "float64" if got.dtype == np.float64 else "float32"
     x = x.astype(dtype)
@@ -218,7 +219,7 @@ def _fidelity(s: Source, imp: Imported, shape, batch: int, seed: int) -> dict:
     case = Case(imp.spec, state, dtype, shape, x, labels, cot, training=False)
     last = f"out.{node_names(imp.spec)[-1]}"
     row = _row(last, case.ref[last], got.astype(dtype), case.budget[last])
-    return {**row, "side": s.label, "runtime": s.kind, "dtype": dtype}
+    return {**row, "side": s.label, "runtime": s.kind, "dtype": dtype, "input": input_kind}
 
 
 # --- the report -------------------------------------------------------------------------------
