@@ -78,6 +78,8 @@ class _Builder:
         from .runners import keras_layers as kl
 
         L, dt = keras.layers, self.dtype
+        if isinstance(layer, L.ZeroPadding2D) and not any(map(any, layer.padding)):
+            return h  # int padding 0 (a "valid" conv written with padding=0): nothing to add
         if isinstance(layer, kl.MaskedDropout):
             return L.Dropout(layer.p, name=name, dtype=dt)(h)
         if isinstance(layer, kl.UnbiasedBatchNormalization):
@@ -184,32 +186,41 @@ _LOADER = r"""
 import json, sys
 import numpy as np
 import keras
-model = keras.saving.load_model(sys.argv[1], compile=False, safe_mode=True)
-x = np.load(sys.argv[2])
-y = keras.ops.convert_to_numpy(model(x.astype(model.inputs[0].dtype), training=False))
-np.save(sys.argv[3], np.asarray(y))
+for path, xin, yout in json.loads(sys.argv[1]):
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    x = np.load(xin).astype(model.inputs[0].dtype)
+    np.save(yout, np.asarray(keras.ops.convert_to_numpy(model(x, training=False))))
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("skylark", "reference"))))
 """
 
 
-def run_keras_model(path, p, x) -> np.ndarray:
-    """The logits the .keras file at `path` gives for the NCHW batch `x`, computed by a fresh
-    Python process that has no skylark on its path (RuntimeError if it imported any)."""
+def run_keras_models(jobs) -> list[np.ndarray]:
+    """The logits each .keras file gives for its NCHW batch (`jobs`: [(path, x, dtype)]),
+    computed by ONE fresh Python process (`python -I`: no PYTHONPATH, no current folder, no
+    user site) that must import no skylark module (RuntimeError otherwise)."""
     with tempfile.TemporaryDirectory() as tmp:
-        xin, yout = Path(tmp) / "x.npy", Path(tmp) / "y.npy"
-        np.save(xin, activation_to_keras(np.asarray(x, p.dtype)))
+        args = []
+        for i, (path, x, dtype) in enumerate(jobs):
+            xin, yout = Path(tmp) / f"x{i}.npy", Path(tmp) / f"y{i}.npy"
+            np.save(xin, activation_to_keras(np.asarray(x, dtype)))
+            args.append((str(Path(path).absolute()), str(xin), str(yout)))
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        done = subprocess.run([sys.executable, "-I", "-c", _LOADER, str(Path(path).absolute()),
-                               str(xin), str(yout)], cwd=tmp, env=env, capture_output=True,
-                              text=True, timeout=600)
+        done = subprocess.run([sys.executable, "-I", "-c", _LOADER, json.dumps(args)], cwd=tmp,
+                              env=env, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise RuntimeError(f"a fresh Keras could not run {str(path)!r}: {tail}")
+            raise RuntimeError(f"a fresh Keras could not run {args[0][0]!r}: {tail}")
         leaked = json.loads(done.stdout.strip().splitlines()[-1])
         if leaked:
-            raise RuntimeError(f"loading {str(path)!r} imported skylark code: {leaked}")
-        return np.load(yout)
+            raise RuntimeError(f"loading {args[0][0]!r} imported skylark code: {leaked}")
+        return [np.load(a[2]) for a in args]
+
+
+def run_keras_model(path, p, x) -> np.ndarray:
+    """The logits the .keras file at `path` gives for the NCHW batch `x`, from a fresh Python
+    with no skylark (run_keras_models)."""
+    return run_keras_models([(path, x, p.dtype)])[0]
 
 
 def read_keras_model(path, p) -> dict:
@@ -235,4 +246,4 @@ def read_keras_model(path, p) -> dict:
 
 
 __all__ = ["NotBuiltinError", "builtin_keras_model", "read_keras_model", "run_keras_model",
-           "write_keras_model"]
+           "run_keras_models", "write_keras_model"]

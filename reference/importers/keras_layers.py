@@ -270,6 +270,8 @@ def zeropad(w, layer, cfg, ins, in_shapes, out_shape):
     if not _needs(w, layer, cfg, **_LAST):
         return ins[0]
     (t, b), (l, r) = (_pair(p) for p in cfg["padding"])
+    if not any((t, b, l, r)):
+        return ins[0]  # padding by 0: the identity
     return w.add({"kind": "zeropad2d", "padding": [l, r, t, b]}, layer, ins)
 
 
