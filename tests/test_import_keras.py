@@ -442,11 +442,19 @@ def test_other_keras_version(keras, tmp_path, version):
 
 APPS = {"MobileNetV2": (96, 96), "ResNet50": (64, 64), "DenseNet121": (64, 64),
         "EfficientNetB0": (64, 64)}
+# the skylark kinds each one needs beyond the original set (EfficientNet: its Rescaling and
+# Normalization preprocessing, and stochastic depth on its residual blocks)
+APP_KINDS = {"MobileNetV2": {"zeropad2d"}, "ResNet50": {"zeropad2d"},
+             "DenseNet121": {"zeropad2d"},
+             "EfficientNetB0": {"zeropad2d", "rescaling", "stochasticdepth"}}
 
 
 @pytest.mark.slow
-@NEW_KINDS
-@pytest.mark.parametrize("app", list(APPS))
+@pytest.mark.parametrize("app", [
+    pytest.param(a, marks=pytest.mark.skipif(not APP_KINDS[a] <= set(KINDS),
+                                             reason=f"kinds {sorted(APP_KINDS[a])} not all "
+                                                    f"merged into this branch yet"))
+    for a in APPS])
 def test_keras_applications(keras, tmp_path, app):
     """keras.applications.<app>(weights=None, classifier_activation=None) saved to .keras and
     imported from the file reproduces Keras' logits (float32 models: the float32 bound below)."""
@@ -464,7 +472,26 @@ def test_keras_applications(keras, tmp_path, app):
         want = model(nchw_to_nhwc(x), training=False).numpy()
         err = _worst(net.forward(x), want)
         print(f"{app}: {kind} worst relative error {err:.2e}, import {seconds:.1f} s")
-        # float32 through ~50-120 layers: each conv's sum (<= 4,608 terms) rounds ~1e-6
-        # relative in its own order and BN/activations pass it on; 1e-3 relative to the
-        # largest logit is ~1e4 eps32, above that accumulation, below any mapping error
-        assert err <= 1e-3, (app, kind, err)
+        # float32 through 50-120 layers, each conv summing up to 4,608 terms in its own
+        # order (measured worst: 3.3e-6 relative). 1e-4 is ~800 eps32: room for that
+        # rounding to accumulate with depth, 1e4 times below a mapping error's O(1)
+        assert err <= 1e-4, (app, kind, err)
+
+
+@pytest.mark.slow
+def test_keras_application_softmax_head(keras):
+    """The default classifier (softmax): the import stops at the logits, says so in its
+    notes, and Keras' probabilities are the softmax of skylark's logits."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3), classes=10)
+    imp = _import(model)
+    assert imp.spec[-1]["kind"] == "dense" and imp.origin[imp.spec[-1]["name"]] == "predictions"
+    assert any("final softmax of 'predictions'" in n for n in imp.notes)
+    x = make_batch("random", 2, imp.input_shape, 10, 0, "float32")[0]
+    z = imp.graph("float32").eval().forward(x).astype(np.float64)
+    probs = np.exp(z - z.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    # softmax's Jacobian has infinity-norm max 2 p (1 - p) <= 1/2: the logits' bound above
+    # (1e-4 * max|z|) moves a probability by at most half of it
+    bound = 0.5e-4 * np.abs(z).max()
+    assert np.abs(probs - model(nchw_to_nhwc(x), training=False).numpy()).max() <= bound

@@ -279,10 +279,10 @@ def _channels(v, c):
     """A scalar stays a float; a per-channel array becomes a list of C floats."""
     a = np.asarray(v, np.float64)
     if a.size == 1:
-        return float(a.reshape(()))
+        return float(a.reshape(())) + 0.0  # + 0.0: -0.0 (a zero mean negated) as 0.0
     if a.size != c:
         raise ValueError(a.shape)
-    return [float(x) for x in a.reshape(-1)]
+    return [float(x) + 0.0 for x in a.reshape(-1)]
 
 
 def rescaling(w, layer, cfg, ins, in_shapes, out_shape):
