@@ -99,28 +99,15 @@ def test_gradients_fd_with_a_fixed_mask():
 
 
 def torchvision_stochastic_depth():
-    """torchvision.ops.stochastic_depth; where the torchvision package cannot be imported (a
-    build for another torch: "operator torchvision::nms does not exist"), the same function
-    run from its installed source file, its usage logging stubbed out (it needs no compiled
-    op); skipped, saying why, where torchvision is not installed at all."""
-    import importlib.util
-    from pathlib import Path
+    """torchvision.ops.stochastic_depth, imported through reference.importers'
+    torchvision_compat (a torchvision wheel beside a CPU torch); skipped, saying why, where
+    torchvision is not installed."""
+    from reference.importers.torchvision_compat import load
 
     try:
-        from torchvision.ops import stochastic_depth as sd
-
-        return sd
+        return load().ops.stochastic_depth
     except ImportError as e:
         pytest.skip(f"torchvision is not installed: {e}")
-    except RuntimeError:  # the compiled ops do not load: the Python function still runs
-        pass
-    path = Path(importlib.util.find_spec("torchvision").origin).parent / "ops" / \
-        "stochastic_depth.py"
-    source = path.read_text().replace("from ..utils import _log_api_usage_once",
-                                      "def _log_api_usage_once(obj):\n    pass")
-    namespace = {}
-    exec(compile(source, str(path), "exec"), namespace)
-    return namespace["stochastic_depth"]
 
 
 @pytest.mark.torch
