@@ -24,10 +24,10 @@ import os
 import sys
 
 from skylark.cli import HelpFormatter, add_model_arguments, positive_int, seed_int
-from skylark.models import build_model
 
 from ..frameworks import COMPARED, parse_frameworks
 from ..harness import run_check
+from ..importers.sources import resolve_model
 from ..inputs import INPUTS
 from ..runners.runner import PLANTS
 from ..spec import describe, geometry
@@ -62,6 +62,15 @@ def _plant(text: str) -> tuple[str, str]:
     return fw, bug
 
 
+def _model_help(parser) -> None:
+    """--model also takes a model to import (reference.importers)."""
+    for a in parser._actions:
+        if a.dest == "model":
+            a.help += ("; or a model as its author wrote it: a .onnx or .keras file, or "
+                       "module:function returning a torch nn.Module (with --input-shape) or a "
+                       "keras.Model")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The check's options (defaults shown by an ArgumentDefaultsHelpFormatter, not repeated)."""
     if not parser.epilog:
@@ -72,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
              "reference every one is compared against",
     )
     add_model_arguments(parser)
+    _model_help(parser)
     parser.add_argument("--reduction", choices=("mean", "sum"), default="mean",
                         help="cross-entropy over the batch")
     parser.add_argument("--mode", choices=("train", "eval"), default="train",
@@ -218,12 +228,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json and (why := _json_path_error(args.json)):
         return _usage_error(why)
     try:
-        input_shape = _input_shape(args)
-        model = build_model(args.model, input_shape, num_classes=10, seed=args.seed,
-                            dtype=args.dtype)
+        model, input_shape, imp = resolve_model(
+            args.model, args.input_shape, default_shape=_input_shape(args), dtype=args.dtype,
+            seed=args.seed)
+        _input_shape(argparse.Namespace(input=args.input, input_shape=input_shape))
+        for note in imp.notes if imp else ():
+            print(f"skylark check: import: {note}", file=sys.stderr)
         geometry(describe(model), input_shape)  # what the references cannot mirror, named now
     except ValueError as e:
-        return _usage_error(str(e))
+        return _usage_error(str(e).splitlines()[0] if str(e) else repr(e))
     report = run_check(
         frameworks, dtype=args.dtype, input_kind=args.input, batch=args.batch,
         seed=args.seed, plants=dict(getattr(args, "plant", []) or []),
