@@ -33,7 +33,8 @@ def _model(nodes, inits=(), opset=17, inputs=None, outputs=None, value_info=()):
 
 
 def _conv_model(w=None):
-    w = w if w is not None else numpy_helper.from_array(np.ones((3, 2, 1, 1), np.float32), "c.weight")
+    if w is None:
+        w = numpy_helper.from_array(np.ones((3, 2, 1, 1), np.float32), "c.weight")
     return _model([helper.make_node("Conv", ["x", "c.weight"], ["y"], name="c")], [w])
 
 

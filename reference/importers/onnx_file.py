@@ -13,6 +13,7 @@ sorted by hand (Kahn's algorithm), so a cycle is an error, not a hang.
 
 from __future__ import annotations
 
+import heapq
 import math
 from pathlib import Path
 
@@ -147,14 +148,15 @@ def topological(graph, path) -> list:
         for d in deps:
             readers.setdefault(d, []).append(i)
     ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
     order = []
-    while ready:
-        i = ready.pop(0)
+    while ready:  # the file's own order wherever it is a valid one (the lowest index first)
+        i = heapq.heappop(ready)
         order.append(graph.node[i])
         for r in readers.get(i, []):
             waiting[r] -= 1
             if waiting[r] == 0:
-                ready.append(r)
+                heapq.heappush(ready, r)
     if len(order) != len(graph.node):
         stuck = next(n for i, n in enumerate(graph.node) if waiting[i] > 0)
         raise _fail(path, f"the graph has a cycle (node {stuck.name!r}, {stuck.op_type}, "

@@ -82,8 +82,8 @@ class Walk:
         self.readers: dict[str, int] = {}
         self.entry: dict[str, dict] = {}  # spec node name -> its entry
         self.nhwc = False
-        self.out_value: dict[str, str] = {}
-        self.batch = -1  # the input's batch size where the file fixes it (a fixed Reshape)  # spec node -> the ONNX value it wrote
+        self.out_value: dict[str, str] = {}  # spec node -> the ONNX value it wrote
+        self.batch = -1  # the input's batch size where the file fixes it (a fixed Reshape)
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -762,7 +762,7 @@ def _slice(w, n, ins, a, where):
 
 def _batchnorm(w, n, ins, a, where):
     t = _map(ins[0], where)
-    _need(len(n.output) == 1 or not any(n.output[1:]) and not a.get("training_mode", 0),
+    _need(len(n.output) == 1 or (not any(n.output[1:]) and not a.get("training_mode", 0)),
           f"attribute training_mode of {where} (inference BatchNormalization only)")
     _need(all(w.const(v) for v in ins[1:5]), f"pattern: {where} with computed statistics")
     scale, bias, mean, var = ins[1:5]
