@@ -200,7 +200,13 @@ def _resolve(obj):
             raise ValueError(f"a torch model is an nn.Module or 'pkg.mod:function'. "
                              f"Received: {obj!r}")
         try:
-            target = getattr(importlib.import_module(mod_name), attr)
+            if mod_name.split(".")[0] == "torchvision":
+                from .torchvision_compat import load
+
+                load()  # beside a CPU torch (its docstring)
+            target = importlib.import_module(mod_name)
+            for part in attr.split("."):
+                target = getattr(target, part)
         except (ImportError, AttributeError) as e:
             raise ValueError(f"cannot find {obj!r}: {str(e).splitlines()[0]}. "
                              f"Received: {obj!r}") from None
