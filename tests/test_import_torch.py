@@ -102,8 +102,10 @@ def _prove(module: nn.Module, input_shape, *, training=False, grads=True, batch=
         mine = net.grads()
         named = [(k, p) for k, p in module.named_parameters() if p.grad is not None]
         picks = {named[0], named[-1], named[len(named) // 2]} if params else set()
+        node = {path: name for name, path in imp.origin.items()}  # regnet's "block1-0" renamed
         for k, p in sorted(picks):
-            _close(f"{kind} d {k}", mine[k], p.grad.numpy(), grad_rel)
+            path, leaf = k.rsplit(".", 1)
+            _close(f"{kind} d {k}", mine[f"{node[path]}.{leaf}"], p.grad.numpy(), grad_rel)
     return imp
 
 
@@ -239,9 +241,34 @@ class InPlaceTrap(nn.Module):
         return torch.flatten(z + y, 1)
 
 
+class InPlacePositional(InPlaceTrap):
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.flatten(F.hardswish(y, True) + y, 1)  # inplace given positionally
+
+
+class InPlaceModule(InPlaceTrap):
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.flatten(self.act(y) + y, 1)
+
+
 def test_in_place_op_overwriting_a_later_read_is_refused():
     assert list_unsupported(InPlaceTrap(), (1, 2, 2)) == [
         "op=relu in place overwrites 'conv', which 'add' reads afterwards at node 'relu'"]
+    assert list_unsupported(InPlacePositional(), (1, 2, 2)) == [
+        "op=hardswish in place overwrites 'conv', which 'add' reads afterwards at node "
+        "'hardswish'"]
+    assert list_unsupported(InPlaceModule(), (1, 2, 2)) == [
+        "op=act in place overwrites 'conv', which 'add' reads afterwards at node 'act'"]
+    with torch.no_grad():  # what the refusal prevents: torch's add reads relu(y) twice
+        net = InPlaceModule()
+        x = torch.randn(1, 1, 2, 2)
+        assert torch.equal(net(x), 2 * F.relu(net.conv(x)).flatten(1))
 
 
 def test_zeropad_and_asymmetric_pads():
@@ -346,5 +373,7 @@ def test_torchvision_model_imports_and_matches_in_float64(name, kwargs, grads):
     missing = {s["kind"] for s in imp.spec} - set(KINDS)
     if missing:
         pytest.skip(f"kind(s) {sorted(missing)} not in this checkout yet")
-    _prove(net, (3, 64, 64), grads=grads, inputs=("random",) if not grads else
-           ("random", "ties"))
+    # the tie-heavy batch where ties decide something: a max-pool's tied windows (the mobile
+    # nets and regnet have no max-pool; their average pools route every tie alike)
+    ties = ("ties",) if any(s["kind"] == "maxpool2d" for s in imp.spec) else ()
+    _prove(net, (3, 64, 64), grads=grads, inputs=("random", *ties))

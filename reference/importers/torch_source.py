@@ -347,17 +347,20 @@ class _Graph:
         """An in-place op whose input is read again later: fx's graph reads the old value,
         torch the overwritten one."""
         mod = self.gm.get_submodule(node.target) if node.op == "call_module" else None
+        op = _op_name(node)
+        at = _INPLACE_AT.get(op)
         in_place = getattr(mod, "inplace", False) if mod is not None else (
             node.kwargs.get("inplace") is True
-            or (isinstance(node.target, str) and node.target.endswith("_")
-                and not node.target.startswith("__"))
-            or getattr(node.target, "__name__", "").endswith("_"))
+            or (node.op == "call_function" and at is not None and len(node.args) > at
+                and node.args[at] is True)
+            or (op.endswith("_") and not op.startswith("__")))
         if not in_place or not node.args or not hasattr(node.args[0], "users"):
             return
         order = {n: i for i, n in enumerate(self.nodes)}
         later = [u.name for u in node.args[0].users if order[u] > order[node]]
         if later:
-            raise _Unsupported(f"op={_op_name(node)} in place overwrites "
+            what = f"module={type(mod).__name__}" if mod is not None else f"op={op}"
+            raise _Unsupported(f"{what} in place overwrites "
                                f"{node.args[0].name!r}, which {later[0]!r} reads afterwards")
 
     def visit_module(self, node):
@@ -475,6 +478,11 @@ class _Graph:
         self.skip.update(chain)
         self.shuffles[cur] = (self.tensor(node, src), s_mid[1])
         return True
+
+
+# where F.<op>'s `inplace` is when given positionally
+_INPLACE_AT = {"relu": 1, "relu6": 1, "hardswish": 1, "hardsigmoid": 1, "silu": 1,
+               "leaky_relu": 2, "dropout": 3}
 
 
 def _op_name(node) -> str:
