@@ -264,7 +264,7 @@ def test_in_place_op_overwriting_a_later_read_is_refused():
         "op=hardswish in place overwrites 'conv', which 'add' reads afterwards at node "
         "'hardswish'"]
     assert list_unsupported(InPlaceModule(), (1, 2, 2)) == [
-        "op=act in place overwrites 'conv', which 'add' reads afterwards at node 'act'"]
+        "module=ReLU in place overwrites 'conv', which 'add' reads afterwards at node 'act'"]
     with torch.no_grad():  # what the refusal prevents: torch's add reads relu(y) twice
         net = InPlaceModule()
         x = torch.randn(1, 1, 2, 2)
