@@ -36,6 +36,7 @@ from .layers import (
     SiLU,
     Softmax,
     Tanh,
+    ZeroPad2d,
     softmax,
 )
 from .losses import softmax_cross_entropy
@@ -78,6 +79,7 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "ZeroPad2d",
     "__version__",
     "skylark_cnn",
     "softmax",

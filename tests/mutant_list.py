@@ -403,6 +403,19 @@ MUTANTS += [
            "ONNX HardSigmoid left at its default alpha 0.2 (Keras 2's slope), not 1/6"),
 ]
 
+# --- what imported models need: zero padding, stochastic depth, rescaling -------------------
+MUTANTS += [
+    Mutant("zeropad_torch_order_as_keras", "skylark/layers/zeropad.py",
+           "left, right, top, bottom = self.padding\n        return top, bottom, left, right",
+           "top, bottom, left, right = self.padding\n        return top, bottom, left, right",
+           (T + "test_zeropad.py", "-k", "oracle"),
+           "torch's (left, right, top, bottom) read as Keras' order (H's pair first)"),
+    Mutant("onnx_zeropad_pads_per_axis", "reference/kinds/zeropad2d.py",
+           "b.ints(0, 0, t, l, 0, 0, bottom, r)", "b.ints(0, 0, t, bottom, 0, 0, l, r)",
+           (T + "test_zeropad.py", "-k", "every_framework and onnxruntime"),
+           "ONNX Pad's pads given per axis (begin, end) instead of all begins, then all ends"),
+]
+
 # the subset CI runs (tests/test_mutants.py): one per area, each killed in seconds
 FAST = ["relu_grad_at_zero", "conv_stride_collapsed", "sgd_lr_in_velocity", "f64_bar_loose",
         "lockstep_loose", "harness_compares_numpy", "transfer_dense_chw", "graph_fanout_overwrites"]

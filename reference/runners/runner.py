@@ -117,6 +117,8 @@ PLANTS = {
     "keras_se_gate_nchw": _KERAS,
     # AdaptiveAvgPool2d ported as a fixed-stride average pool (other bins where H % out != 0)
     "keras_adaptive_as_avgpool": _KERAS,
+    # torch's ZeroPad2d (left, right, top, bottom) read as Keras' ((top, bottom), (left, right))
+    "keras_zeropad_torch_order": _KERAS,
 }
 
 # absl's pre-initialisation INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are
