@@ -414,6 +414,20 @@ MUTANTS += [
            "b.ints(0, 0, t, l, 0, 0, bottom, r)", "b.ints(0, 0, t, bottom, 0, 0, l, r)",
            (T + "test_zeropad.py", "-k", "every_framework and onnxruntime"),
            "ONNX Pad's pads given per axis (begin, end) instead of all begins, then all ends"),
+    Mutant("sd_noise_per_element", "skylark/layers/stochastic_depth.py",
+           "return (shape[0] if self.mode == \"row\" else 1,) + (1,) * (len(shape) - 1)",
+           "return tuple(shape)",
+           (T + "test_stochastic_depth.py", "-k", "not every_framework"),
+           "stochastic depth drawn per element (dropout), not per sample"),
+    Mutant("sd_x_divided_not_the_noise", "skylark/layers/stochastic_depth.py",
+           "        return x * scale\n",
+           "        return x * mask / survival if survival else x * scale\n",
+           (T + "test_stochastic_depth.py", "-k", "not every_framework"),
+           "x * mask / (1 - p): another float32 rounding than torchvision's x * (mask / (1 - p))"),
+    Mutant("sd_batch_mask_per_row", "reference/kinds/stochasticdepth.py",
+           "return (batch if s[\"mode\"] == \"row\" else 1,)", "return (batch,)",
+           (T + "test_stochastic_depth.py", "-k", "every_framework and batch and torch"),
+           "the harness draws a batch-mode stochastic depth's noise per sample"),
 ]
 
 # the subset CI runs (tests/test_mutants.py): one per area, each killed in seconds

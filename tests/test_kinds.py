@@ -92,6 +92,8 @@ LAYERS = [
     sk.Identity(),
     sk.ZeroPad2d(1),
     sk.ZeroPad2d((1, 2, 0, 3)),
+    sk.StochasticDepth(0.2),
+    sk.StochasticDepth(0.5, "batch"),
 ]
 
 

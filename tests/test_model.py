@@ -112,6 +112,8 @@ CONFIG_LAYERS = [
     sk.Identity(),
     sk.ZeroPad2d(1),
     sk.ZeroPad2d((1, 2, 0, 3)),
+    sk.StochasticDepth(0.2),
+    sk.StochasticDepth(0.5, "batch"),
 ]
 
 
