@@ -154,10 +154,10 @@ def builtin_keras_model(p):
     "x" -> logits), layers named after the skylark nodes."""
     import keras
 
-    from .formats import keras_model
+    from .runners.keras_ref import KerasRunner
     from .spec import geometry, node_names, run_graph
 
-    runner = keras_model(p)
+    runner = KerasRunner()  # the Keras reference's model (reference.formats.keras_model)
     runner.setup(p.spec, p.state, p.dtype, p.input_shape)  # weights via reference.transfer
     c, h, w = p.input_shape
     geo, names = geometry(p.spec, p.input_shape), node_names(p.spec)
