@@ -509,3 +509,22 @@ def test_keras_application_softmax_head(keras):
     # its own rounding, a few eps32 (1e-6)
     bound = 0.5e-4 * np.abs(z).max() + 1e-6
     assert np.abs(probs - model(nchw_to_nhwc(x), training=False).numpy()).max() <= bound
+
+
+def test_import_command(keras, tmp_path, capsys):
+    """`skylark import model.keras`: the softmax-headed model is proven against Keras' own
+    pre-softmax logits and written; --list-unsupported names every refused layer."""
+    from skylark.cli import main
+
+    model = _randomize(_mobile_block(keras, "float32", head="softmax"))
+    path = _save(model, tmp_path / "m.keras")
+    assert main(["import", str(path), "--out", str(tmp_path / "m.npz")]) == 0
+    out, err = capsys.readouterr()
+    assert "verified against keras's own logits" in out and "final softmax" in err
+    L = keras.layers
+    bad = keras.Sequential([keras.Input((8, 8, 3)), L.UpSampling2D(name="up"),
+                            L.GlobalMaxPooling2D(name="gmp")])
+    _save(bad, tmp_path / "bad.keras")
+    main(["import", str(tmp_path / "bad.keras"), "--list-unsupported"])
+    out = capsys.readouterr().out
+    assert "layer=UpSampling2D at 'up'" in out and "layer=GlobalMaxPooling2D at 'gmp'" in out

@@ -272,6 +272,29 @@ def _input_shape(model, w: Walk):
     return c, h, wd
 
 
+def keras_logits(model, x_nhwc):
+    """The model's output without a final softmax, which the import leaves out: what the
+    imported graph computes, for proving an import against Keras itself."""
+    import keras
+
+    from .keras_layers import _act_name
+
+    last = model.outputs[0]._keras_history[0]
+    cfg = last.get_config()
+    if isinstance(last, keras.layers.Softmax) or (
+            isinstance(last, keras.layers.Activation) and _act_name(cfg["activation"]) ==
+            "softmax"):
+        return keras.Model(model.inputs, last.input)(x_nhwc, training=False)
+    if _act_name(cfg.get("activation")) != "softmax":
+        return model(x_nhwc, training=False)
+    stock = last.activation
+    last.activation = keras.activations.linear  # the layer's own pre-activation output
+    try:
+        return model(x_nhwc, training=False)
+    finally:
+        last.activation = stock
+
+
 def list_unsupported(obj) -> list[str]:
     """Every layer, attribute or pattern of `obj` skylark cannot express ([] when none)."""
     model, _, _ = load_keras(obj)
@@ -301,4 +324,5 @@ def import_keras(obj) -> Imported:
     return Imported(w.spec, state, input_shape, "keras", w.origin, notes + w.notes)
 
 
-__all__ = ["MAX_CONFIG_BYTES", "import_keras", "keras_nodes", "list_unsupported", "load_keras"]
+__all__ = ["MAX_CONFIG_BYTES", "import_keras", "keras_logits", "keras_nodes", "list_unsupported",
+           "load_keras"]
