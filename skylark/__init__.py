@@ -35,7 +35,9 @@ from .layers import (
     Sigmoid,
     SiLU,
     Softmax,
+    StochasticDepth,
     Tanh,
+    ZeroPad2d,
     softmax,
 )
 from .losses import softmax_cross_entropy
@@ -77,7 +79,9 @@ __all__ = [
     "SiLU",
     "Sigmoid",
     "Softmax",
+    "StochasticDepth",
     "Tanh",
+    "ZeroPad2d",
     "__version__",
     "skylark_cnn",
     "softmax",

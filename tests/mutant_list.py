@@ -403,6 +403,33 @@ MUTANTS += [
            "ONNX HardSigmoid left at its default alpha 0.2 (Keras 2's slope), not 1/6"),
 ]
 
+# --- what imported models need: zero padding, stochastic depth, rescaling -------------------
+MUTANTS += [
+    Mutant("zeropad_torch_order_as_keras", "skylark/layers/zeropad.py",
+           "left, right, top, bottom = self.padding\n        return top, bottom, left, right",
+           "top, bottom, left, right = self.padding\n        return top, bottom, left, right",
+           (T + "test_zeropad.py", "-k", "oracle"),
+           "torch's (left, right, top, bottom) read as Keras' order (H's pair first)"),
+    Mutant("onnx_zeropad_pads_per_axis", "reference/kinds/zeropad2d.py",
+           "b.ints(0, 0, t, l, 0, 0, bottom, r)", "b.ints(0, 0, t, bottom, 0, 0, l, r)",
+           (T + "test_zeropad.py", "-k", "every_framework and onnxruntime"),
+           "ONNX Pad's pads given per axis (begin, end) instead of all begins, then all ends"),
+    Mutant("sd_noise_per_element", "skylark/layers/stochastic_depth.py",
+           "return (shape[0] if self.mode == \"row\" else 1,) + (1,) * (len(shape) - 1)",
+           "return tuple(shape)",
+           (T + "test_stochastic_depth.py", "-k", "not every_framework"),
+           "stochastic depth drawn per element (dropout), not per sample"),
+    Mutant("sd_x_divided_not_the_noise", "skylark/layers/stochastic_depth.py",
+           "        return x * scale\n",
+           "        return x * mask / survival if survival else x * scale\n",
+           (T + "test_stochastic_depth.py", "-k", "not every_framework"),
+           "x * mask / (1 - p): another float32 rounding than torchvision's x * (mask / (1 - p))"),
+    Mutant("sd_batch_mask_per_row", "reference/kinds/stochasticdepth.py",
+           "return (batch if s[\"mode\"] == \"row\" else 1,)", "return (batch,)",
+           (T + "test_stochastic_depth.py", "-k", "every_framework and batch and torch"),
+           "the harness draws a batch-mode stochastic depth's noise per sample"),
+]
+
 # the subset CI runs (tests/test_mutants.py): one per area, each killed in seconds
 FAST = ["relu_grad_at_zero", "conv_stride_collapsed", "sgd_lr_in_velocity", "f64_bar_loose",
         "lockstep_loose", "harness_compares_numpy", "transfer_dense_chw", "graph_fanout_overwrites"]

@@ -110,6 +110,10 @@ CONFIG_LAYERS = [
     sk.AdaptiveAvgPool2d((3, 2)),
     sk.ChannelShuffle(3),
     sk.Identity(),
+    sk.ZeroPad2d(1),
+    sk.ZeroPad2d((1, 2, 0, 3)),
+    sk.StochasticDepth(0.2),
+    sk.StochasticDepth(0.5, "batch"),
 ]
 
 

@@ -27,7 +27,7 @@ from skylark.cli import HelpFormatter, add_model_arguments, positive_int, seed_i
 
 from ..frameworks import COMPARED, parse_frameworks
 from ..harness import run_check
-from ..importers.sources import resolve_model
+from ..importers.sources import extend_model_help, resolve_model
 from ..inputs import INPUTS
 from ..runners.runner import PLANTS
 from ..spec import describe, geometry
@@ -62,15 +62,6 @@ def _plant(text: str) -> tuple[str, str]:
     return fw, bug
 
 
-def _model_help(parser) -> None:
-    """--model also takes a model to import (reference.importers)."""
-    for a in parser._actions:
-        if a.dest == "model":
-            a.help += ("; or a model as its author wrote it: a .onnx or .keras file, or "
-                       "module:function returning a torch nn.Module (with --input-shape) or a "
-                       "keras.Model")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The check's options (defaults shown by an ArgumentDefaultsHelpFormatter, not repeated)."""
     if not parser.epilog:
@@ -81,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
              "reference every one is compared against",
     )
     add_model_arguments(parser)
-    _model_help(parser)
+    extend_model_help(parser)
     parser.add_argument("--reduction", choices=("mean", "sum"), default="mean",
                         help="cross-entropy over the batch")
     parser.add_argument("--mode", choices=("train", "eval"), default="train",

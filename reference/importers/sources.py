@@ -206,6 +206,15 @@ _FORWARD = {"torch": _torch_forward, "keras": _keras_forward, "onnx": _onnx_forw
             "skylark": _skylark_forward}
 
 
+def extend_model_help(parser) -> None:
+    """--model's help, for a command that also takes a model to import."""
+    for a in parser._actions:
+        if a.dest == "model":
+            a.help += ("; or a model as its author wrote it: a .onnx or .keras file, or "
+                       "module:function returning a torch nn.Module (give --input-shape) or "
+                       "a keras.Model")
+
+
 def resolve_model(model: str, input_shape, *, default_shape=(1, 28, 28), dtype="float32",
                   seed: int = 0, num_classes: int | None = 10):
     """`--model` for the reference commands: a built-in, a spec JSON or a skylark
