@@ -235,7 +235,7 @@ def test_unsupported_listed(tmp_path):
         import_onnx(path)
 
 
-ZOO = ["resnet", "mobilenet-v2", "densenet", "shufflenet", "inception"]
+ZOO = ["resnet", "mobilenet-v2", "densenet", "shufflenet", "inception", "efficientnet"]
 
 
 @pytest.mark.parametrize("name", ZOO)

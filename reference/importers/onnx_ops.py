@@ -651,11 +651,39 @@ def _gemm(w, n, ins, a, where):
 
 
 def _matmul(w, n, ins, a, where):
-    t = _tensor(ins[0], where)
-    b = ins[1]
+    x, b = ins[0], ins[1]
+    if isinstance(x, T) and not x.pending and len(x.shape) == 3 and w.const(b) \
+            and b.shape[:1] == x.shape[2:] and _zero_one(b):
+        return [T(x.node, x.shape, pending=("colsum", x, b))]  # an adaptive pool's columns
+    if w.const(x) and isinstance(b, T) and b.pending and b.pending[0] == "colsum" \
+            and x.ndim == 2 and x.shape[1] == b.shape[1] and _zero_one(x):
+        return [T(b.node, b.shape, pending=("binsum", b.pending[1], x, b.pending[2]))]
+    t = _tensor(x, where)
     _need(w.const(b) and b.ndim == 2, f"pattern: {where}: a MatMul skylark reads only as a "
           "Dense (a flat input times a constant matrix)")
     return [_dense(w, n, t, np.ascontiguousarray(b.T), None, where, n.input[1])]
+
+
+def _zero_one(m) -> bool:
+    return m.ndim == 2 and bool(np.all((m == 0) | (m == 1)))
+
+
+def _adaptive_pool(w, n, t: T, count, where):
+    """MatMul by bin matrices, then Div by the bins' cell counts (skylark's own export of
+    adaptiveavgpool2d): the pool, where the matrices are torch's bins exactly."""
+    from ..kinds.adaptiveavgpool2d import bin_matrix
+
+    src, s_h, s_w_t = t.pending[1], t.pending[2], t.pending[3]
+    (c, h, wd), (oh, ow) = src.shape, (s_h.shape[0], s_w_t.shape[1])
+    want_h, want_w = bin_matrix(h, oh), bin_matrix(wd, ow)
+    counts = np.outer(want_h.sum(axis=1), want_w.sum(axis=1))
+    _need(np.array_equal(s_h, want_h) and np.array_equal(s_w_t, want_w.T)
+          and np.asarray(count).shape[-2:] == (oh, ow)
+          and np.array_equal(np.asarray(count).reshape(oh, ow), counts),
+          f"pattern: {where}: MatMul by 0/1 matrices and a Div that are not torch's adaptive "
+          "average pool bins")
+    return w.emit(n, {"kind": "adaptiveavgpool2d", "output_size": [oh, ow]}, [src],
+                  (c, oh, ow))
 
 
 def _channel_const(t: T, v, where):
@@ -683,6 +711,8 @@ def _arith(w, n, ins, a, where):
             return [w.emit(n, {"kind": "add"}, [x, y], x.shape)]
         return [_mul(w, n, x, y, where)]
     t, c = (x, y) if isinstance(x, T) else (y, x)
+    if op == "Div" and t is x and t.pending and t.pending[0] == "binsum":
+        return [_adaptive_pool(w, n, t, c, where)]
     if not (t.pending and t.pending[0] == "nhwc_in"):
         t = _tensor(t, where)
     _need(op != "Div" or t is x, f"pattern: {where} of a constant by a tensor")
