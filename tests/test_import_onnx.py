@@ -393,3 +393,112 @@ def test_torchvision(tmp_path, name):
     err = assert_reproduces(path, imp, x, budget=False)  # the budget: the module docstring
     print(f"{name}: {len(imp.spec)} nodes, worst error {err:.3g}, import {seconds:.2f} s, "
           f"peak {peak / 2**20:.0f} MB")
+
+
+# --- hand-written graphs: attributes the exporters above do not write -------------------------
+
+
+def _graph(tmp_path, nodes, inits, in_shape=(2, 3, 8, 8), opset=18, name="h.onnx"):
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    g = helper.make_graph(nodes, "g", [x], [y],
+                          [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8),
+         tmp_path / name)
+    return tmp_path / name
+
+
+def _w(*shape, seed=0):
+    return np.random.default_rng(seed).uniform(-0.5, 0.5, shape).astype(np.float32)
+
+
+def _case_same_upper():
+    from onnx import helper
+    return [helper.make_node("Conv", ["x", "w"], ["c"], auto_pad="SAME_UPPER", strides=[2, 2],
+                             name="conv"),
+            helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2],
+                             auto_pad="SAME_UPPER", name="pool"),
+            helper.make_node("Flatten", ["p"], ["y"], name="flat")], {"w": _w(4, 3, 3, 3)}, \
+        ["conv2d", "maxpool2d", "flatten"]
+
+
+def _case_same_lower():
+    from onnx import helper
+    return [helper.make_node("Conv", ["x", "w"], ["c"], auto_pad="SAME_LOWER", strides=[2, 2],
+                             name="conv"),
+            helper.make_node("AveragePool", ["c"], ["p"], kernel_shape=[3, 3],
+                             pads=[0, 0, 1, 1], count_include_pad=1, name="avg"),
+            helper.make_node("Flatten", ["p"], ["y"], name="flat")], {"w": _w(4, 3, 3, 3)}, \
+        ["zeropad2d", "conv2d", "zeropad2d", "avgpool2d", "flatten"]
+
+
+def _case_gemm():
+    from onnx import helper
+    return [helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+            helper.make_node("Gemm", ["f", "w", "b"], ["g"], alpha=0.5, beta=2.0, name="fc"),
+            helper.make_node("Clip", ["g", "lo", "hi"], ["y"], name="clip")], \
+        {"w": _w(192, 6), "b": _w(1, 6, seed=1), "lo": np.float32(0), "hi": np.float32(6)}, \
+        ["flatten", "dense", "relu6"]
+
+
+def _case_split():
+    from onnx import helper
+    return [helper.make_node("Split", ["x"], ["a", "b", "c"], axis=1, num_outputs=3,
+                             name="split"),
+            helper.make_node("Mul", ["a", "b"], ["m"], name="mul"),
+            helper.make_node("Concat", ["m", "c", "a"], ["k"], axis=1, name="cat"),
+            helper.make_node("ReduceMean", ["k", "ax"], ["r"], keepdims=0, name="gap"),
+            helper.make_node("LeakyRelu", ["r"], ["y"], alpha=0.3, name="act")], \
+        {"ax": np.array([2, 3], np.int64)}, \
+        ["channelslice", "channelslice", "channelslice", "multiply", "concat",
+         "globalavgpool2d", "leaky_relu"]
+
+
+@pytest.mark.parametrize("case", [_case_same_upper, _case_same_lower, _case_gemm, _case_split])
+def test_hand_written(tmp_path, case):
+    nodes, inits, kinds = case()
+    path = _graph(tmp_path, nodes, inits)
+    imp = import_onnx(path)
+    assert [s["kind"] for s in imp.spec] == kinds
+    for x in batches((3, 8, 8)):
+        assert_reproduces(path, imp, x)
+
+
+def test_hand_written_refusals(tmp_path):
+    from onnx import helper
+
+    nodes = [helper.make_node("Clip", ["x", "lo", "hi"], ["c"], name="clip"),
+             helper.make_node("HardSigmoid", ["c"], ["h"], alpha=0.2, name="hs"),
+             helper.make_node("Softmax", ["h"], ["s"], axis=1, name="sm"),
+             helper.make_node("Gemm", ["x", "w"], ["g"], transA=1, name="fc"),
+             helper.make_node("Add", ["s", "g"], ["y"], name="add")]
+    path = _graph(tmp_path, nodes, {"lo": np.float32(-1), "hi": np.float32(1), "w": _w(3, 3)})
+    items = list_unsupported(path)
+    assert items[0].startswith("attribute min=-1.0, max=1.0 of op=Clip at node 'clip'")
+    assert any(i.startswith("attribute transA=1 of op=Gemm at node 'fc'") for i in items), items
+    nodes = [helper.make_node("HardSigmoid", ["x"], ["h"], alpha=0.2, name="hs"),
+             helper.make_node("Softmax", ["h"], ["s"], axis=1, name="sm"),
+             helper.make_node("Relu", ["s"], ["y"], name="r")]
+    items = list_unsupported(_graph(tmp_path, nodes, {}))
+    assert items == ["attribute alpha=0.2, beta=0.5 of op=HardSigmoid at node 'hs' (skylark's "
+                     "hardsigmoid is torch's: alpha 1/6, beta 0.5)"]
+
+
+def test_open_input_shape(tmp_path):
+    """A file that leaves (C, H, W) symbolic needs input_shape; a contradicting one is refused."""
+    from onnx import helper
+
+    from reference.importers import ImportFileError
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("GlobalAveragePool", ["c"], ["y"], name="gap")]
+    path = _graph(tmp_path, nodes, {"w": _w(4, 3, 3, 3)}, in_shape=("N", 3, "H", "W"))
+    with pytest.raises(ImportFileError, match="pass input_shape"):
+        import_onnx(path)
+    with pytest.raises(ImportFileError, match=r"input_shape=\(2, 8, 8\)"):
+        import_onnx(path, input_shape=(2, 8, 8))
+    imp = import_onnx(path, input_shape=(3, 8, 8))
+    assert imp.input_shape == (3, 8, 8)
+    assert [s["kind"] for s in imp.spec] == ["conv2d", "adaptiveavgpool2d"]

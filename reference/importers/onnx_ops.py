@@ -645,8 +645,10 @@ def _gemm(w, n, ins, a, where):
     bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
     if bias is not None:
         _need(w.const(bias), f"pattern: {where} with a computed bias")
-        bias = np.broadcast_to(bias * np.asarray(beta, bias.dtype) if beta != 1 else bias,
-                               (weight.shape[0],)).copy()
+        _need(bias.size in (1, weight.shape[0]), f"pattern: {where} with a bias of shape "
+              f"{list(bias.shape)}")
+        bias = bias * np.asarray(beta, bias.dtype) if beta != 1 else bias
+        bias = np.broadcast_to(bias.reshape(-1), (weight.shape[0],)).copy()
     return [_dense(w, n, t, np.ascontiguousarray(weight), bias, where, n.input[1])]
 
 
