@@ -447,7 +447,8 @@ def _case_split():
     from onnx import helper
     return [helper.make_node("Split", ["x"], ["a", "b", "c"], axis=1, num_outputs=3,
                              name="split"),
-            helper.make_node("Mul", ["a", "b"], ["m"], name="mul"),
+            helper.make_node("Mul", ["a", "b"], ["m0"], name="mul"),
+            helper.make_node("Concat", ["m0"], ["m"], axis=1, name="cat1"),  # torch.cat([x])
             helper.make_node("Concat", ["m", "c", "a"], ["k"], axis=1, name="cat"),
             helper.make_node("ReduceMean", ["k", "ax"], ["r"], keepdims=0, name="gap"),
             helper.make_node("LeakyRelu", ["r"], ["y"], alpha=0.3, name="act")], \

@@ -769,6 +769,8 @@ def _concat(w, n, ins, a, where):
           "(skylark concatenates channels)")
     _need(all(len(t.shape) == 3 and t.shape[1:] == ts[0].shape[1:] for t in ts),
           f"pattern: {where} of shapes {[t.shape for t in ts]}")
+    if len(ts) == 1:  # torch.cat([x]) (DenseNet's first layer, legacy exporter)
+        return [ts[0]]
     c = sum(t.shape[0] for t in ts)
     return [w.emit(n, {"kind": "concat"}, ts, (c, *ts[0].shape[1:]))]
 
