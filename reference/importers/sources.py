@@ -175,9 +175,12 @@ def _keras_forward(src: Source, x):
 
     model = keras.saving.load_model(src.obj, compile=False) if isinstance(src.obj, str) \
         else src.obj
-    # NCHW -> NHWC: Keras's channels_last input
-    y = model(np.ascontiguousarray(x.transpose(0, 2, 3, 1)).astype(model.compute_dtype),
-              training=False)
+    from .keras_source import keras_logits
+
+    # NCHW -> NHWC: Keras's channels_last input; a final softmax, which the import leaves out
+    # (the graph ends in logits), left out here too
+    y = keras_logits(model, np.ascontiguousarray(x.transpose(0, 2, 3, 1)).astype(
+        model.compute_dtype))
     return np.asarray(keras.ops.convert_to_numpy(y))
 
 
