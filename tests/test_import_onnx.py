@@ -209,11 +209,13 @@ def test_asymmetric_pad_spec(tmp_path):
             assert spec[1]["padding"] == [0, 0]
 
 
-def test_asymmetric_pad_numbers(tmp_path):
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "legacy"])
+def test_asymmetric_pad_numbers(tmp_path, dynamo):
+    """(The legacy exporter computes the pads with ConstantOfShape, Concat, Slice: folded.)"""
     module = nn.Sequential(nn.ZeroPad2d((1, 2, 0, 1)), nn.Conv2d(2, 3, 3, stride=2),
                            nn.ReLU(), nn.ZeroPad2d((1, 0, 2, 0)), nn.MaxPool2d(2),
                            nn.Flatten()).eval()
-    path = torch_to_onnx(module, (2, 8, 8), tmp_path / "p.onnx")
+    path = torch_to_onnx(module, (2, 8, 8), tmp_path / "p.onnx", dynamo=dynamo)
     imp = import_onnx(path)
     # the pad before the max-pool is not folded (a max-pool's own pads never win; zeros can)
     assert [s["kind"] for s in imp.spec] == ["zeropad2d", "conv2d", "relu", "zeropad2d",

@@ -293,7 +293,18 @@ def _fold_cast(ins, a):
     return [ins[0].astype(helper.tensor_dtype_to_np_dtype(a["to"]))]
 
 
+def _fold_constant_of_shape(ins, a):
+    shape = [int(v) for v in np.asarray(ins[0]).reshape(-1)]
+    if min(shape, default=1) < 0 or math.prod(shape) > MAX_FOLD:  # checked before allocating
+        raise ValueError(f"ConstantOfShape of {shape}")
+    from onnx import numpy_helper
+
+    value = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
+    return [np.full(shape, value.reshape(-1)[0], value.dtype)]
+
+
 FOLD = {
+    "ConstantOfShape": _fold_constant_of_shape,
     "Identity": lambda ins, a: [ins[0]],
     "Cast": _fold_cast,
     "CastLike": lambda ins, a: [ins[0].astype(ins[1].dtype)],
