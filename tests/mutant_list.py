@@ -428,6 +428,20 @@ MUTANTS += [
            "return (batch if s[\"mode\"] == \"row\" else 1,)", "return (batch,)",
            (T + "test_stochastic_depth.py", "-k", "every_framework and batch and torch"),
            "the harness draws a batch-mode stochastic depth's noise per sample"),
+    Mutant("rescaling_backward_adds_offset", "skylark/layers/rescaling.py",
+           "return dy * self.constants(dy.dtype, dy.ndim)[0]",
+           "return sum(np.multiply(dy, c) for c in self.constants(dy.dtype, dy.ndim))",
+           (T + "test_rescaling.py", "-k", "oracle"),
+           "Rescaling's backward differentiates the offset too"),
+    Mutant("keras_rescaling_python_floats", "reference/kinds/rescaling.py",
+           "return [keras.layers.Rescaling(scale, offset, name",
+           "return [keras.layers.Rescaling(s[\"scale\"], s[\"offset\"], name",
+           (T + "test_rescaling.py", "-k", "every_framework and keras-tensorflow and float64"),
+           "Keras Rescaling given Python floats: float32-rounded in float64 on TensorFlow"),
+    Mutant("onnx_rescaling_last_axis", "reference/kinds/rescaling.py",
+           "_constants(s, b.dtype, (1, -1) + (1,) * (rank - 2))", "_constants(s, b.dtype, (-1,))",
+           (T + "test_rescaling.py", "-k", "every_framework and onnxruntime"),
+           "ONNX per-channel constants left (C,): they broadcast on W, not on the channels"),
 ]
 
 # the subset CI runs (tests/test_mutants.py): one per area, each killed in seconds

@@ -106,6 +106,15 @@ def test_huge_shape_claim_without_data(tmp_path):
     assert "2147483648" in _refused(tmp_path / "h.onnx")
 
 
+def test_huge_constant_of_shape_is_not_allocated(tmp_path):
+    """Constant folding checks a ConstantOfShape's size before making it (2**40 floats)."""
+    shape = numpy_helper.from_array(np.array([2**20, 2**20], np.int64), "s")
+    nodes = [helper.make_node("ConstantOfShape", ["s"], ["z"], name="big"),
+             helper.make_node("Add", ["x", "z"], ["y"], name="add")]
+    onnx.save(_model(nodes, [shape]), tmp_path / "k.onnx")
+    assert "ConstantOfShape" in _refused(tmp_path / "k.onnx", UnsupportedError)
+
+
 def test_huge_value_info_is_not_allocated(tmp_path):
     """value_info is a claim the importer never allocates from: the model imports."""
     vi = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2**31, 2**31, 2**31, 2**31])

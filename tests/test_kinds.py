@@ -94,6 +94,8 @@ LAYERS = [
     sk.ZeroPad2d((1, 2, 0, 3)),
     sk.StochasticDepth(0.2),
     sk.StochasticDepth(0.5, "batch"),
+    sk.Rescaling(1 / 255),
+    sk.Rescaling([0.5, 2.0, -1.0], [0.1, 0.0, 3.0]),
 ]
 
 

@@ -88,16 +88,27 @@ class Walk:
     # --- set-up -----------------------------------------------------------------------------
 
     def nhwc_input(self, nodes) -> bool:
-        """True when every reader of the data input is a Transpose to NCHW (tf2onnx's Keras)."""
-        inits = {t.name for t in self.model.graph.initializer}
+        """True when the data input reaches a Transpose to NCHW through nothing but
+        arithmetic with scalar or per-channel constants (tf2onnx's Keras: Rescaling,
+        Normalization), each read by one node: the graph behind it is NCHW."""
+        inits = {t.name: t for t in self.model.graph.initializer}
         data = [v.name for v in self.model.graph.input if v.name not in inits]
         if len(data) != 1:
             return False
-        readers = [n for n in nodes if data[0] in n.input]
-        self.nhwc = bool(readers) and all(
-            n.op_type == "Transpose" and list(_attrs(n).get("perm", [])) == [0, 3, 1, 2]
-            for n in readers)
-        return self.nhwc
+        value = data[0]
+        while True:
+            readers = [n for n in nodes if value in n.input]
+            if len(readers) != 1:
+                return False
+            n = readers[0]
+            if n.op_type == "Transpose":
+                self.nhwc = list(_attrs(n).get("perm", [])) == [0, 3, 1, 2]
+                return self.nhwc
+            other = [v for v in n.input if v != value]
+            if n.op_type not in ("Mul", "Add", "Sub", "Div") or len(other) != 1 \
+                    or other[0] not in inits or len(inits[other[0]].dims) > 1:
+                return False
+            value = n.output[0]
 
     def run(self, nodes, input_name: str, shape) -> None:
         for t in self.model.graph.initializer:
@@ -282,7 +293,18 @@ def _fold_cast(ins, a):
     return [ins[0].astype(helper.tensor_dtype_to_np_dtype(a["to"]))]
 
 
+def _fold_constant_of_shape(ins, a):
+    shape = [int(v) for v in np.asarray(ins[0]).reshape(-1)]
+    if min(shape, default=1) < 0 or math.prod(shape) > MAX_FOLD:  # checked before allocating
+        raise ValueError(f"ConstantOfShape of {shape}")
+    from onnx import numpy_helper
+
+    value = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
+    return [np.full(shape, value.reshape(-1)[0], value.dtype)]
+
+
 FOLD = {
+    "ConstantOfShape": _fold_constant_of_shape,
     "Identity": lambda ins, a: [ins[0]],
     "Cast": _fold_cast,
     "CastLike": lambda ins, a: [ins[0].astype(ins[1].dtype)],
@@ -553,6 +575,14 @@ def _flatten(w, n, ins, a, where):
     return [_flatten_of(w, n, t, where)]
 
 
+def _squeeze(w, n, ins, a, where):
+    t = _map(ins[0], where)
+    axes = ins[1] if len(ins) > 1 and ins[1] is not None else a.get("axes")
+    _need(axes is not None and sorted(int(v) % 4 for v in np.asarray(axes)) == [2, 3]
+          and t.shape[1:] == (1, 1), f"pattern: {where} other than of a (C, 1, 1) map's H, W")
+    return [_flatten_of(w, n, t, where)]
+
+
 def _reshape(w, n, ins, a, where):
     x, shape = ins[0], ins[1]
     _need(w.const(shape), f"pattern: {where} to a computed shape")
@@ -590,7 +620,7 @@ def _transpose(w, n, ins, a, where):
     x, perm = ins[0], list(a.get("perm", []))
     _need(isinstance(x, T), f"pattern: {where} of a constant")
     if x.pending and x.pending[0] == "nhwc_in" and perm == [0, 3, 1, 2]:
-        return [T(x.node, x.shape)]
+        return [T(x.node, x.shape)]  # the input (or its rescaling), now NCHW
     if x.pending and x.pending[0] == "split" and perm == [0, 2, 1, 3, 4]:
         return [T(x.node, x.shape, pending=("shuffle", x.pending[1], x.pending[2]))]
     t = _map(x, where)
@@ -626,31 +656,61 @@ def _gemm(w, n, ins, a, where):
     bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
     if bias is not None:
         _need(w.const(bias), f"pattern: {where} with a computed bias")
-        bias = np.broadcast_to(bias * np.asarray(beta, bias.dtype) if beta != 1 else bias,
-                               (weight.shape[0],)).copy()
+        _need(bias.size in (1, weight.shape[0]), f"pattern: {where} with a bias of shape "
+              f"{list(bias.shape)}")
+        bias = bias * np.asarray(beta, bias.dtype) if beta != 1 else bias
+        bias = np.broadcast_to(bias.reshape(-1), (weight.shape[0],)).copy()
     return [_dense(w, n, t, np.ascontiguousarray(weight), bias, where, n.input[1])]
 
 
 def _matmul(w, n, ins, a, where):
-    t = _tensor(ins[0], where)
-    b = ins[1]
+    x, b = ins[0], ins[1]
+    if isinstance(x, T) and not x.pending and len(x.shape) == 3 and w.const(b) \
+            and b.shape[:1] == x.shape[2:] and _zero_one(b):
+        return [T(x.node, x.shape, pending=("colsum", x, b))]  # an adaptive pool's columns
+    if w.const(x) and isinstance(b, T) and b.pending and b.pending[0] == "colsum" \
+            and x.ndim == 2 and x.shape[1] == b.shape[1] and _zero_one(x):
+        return [T(b.node, b.shape, pending=("binsum", b.pending[1], x, b.pending[2]))]
+    t = _tensor(x, where)
     _need(w.const(b) and b.ndim == 2, f"pattern: {where}: a MatMul skylark reads only as a "
           "Dense (a flat input times a constant matrix)")
     return [_dense(w, n, t, np.ascontiguousarray(b.T), None, where, n.input[1])]
 
 
-def _channel_const(c, v, where):
-    """A constant that is per-channel over (C, ...) or a scalar, as a (C,) vector."""
-    v = np.asarray(v)
-    squeezed = v.reshape(-1) if v.size in (1, c) else None
-    _need(squeezed is not None and (v.size == 1 or v.ndim <= 1 or
-                                    v.shape[-len(v.shape):].count(c) == 1),
-          f"pattern: {where} with a constant of shape {v.shape} (skylark adds or multiplies "
-          "per-channel constants only)")
-    if v.ndim >= 2:
-        _need(v.shape[-3 if v.ndim >= 3 else -1] == c or v.size == 1,
-              f"pattern: {where} with a constant of shape {v.shape}")
-    return np.broadcast_to(squeezed, (c,)).astype(np.float64)
+def _zero_one(m) -> bool:
+    return m.ndim == 2 and bool(np.all((m == 0) | (m == 1)))
+
+
+def _adaptive_pool(w, n, t: T, count, where):
+    """MatMul by bin matrices, then Div by the bins' cell counts (skylark's own export of
+    adaptiveavgpool2d): the pool, where the matrices are torch's bins exactly."""
+    from ..kinds.adaptiveavgpool2d import bin_matrix
+
+    src, s_h, s_w_t = t.pending[1], t.pending[2], t.pending[3]
+    (c, h, wd), (oh, ow) = src.shape, (s_h.shape[0], s_w_t.shape[1])
+    want_h, want_w = bin_matrix(h, oh), bin_matrix(wd, ow)
+    counts = np.outer(want_h.sum(axis=1), want_w.sum(axis=1))
+    _need(np.array_equal(s_h, want_h) and np.array_equal(s_w_t, want_w.T)
+          and np.asarray(count).shape[-2:] == (oh, ow)
+          and np.array_equal(np.asarray(count).reshape(oh, ow), counts),
+          f"pattern: {where}: MatMul by 0/1 matrices and a Div that are not torch's adaptive "
+          "average pool bins")
+    return w.emit(n, {"kind": "adaptiveavgpool2d", "output_size": [oh, ow]}, [src],
+                  (c, oh, ow))
+
+
+def _channel_const(t: T, v, where):
+    """A constant that is a scalar or per-channel over `t` ((C, 1, 1) in NCHW; (C,) in NHWC,
+    before the input's Transpose), as a (C,) float64 vector."""
+    v, c = np.asarray(v), t.shape[0]
+    nhwc = bool(t.pending) and t.pending[0] == "nhwc_in"
+    dims = [d for d in v.shape]
+    while dims and dims[0] == 1 and len(dims) > (1 if nhwc else 3):
+        dims.pop(0)
+    ok = v.size == 1 or (dims == [c] if nhwc else dims in ([c, 1, 1],))
+    _need(ok, f"pattern: {where} with a constant of shape {list(v.shape)} (skylark adds or "
+          "multiplies per-channel constants only)")
+    return np.broadcast_to(v.reshape(-1), (c,)).astype(np.float64)
 
 
 def _arith(w, n, ins, a, where):
@@ -664,16 +724,20 @@ def _arith(w, n, ins, a, where):
             return [w.emit(n, {"kind": "add"}, [x, y], x.shape)]
         return [_mul(w, n, x, y, where)]
     t, c = (x, y) if isinstance(x, T) else (y, x)
-    t = _tensor(t, where)
+    if op == "Div" and t is x and t.pending and t.pending[0] == "binsum":
+        return [_adaptive_pool(w, n, t, c, where)]
+    if not (t.pending and t.pending[0] == "nhwc_in"):
+        t = _tensor(t, where)
     _need(op != "Div" or t is x, f"pattern: {where} of a constant by a tensor")
     _need(op != "Sub" or t is x, f"pattern: {where} of a constant minus a tensor")
-    v = _channel_const(t.shape[0], c, where)
     src = w.entry.get(t.node)
     if op == "Add" and src and src["kind"] == "dense" and not src["bias"] \
             and w.readers_of_node(t.node) == 1 and np.asarray(c).size == t.shape[0]:
         src["bias"] = True
         w.state[f"{t.node}.bias"] = np.asarray(c).reshape(-1).copy()
         return [t]  # MatMul + Add: the Dense's bias
+    _need(len(t.shape) == 3, f"pattern: {where} of a flat tensor and a constant")
+    v = _channel_const(t, c, where)
     scale, offset = np.ones_like(v), np.zeros_like(v)
     if op == "Mul":
         scale = v
@@ -685,10 +749,13 @@ def _arith(w, n, ins, a, where):
         offset = -v
     if src and src["kind"] == "rescaling" and w.readers_of_node(t.node) == 1 \
             and op in ("Add", "Sub"):
-        src["offset"] = [o + f for o, f in zip(src["offset"], offset, strict=True)]
+        src["offset"] = [float(o + f) for o, f in zip(src["offset"], offset, strict=True)]
         return [t]  # Mul + Add: one rescaling
-    return [w.emit(n, {"kind": "rescaling", "scale": [float(s) for s in scale],
-                       "offset": [float(o) for o in offset]}, [t], t.shape)]
+    out = w.emit(n, {"kind": "rescaling", "scale": [float(s) for s in scale],
+                     "offset": [float(o) for o in offset]}, [t], t.shape)
+    if t.pending:  # still before the input's Transpose to NCHW
+        out.pending = t.pending
+    return [out]
 
 
 def _mul(w, n, x, y, where):
@@ -713,6 +780,8 @@ def _concat(w, n, ins, a, where):
           "(skylark concatenates channels)")
     _need(all(len(t.shape) == 3 and t.shape[1:] == ts[0].shape[1:] for t in ts),
           f"pattern: {where} of shapes {[t.shape for t in ts]}")
+    if len(ts) == 1:  # torch.cat([x]) (DenseNet's first layer, legacy exporter)
+        return [ts[0]]
     c = sum(t.shape[0] for t in ts)
     return [w.emit(n, {"kind": "concat"}, ts, (c, *ts[0].shape[1:]))]
 
@@ -779,7 +848,8 @@ OPS = {
     "HardSigmoid": _hardsigmoid, "LeakyRelu": _leaky, "Clip": _clip, "Softmax": _softmax,
     "Dropout": _dropout, "Conv": _conv, "Pad": _pad, "MaxPool": _maxpool,
     "AveragePool": _avgpool, "GlobalAveragePool": _global_pool, "ReduceMean": _global_pool,
-    "Flatten": _flatten, "Reshape": _reshape, "Transpose": _transpose, "Gemm": _gemm,
+    "Flatten": _flatten, "Reshape": _reshape, "Squeeze": _squeeze, "Transpose": _transpose,
+    "Gemm": _gemm,
     "MatMul": _matmul, "Add": _arith, "Sub": _arith, "Mul": _arith, "Div": _arith,
     "Concat": _concat, "Split": _split, "Slice": _slice, "BatchNormalization": _batchnorm,
 }

@@ -119,6 +119,8 @@ PLANTS = {
     "keras_adaptive_as_avgpool": _KERAS,
     # torch's ZeroPad2d (left, right, top, bottom) read as Keras' ((top, bottom), (left, right))
     "keras_zeropad_torch_order": _KERAS,
+    # Rescaling's constants as Python floats: Keras-TF casts them to float64 through float32
+    "keras_rescaling_python_floats": ("keras", "keras-tensorflow"),
 }
 
 # absl's pre-initialisation INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are

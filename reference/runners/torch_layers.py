@@ -93,6 +93,22 @@ class MaskedStochasticDepth(nn.Module):
         return x * noise
 
 
+class Rescale(nn.Module):
+    """x * scale + offset, each a number or one per channel ((C, 1, 1) on an NCHW map), the
+    constants cast to x's dtype (one rounding to nearest); no parameters."""
+
+    def __init__(self, scale, offset) -> None:
+        super().__init__()
+        self.scale, self.offset = scale, offset
+
+    def _constant(self, v, x):
+        t = torch.tensor(v, dtype=torch.float64).to(x.dtype)
+        return t.reshape(-1, *(1,) * (x.ndim - 2)) if t.ndim else t
+
+    def forward(self, x):
+        return x * self._constant(self.scale, x) + self._constant(self.offset, x)
+
+
 class Hardsigmoid(nn.Module):
     """nn.Hardsigmoid, exact in float64 too. torch's hardsigmoid_backward multiplies by a
     FLOAT32 1/6 for every dtype (aten/src/ATen/native/cpu/Activation.cpp: `const scalar_t
