@@ -277,7 +277,10 @@ def test_preprocessing_and_stochastic_depth(keras):
     strided conv, Dropout(noise_shape=(None, 1, 1, 1)) (stochastic depth) on a residual."""
     L = keras.layers
     i = keras.Input((9, 9, 3), dtype="float64")
-    x = L.Rescaling(1 / 255.0, offset=-0.5, dtype="float64")(i)
+    # 1/256, not 1/255: Keras' Rescaling on TensorFlow casts a Python float scale to float64
+    # through float32, so the Keras model itself would be 3e-8 relative off the float64 map
+    # (reference.kinds.rescaling); 1/256 is exact in float32
+    x = L.Rescaling(1 / 256.0, offset=-0.5, dtype="float64")(i)
     norm = L.Normalization(mean=[0.1, 0.2, 0.3], variance=[0.5, 2.0, 1.5], dtype="float64")
     x = norm(x)
     x = L.ZeroPadding2D(((0, 1), (1, 2)), dtype="float64")(x)
