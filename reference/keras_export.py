@@ -93,15 +93,8 @@ class _Builder:
             out = new(h)
             self.later.append((new, layer.get_weights()))
             return out
-        if isinstance(layer, kl.ExactLeakyReLU):
-            return L.LeakyReLU(negative_slope=layer.negative_slope, name=name, dtype=dt)(h)
-        if isinstance(layer, kl.ExactHardsigmoid):
-            return L.Activation("hard_sigmoid", name=name, dtype=dt)(h)
-        if isinstance(layer, kl.ExactGELU):
-            if layer.approximate != "none":
-                raise NotBuiltinError(f"no built-in Keras layer computes GELU's tanh form in "
-                                      f"{dt}. Received: node {s.get('name', g.index)!r}")
-            return L.Activation("gelu", name=name, dtype=dt)(h)
+        if isinstance(layer, kl.ExactLeakyReLU | kl.ExactHardsigmoid | kl.ExactGELU):
+            return self._activation(layer, h, name, s, g)
         if isinstance(layer, kl.StridedDilatedConv2D):
             cfg = {**layer.get_config(), "name": name, "strides": (1, 1)}
             conv = L.Conv2D.from_config(cfg)
@@ -124,6 +117,22 @@ class _Builder:
         if layer.weights:
             self.later.append((new, layer.get_weights()))
         return out
+
+    def _activation(self, layer, h, name: str, s: dict, g):
+        """The reference's exact activations as Keras' built-in ones."""
+        import keras
+
+        from .runners import keras_layers as kl
+
+        L, dt = keras.layers, self.dtype
+        if isinstance(layer, kl.ExactLeakyReLU):
+            return L.LeakyReLU(negative_slope=layer.negative_slope, name=name, dtype=dt)(h)
+        if isinstance(layer, kl.ExactHardsigmoid):
+            return L.Activation("hard_sigmoid", name=name, dtype=dt)(h)
+        if layer.approximate != "none":
+            raise NotBuiltinError(f"no built-in Keras layer computes GELU's tanh form in "
+                                  f"{dt}. Received: node {s.get('name', g.index)!r}")
+        return L.Activation("gelu", name=name, dtype=dt)(h)
 
     def _neg_inf_pad(self, h, pads, name):
         import keras
