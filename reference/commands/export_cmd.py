@@ -18,7 +18,8 @@ from skylark.cli import HelpFormatter
 from ..porting import TARGETS, VerificationError, check_format, export_weights, verify_line
 
 HELP = "write a checkpoint as torch, Keras, TensorFlow or ONNX weights (verified)"
-DESCRIPTION = ("A skylark .npz checkpoint as a torch state_dict, Keras .weights.h5, TensorFlow "
+DESCRIPTION = ("A skylark .npz checkpoint as a torch state_dict, Keras .weights.h5 or .keras "
+               "model, TensorFlow "
                "SavedModel or ONNX model; the file is loaded back in its framework and its "
                "logits on a random and a ties batch checked against numpy before it is kept.")
 EPILOG = ("The architecture is the checkpoint's own when it records one, else --model. "
@@ -58,7 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--to", required=True, metavar="|".join(TARGETS),
                         help="the target framework")
     parser.add_argument("--out", required=True, metavar="PATH",
-                        help="the file to write (Keras: ending in .weights.h5; tf: a folder; "
+                        help="the file to write (Keras: .weights.h5 the weights, .keras the "
+                             "full model in built-in layers, loadable without skylark; "
+                             "tf: a folder; "
                              "torch: a .pt2 is the whole program, torch.export, any other "
                              "name the state_dict)")
     add_common(parser)
