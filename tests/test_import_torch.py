@@ -390,3 +390,16 @@ def test_torchvision_model_imports_and_matches_in_float64(name, kwargs, side, gr
     # whichever window wins, so the forward-only nets gain nothing from it)
     ties = ("ties",) if grads and any(s["kind"] == "maxpool2d" for s in imp.spec) else ()
     _prove(net, (3, side, side), grads=grads, inputs=("random", *ties))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "shufflenet_v2_x0_5"])
+def test_torchvision_model_matches_in_train_mode(name):
+    """Training mode: BatchNorm's batch statistics (these two nets have no dropout). At 64x64
+    the last stage is 2x2, so each BatchNorm there normalizes over 2 * 4 = 8 values: enough to
+    stay well conditioned (at 32x32 and batch 2 it would be 2 values, and every framework's
+    `skylark check` then leaves the float64 budget at layer4's BatchNorm)."""
+    tv = _torchvision()
+    torch.manual_seed(0)
+    net = getattr(tv.models, name)(weights=None)
+    _prove(net, (3, 64, 64), training=True)
