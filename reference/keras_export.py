@@ -11,7 +11,9 @@ Keras layers only: the Keras reference's model (reference.runners.keras_ref, wei
 reference.transfer) is rebuilt layer by layer, each custom layer replaced by built-ins that
 compute the same thing in evaluation mode:
 
-- MaskedDropout -> Dropout(p) (the identity at inference; Keras' own dropout in training).
+- MaskedDropout -> Dropout(p) (the identity at inference; Keras' own dropout in training);
+  for stochastic depth Dropout(p, noise_shape=(None, 1, 1, 1)), Keras' idiom for it (mode
+  "batch": (1, 1, 1, 1)).
 - UnbiasedBatchNormalization -> BatchNormalization (the same inference; Keras' biased
   running-variance update in training, as any Keras model).
 - ExactLeakyReLU / ExactHardsigmoid / ExactGELU (float64 exactness on some backends) ->
@@ -81,7 +83,10 @@ class _Builder:
         if isinstance(layer, L.ZeroPadding2D) and not any(map(any, layer.padding)):
             return h  # int padding 0 (a "valid" conv written with padding=0): nothing to add
         if isinstance(layer, kl.MaskedDropout):
-            return L.Dropout(layer.p, name=name, dtype=dt)(h)
+            noise = None  # dropout: per element
+            if s["kind"] == "stochasticdepth":  # one draw per sample (row) or per batch
+                noise = (None, 1, 1, 1) if s.get("mode", "row") == "row" else (1, 1, 1, 1)
+            return L.Dropout(layer.p, noise_shape=noise, name=name, dtype=dt)(h)
         if isinstance(layer, kl.UnbiasedBatchNormalization):
             cfg = {**layer.get_config(), "name": name}
             new = L.BatchNormalization.from_config(cfg)

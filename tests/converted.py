@@ -100,31 +100,7 @@ def as_float64(path):
             nodes.append(n)
             continue
         k += 1
-
-        def c(v, name, k=k):
-            g.initializer.append(numpy_helper.from_array(np.array(v, np.float64),
-                                                         f"f64_{k}_{name}"))
-            return f"f64_{k}_{name}"
-
-        x, y = n.input[0], n.output[0]
-        if n.op_type == "LeakyRelu":
-            alpha = float(str(np.float32(a.get("alpha", 0.01))))
-            nodes += [helper.make_node("Mul", [x, c(alpha, "a")], [f"{y}_m"]),
-                      helper.make_node("Greater", [x, c(0.0, "z")], [f"{y}_g"]),
-                      helper.make_node("Where", [f"{y}_g", x, f"{y}_m"], [y])]
-        elif n.op_type == "HardSwish":  # its ONNX function body is HardSigmoid(alpha=float32)
-            nodes += [helper.make_node("Mul", [x, c(1 / 6, "a")], [f"{y}_m"]),
-                      helper.make_node("Add", [f"{y}_m", c(0.5, "b")], [f"{y}_s"]),
-                      helper.make_node("Clip", [f"{y}_s", c(0.0, "lo"), c(1.0, "hi")],
-                                       [f"{y}_c"]),
-                      helper.make_node("Mul", [x, f"{y}_c"], [y])]
-        else:
-            alpha = 1 / 6 if np.float32(a.get("alpha", 0.2)) == np.float32(1 / 6) else \
-                float(str(np.float32(a.get("alpha", 0.2))))
-            beta = float(str(np.float32(a.get("beta", 0.5))))
-            nodes += [helper.make_node("Mul", [x, c(alpha, "a")], [f"{y}_m"]),
-                      helper.make_node("Add", [f"{y}_m", c(beta, "b")], [f"{y}_s"]),
-                      helper.make_node("Clip", [f"{y}_s", c(0.0, "lo"), c(1.0, "hi")], [y])]
+        nodes += _exact_f64(g, n, a, k)
     del g.node[:]
     g.node.extend(nodes)
     for v in list(g.input) + list(g.output):
@@ -132,6 +108,36 @@ def as_float64(path):
             v.type.tensor_type.elem_type = TensorProto.DOUBLE
     del g.value_info[:]
     return m
+
+
+def _exact_f64(g, n, a, k):
+    """The nodes computing HardSigmoid, HardSwish or LeakyRelu node `n` (attributes `a`) in
+    float64 from the decimals their float32 attributes were written from."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    def c(v, name):
+        g.initializer.append(numpy_helper.from_array(np.array(v, np.float64),
+                                                     f"f64_{k}_{name}"))
+        return f"f64_{k}_{name}"
+
+    x, y = n.input[0], n.output[0]
+    if n.op_type == "LeakyRelu":
+        alpha = float(str(np.float32(a.get("alpha", 0.01))))
+        return [helper.make_node("Mul", [x, c(alpha, "a")], [f"{y}_m"]),
+                helper.make_node("Greater", [x, c(0.0, "z")], [f"{y}_g"]),
+                helper.make_node("Where", [f"{y}_g", x, f"{y}_m"], [y])]
+    if n.op_type == "HardSwish":  # its ONNX function body is HardSigmoid(alpha=float32)
+        return [helper.make_node("Mul", [x, c(1 / 6, "a")], [f"{y}_m"]),
+                helper.make_node("Add", [f"{y}_m", c(0.5, "b")], [f"{y}_s"]),
+                helper.make_node("Clip", [f"{y}_s", c(0.0, "lo"), c(1.0, "hi")], [f"{y}_c"]),
+                helper.make_node("Mul", [x, f"{y}_c"], [y])]
+    alpha = 1 / 6 if np.float32(a.get("alpha", 0.2)) == np.float32(1 / 6) else \
+        float(str(np.float32(a.get("alpha", 0.2))))
+    beta = float(str(np.float32(a.get("beta", 0.5))))
+    return [helper.make_node("Mul", [x, c(alpha, "a")], [f"{y}_m"]),
+            helper.make_node("Add", [f"{y}_m", c(beta, "b")], [f"{y}_s"]),
+            helper.make_node("Clip", [f"{y}_s", c(0.0, "lo"), c(1.0, "hi")], [y])]
 
 
 def _ceil_as_pads(g):

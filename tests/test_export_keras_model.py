@@ -120,9 +120,13 @@ def test_export_command_writes_a_verified_full_model(keras, tmp_path, capsys):
 
 def _odd_graph(dtype):
     """The layers whose Keras reference uses custom classes: max-pooling with int padding
-    (-inf pads), a strided dilated conv, a channel slice, dropout, BatchNorm."""
+    (-inf pads), a strided dilated conv, a channel slice, dropout, stochastic depth,
+    BatchNorm; and per-channel rescaling and zero padding."""
     g = sk.Graph()
+    g.add("scale", sk.Rescaling([0.5, 2.0], [0.25, -0.1]))
+    g.add("pad", sk.ZeroPad2d([1, 0, 2, 1]))
     g.add("conv", sk.Conv2D(2, 6, 3, padding=1, dtype=dtype, seed=1))
+    g.add("sd", sk.StochasticDepth(0.2))
     g.add("bn", sk.BatchNorm2d(6, dtype=dtype))
     g.add("pool", sk.MaxPool2D(3, 2, padding=1))
     g.add("dil", sk.Conv2D(6, 4, 3, stride=2, padding="same", dilation=2, dtype=dtype, seed=2))

@@ -51,6 +51,7 @@ def keras():
 def _randomize(model, seed=0):
     """Every weight drawn at random (BatchNorm's variance positive), so no default (ones,
     zeros) hides a swapped or untransposed weight."""
+    import keras
     from keras.layers import DepthwiseConv2D as DEPTHWISE
 
     rng = np.random.default_rng(seed)
@@ -67,6 +68,9 @@ def _randomize(model, seed=0):
             else:  # He-like scale: the signal neither dies nor explodes through the depth
                 fan_in = np.prod(v.shape[:2] if isinstance(layer, DEPTHWISE) else v.shape[:-1])
                 v.assign(rng.normal(0, np.sqrt(2 / max(1, fan_in)), v.shape))
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()  # its call reads mean/variance copies made here, not the
+            # variables (a saved file holds the variables)
     return model
 
 
@@ -277,7 +281,9 @@ def test_preprocessing_and_stochastic_depth(keras):
     strided conv, Dropout(noise_shape=(None, 1, 1, 1)) (stochastic depth) on a residual."""
     L = keras.layers
     i = keras.Input((9, 9, 3), dtype="float64")
-    x = L.Rescaling(1 / 255.0, offset=-0.5, dtype="float64")(i)
+    # 0.25, not 1/255: Keras' Rescaling on TensorFlow takes its scale through float32 (the
+    # rescaling kind's trap), 4e-9 relative off in float64; 0.25 is exact in both
+    x = L.Rescaling(0.25, offset=-0.5, dtype="float64")(i)
     norm = L.Normalization(mean=[0.1, 0.2, 0.3], variance=[0.5, 2.0, 1.5], dtype="float64")
     x = norm(x)
     x = L.ZeroPadding2D(((0, 1), (1, 2)), dtype="float64")(x)
@@ -463,51 +469,62 @@ APP_KINDS = {"MobileNetV2": {"zeropad2d"}, "ResNet50": {"zeropad2d"},
                                                     f"merged into this branch yet"))
     for a in APPS])
 def test_keras_applications(keras, tmp_path, app):
-    """keras.applications.<app>(weights=None, classifier_activation=None) saved to .keras and
-    imported from the file reproduces Keras' logits (float32 models: the float32 bound below)."""
+    """keras.applications.<app>(weights=None, classifier_activation=None), built in float64,
+    saved to .keras and imported from the file, reproduces Keras' logits within REL (the
+    module docstring's float64 bound: these nets' longest sums, 3x3x1152 or 1x1x1024 taps,
+    stay under 1e4 terms, ~2e-12 relative)."""
     h, w = APPS[app]
-    keras.utils.set_random_seed(0)
-    model = getattr(keras.applications, app)(weights=None, input_shape=(h, w, 3), classes=10,
-                                             classifier_activation=None)
-    _randomize(model)  # Keras' init leaves BN at 1, 0, 0, 1 and the logits near 0: hides bugs
+    model = _application(keras, app, (h, w, 3), classifier_activation=None)
     path = _save(model, tmp_path / f"{app}.keras")
     t0 = time.perf_counter()
     imp = _import(str(path))
     seconds = time.perf_counter() - t0
-    net = imp.graph("float32").eval()
+    net = imp.graph("float64").eval()
     for kind in ("random", "ties"):
-        x = make_batch(kind, 2, imp.input_shape, 10, 0, "float32")[0]
+        x = make_batch(kind, 2, imp.input_shape, 10, 0, "float64")[0]
         want = model(nchw_to_nhwc(x), training=False).numpy()
         err = _worst(net.forward(x), want)
         print(f"{app}: {kind} worst relative error {err:.2e} (max |logit| "
               f"{np.abs(want).max():.3g}), import {seconds:.1f} s")
-        # float32 through 50-120 layers, each conv summing up to 4,608 terms in its own
-        # order (measured worst: 3.3e-6 relative). 1e-4 is ~800 eps32: room for that
-        # rounding to accumulate with depth, 1e4 times below a mapping error's O(1)
-        assert err <= 1e-4, (app, kind, err)
+        assert err <= REL, (app, kind, err)
+
+
+def _application(keras, app, shape, **kwargs):
+    """A Keras Application in float64 (Keras builds them in the global dtype policy; floatx
+    alone is not enough once any layer has read the policy), random weights."""
+    keras.utils.set_random_seed(0)
+    stock = keras.config.dtype_policy(), keras.config.floatx()
+    keras.config.set_dtype_policy("float64")
+    keras.config.set_floatx("float64")  # the Input layer's dtype
+    try:
+        model = getattr(keras.applications, app)(weights=None, input_shape=shape, classes=10,
+                                                 **kwargs)
+    finally:
+        keras.config.set_dtype_policy(stock[0])
+        keras.config.set_floatx(stock[1])
+    assert {layer.dtype for layer in model.layers} == {"float64"}
+    return _randomize(model)  # Keras' init: BN at 1, 0, 0, 1 and logits near 0 hide bugs
 
 
 @pytest.mark.slow
 def test_keras_application_softmax_head(keras):
     """The default classifier (softmax): the import stops at the logits, says so in its
     notes, and Keras' probabilities are the softmax of skylark's logits."""
-    keras.utils.set_random_seed(0)
-    model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3), classes=10)
-    _randomize(model)  # random BN statistics too: logits of a few units, not ~0
+    model = _application(keras, "MobileNetV2", (96, 96, 3))
     head = model.get_layer("predictions")
     head.kernel.assign(head.kernel * 10)  # a peaked softmax, not a flat one
     imp = _import(model)
     assert imp.spec[-1]["kind"] == "dense" and imp.origin[imp.spec[-1]["name"]] == "predictions"
     assert any("final softmax of 'predictions'" in n for n in imp.notes)
-    x = make_batch("random", 2, imp.input_shape, 10, 0, "float32")[0]
-    z = imp.graph("float32").eval().forward(x).astype(np.float64)
+    x = make_batch("random", 2, imp.input_shape, 10, 0, "float64")[0]
+    z = imp.graph("float64").eval().forward(x)
     probs = np.exp(z - z.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     assert probs.max() > 0.5  # a peaked softmax
-    # softmax's Jacobian has infinity-norm max 2 p (1 - p) <= 1/2: the logits' bound above
-    # (1e-4 * max|z|) moves a probability by at most half of it; Keras' float32 softmax adds
-    # its own rounding, a few eps32 (1e-6)
-    bound = 0.5e-4 * np.abs(z).max() + 1e-6
+    # softmax's Jacobian has infinity-norm max 2 p (1 - p) <= 1/2: the logits' bound REL *
+    # max|z| moves a probability by at most half of it; the two softmaxes' own float64
+    # rounding adds a few eps64 (1e-15)
+    bound = 0.5 * REL * np.abs(z).max() + 1e-15
     assert np.abs(probs - model(nchw_to_nhwc(x), training=False).numpy()).max() <= bound
 
 
