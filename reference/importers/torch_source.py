@@ -279,6 +279,7 @@ class _Graph:
         self.skip: set = set()
         self.shuffles: dict = {}  # the last view of a shuffle pattern -> (source, groups)
         self.renamed: dict[str, str] = {}  # a module path skylark cannot name -> its name
+        self._split_names: dict = {}  # a chunk/split node -> the prefix of its parts' names
 
     # - names and shapes -
 
@@ -437,6 +438,8 @@ class _Graph:
     def getitem(self, node):
         base, index = node.args
         v = self.env.get(base)
+        if v is None:
+            return None  # its source is already reported
         if isinstance(v, tuple) and v[0] == "seq":
             _, src, parts = v
             start, stop = parts[index]
@@ -458,8 +461,6 @@ class _Graph:
         raise _Unsupported(f"op=getitem with index {index!r} (only x[:, a:b] on the channels)")
 
     def name_of_split(self, node) -> str:
-        if not hasattr(self, "_split_names"):
-            self._split_names = {}
         if node not in self._split_names:
             self._split_names[node] = self.function_name_as(node, re.sub(r"_\d+$", "",
                                                                          node.name))
