@@ -155,9 +155,28 @@ def _same(a, b) -> bool:
     return a == b
 
 
+# What an argument the generator leaves out means, as torch.nn and Keras document it (not as
+# skylark defines it): a default that skylark got wrong would otherwise reach the references
+# through skylark's own description of the model, and both sides would agree.
+POOL_DEFAULTS = {"padding": 0, "dilation": 1, "ceil_mode": False}
+DEFAULTS = {
+    "maxpool2d": lambda e: {**POOL_DEFAULTS, "stride": e["kernel_size"]},
+    # torch's count_include_pad (default True) belongs to int padding; "same" is TF's rule
+    "avgpool2d": lambda e: {"padding": 0, "stride": e["kernel_size"],
+                            "count_include_pad": None if isinstance(e.get("padding"), str)
+                            else True},
+}
+
+
+def _as_given(entry: dict) -> dict:
+    """The generator's node with the arguments it left out spelled as DEFAULTS says."""
+    return {**DEFAULTS.get(entry["kind"], lambda e: {})(entry), **entry}
+
+
 def _unfaithful(layers: list[dict], model) -> str:
-    """The first argument the built model does not report back as given ("" if none)."""
-    for given, got in zip(layers, to_config(model), strict=True):
+    """The first argument, given or left to its documented default (DEFAULTS), the built model
+    does not report back ("" if none)."""
+    for given, got in zip(map(_as_given, layers), to_config(model), strict=True):
         for k, v in given.items():
             if k not in ("name", "inputs") and (k not in got or not _same(v, got[k])):
                 return (f"node {given['name']}: {k}={v!r} came back from to_config as "

@@ -22,6 +22,8 @@ import numpy as np
 from skylark.graph import INPUT
 from skylark.models import from_config
 
+from ..spec import describe, shapes
+
 NUM_CLASSES = 10  # what `skylark check` builds its models for
 
 
@@ -179,12 +181,23 @@ def _pair(v) -> tuple[int, int]:
 
 def out_shape(layers: list[dict], input_shape, batch: int = 1,
               training: bool = False) -> tuple[int, ...]:
-    """The per-sample shape skylark's forward gives (Invalid when it cannot)."""
+    """The per-sample shape skylark's forward gives; Invalid where skylark rejects the model
+    with an error of its own (one line naming the received value: "Received: ...").
+
+    An exception without that, from a model whose layers declare a valid output shape
+    (output_shape, which the references' geometry uses), is a crash, not a model to redraw:
+    the declared shape is returned, so the case is kept and the oracle reports the crash."""
+    net = None
     try:
         net = from_config(layers)
         y = net.train(training).forward(np.zeros((batch, *input_shape), np.float32))
     except (ValueError, TypeError, IndexError, ZeroDivisionError) as e:
-        raise Invalid(str(e)) from None
+        if net is None or "Received" in str(e):
+            raise Invalid(str(e)) from None
+        try:
+            return tuple(int(d) for d in shapes(describe(net), input_shape)[-1])
+        except ValueError:
+            raise Invalid(str(e)) from None
     return tuple(int(d) for d in y.shape[1:])
 
 
