@@ -181,9 +181,10 @@ def geometry(spec: list[dict], input_shape) -> list[Geometry]:
                 new_src = kind.flat_source(shapes_in[0], out_shape, srcs[0])
         except ValueError as e:
             raise ValueError(f"{what}: {e}") from None
-        pads = tuple(layer.pads(shapes_in[0][1:])) if hasattr(layer, "pads") else None
+        hw = shapes_in[0][1:]
+        pads = tuple(layer.pads(hw)) if hasattr(layer, "pads") else None
         if s.get("padding") == "same":  # the reference's own statement of the rule, so a
-            pads = same_pads(s, shapes_in[0][1:])  # wrong split in skylark's shows as a FAIL
+            pads = same_pads(s, hw)  # wrong split in skylark's shows as a FAIL
         out.append(Geometry(i, shapes_in[0], out_shape, pads, new_src, srcs[0], names[i], idx,
                             shapes_in, srcs))
     return out
