@@ -40,13 +40,18 @@ from .spec import node_names, shapes
 
 # kinds an exporter may drop (identity in evaluation mode): never matched, never compared
 _TRANSPARENT = ("identity", "dropout", "stochasticdepth")
+# kinds an exporter folds into the layer BEFORE them (a BatchNorm or a fixed affine into its
+# convolution): where one side has none, the other side's output stands for that layer's
+_FOLD_BACK = ("batchnorm2d", "rescaling")
 
 
-def verify_port(src, dst, *, input_shape=None, dtype="float64", batch=4, seed=0,
+def verify_port(src, dst, *, input_shape=None, dtype=None, batch=4, seed=0,
                 log=None) -> dict:
-    """Compare two models layer by layer (module docstring). Returns {"ok", "first", "pairs",
-    "mapping", "unmatched", "fidelity", "input_shape", "notes", "seconds"}; ValueError (one
-    line) when a side cannot be imported or the two do not take the same input."""
+    """Compare two models layer by layer (module docstring). `dtype` None: float64 where both
+    sides store float64 weights, else float32 (a float32 port's rounding is within the float32
+    budgets, not within float64's 1e-10). Returns {"ok", "first", "pairs", "mapping",
+    "unmatched", "fidelity", "input_shape", "notes", "dtype", "seconds"}; ValueError (one line)
+    when a side cannot be imported or the two do not take the same input."""
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
     sides = []
@@ -66,6 +71,7 @@ def verify_port(src, dst, *, input_shape=None, dtype="float64", batch=4, seed=0,
     if ka != kb:
         raise ValueError(f"the two models' outputs differ in shape. Received: SRC {ka}, DST {kb}")
     states, notes = _common_precision(ia.state, ib.state)
+    dtype = dtype or ("float32" if notes else "float64")
     proofs = [fidelity(s, imp, shape, batch, seed) for s, imp in ((sa, ia), (sb, ib))]
     mapping, unmatched = match_layers(ia, ib)
     pairs = []
@@ -78,7 +84,7 @@ def verify_port(src, dst, *, input_shape=None, dtype="float64", batch=4, seed=0,
     return {"ok": first is None and all(f["ok"] for f in proofs), "first": first,
             "pairs": pairs, "mapping": mapping, "unmatched": unmatched, "fidelity": proofs,
             "input_shape": shape, "notes": notes + [f"SRC: {n}" for n in ia.notes]
-            + [f"DST: {n}" for n in ib.notes], "labels": (sa.label, sb.label),
+            + [f"DST: {n}" for n in ib.notes], "labels": (sa.label, sb.label), "dtype": dtype,
             "seconds": time.perf_counter() - t0}
 
 
@@ -115,9 +121,9 @@ def match_layers(a: Imported, b: Imported) -> tuple[list[dict], list[str]]:
         order = {n: i for i, n in enumerate(ka)}
         pairs.sort(key=lambda p: order[p[0]])
     for k in sorted(only_a):
-        unmatched.append(f"{k}: {ca[k]} in SRC, none in DST (looked through)")
+        unmatched.append(f"{k}: {ca[k]} in SRC, none in DST ({_HOW[k in _FOLD_BACK]})")
     for k in sorted(only_b):
-        unmatched.append(f"{k}: {cb[k]} in DST, none in SRC (looked through)")
+        unmatched.append(f"{k}: {cb[k]} in DST, none in SRC ({_HOW[k in _FOLD_BACK]})")
     out = []
     for x, y, how in pairs:
         out.append({"src": x, "dst": y, "kind": ka[x], "by": how,
@@ -125,6 +131,9 @@ def match_layers(a: Imported, b: Imported) -> tuple[list[dict], list[str]]:
                     "src_tensor": _through(a.spec, x, only_a),
                     "dst_tensor": _through(b.spec, y, only_b)})
     return out, unmatched
+
+
+_HOW = {True: "looked through", False: "folded into the next layer: not compared alone"}
 
 
 def _kinds(spec) -> dict[str, str]:
@@ -147,8 +156,9 @@ def _through(spec, name: str, absorbed: set) -> str:
             readers.setdefault(r, []).append(i)
     while len(readers.get(name, [])) == 1:
         j = readers[name][0]
-        if spec[j]["kind"] not in absorbed and spec[j]["kind"] not in _TRANSPARENT:
-            break
+        kind = spec[j]["kind"]
+        if not (kind in absorbed and kind in _FOLD_BACK) and kind not in _TRANSPARENT:
+            break  # (a zero-pad folds into the layer AFTER it: never looked through)
         name = names[j]
     return name
 
@@ -203,7 +213,8 @@ def _common_precision(sa: dict, sb: dict):
         return (sa, sb), []
     cast = [{k: np.asarray(v, np.float32).astype(np.float64) for k, v in s.items()}
             for s in (sa, sb)]
-    return cast, ["weights compared at float32 precision (a side stores float32)"]
+    return cast, ["a side stores float32 weights: both rounded to float32, compared against "
+                  "the float32 budgets"]
 
 
 def fidelity(s: Source, imp: Imported, shape, batch: int = 4, seed: int = 0,
@@ -219,7 +230,8 @@ def fidelity(s: Source, imp: Imported, shape, batch: int = 4, seed: int = 0,
     case = Case(imp.spec, state, dtype, shape, x, labels, cot, training=False)
     last = f"out.{node_names(imp.spec)[-1]}"
     row = _row(last, case.ref[last], got.astype(dtype), case.budget[last])
-    return {**row, "side": s.label, "runtime": s.kind, "dtype": dtype, "input": input_kind}
+    return {**row, "side": s.label, "runtime": s.runtime or s.kind, "dtype": dtype,
+            "input": input_kind}
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -228,7 +240,8 @@ def fidelity(s: Source, imp: Imported, shape, batch: int = 4, seed: int = 0,
 def format_report(r: dict, *, quiet: bool = False) -> str:
     """The mapping, the fidelity lines, the worst gap per pass and the verdict."""
     src, dst = r["labels"]
-    lines = [f"verify-port: SRC {src} -> DST {dst}, input (C, H, W) = {r['input_shape']}"]
+    lines = [f"verify-port: SRC {src} -> DST {dst}, input (C, H, W) = {r['input_shape']}, "
+             f"compared in {r['dtype']}"]
     for f in r["fidelity"]:
         verdict = "ok" if f["ok"] else "FAILED"
         lines.append(f"  import of {f['side']} against {f['runtime']} ({f['dtype']}): "

@@ -424,6 +424,19 @@ def train_all(names, spec, params0, data, plan, args) -> list[dict]:
     return records
 
 
+def _model(args, data):
+    """(model, spec) of --model at the data's size: a built-in or an import (whose output must
+    be the data's classes)."""
+    model, _, imp = resolve_model(args.model, data.input_shape, num_classes=data.num_classes,
+                                  seed=args.seed, dtype=args.dtype)
+    spec = describe(model)
+    if imp is not None and shapes(spec, data.input_shape)[-1] != (data.num_classes,):
+        raise ValueError(f"{args.model} must end in {data.num_classes} logits for "
+                         f"{args.dataset}. Received: output shape "
+                         f"{shapes(spec, data.input_shape)[-1]}")
+    return model, spec
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         names = ["numpy", *parse_frameworks(args.frameworks)]
@@ -440,14 +453,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"threads: {pin_threads(args.threads)}", file=sys.stderr)
     try:
-        model, _, imp = resolve_model(args.model, data.input_shape,
-                                      num_classes=data.num_classes, seed=args.seed,
-                                      dtype=args.dtype)
-        spec = describe(model)
-        if imp is not None and shapes(spec, data.input_shape)[-1] != (data.num_classes,):
-            raise ValueError(f"{args.model} must end in {data.num_classes} logits for "
-                             f"{args.dataset}. Received: output shape "
-                             f"{shapes(spec, data.input_shape)[-1]}")
+        model, spec = _model(args, data)
         geometry(spec, data.input_shape)  # what the references cannot mirror, named now
         args.recipe.invariant = tuple(loss_invariant(spec))
     except ValueError as e:

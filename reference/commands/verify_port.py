@@ -48,9 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("dst", metavar="DST", help="its port (a converter's output)")
     parser.add_argument("--input-shape", type=_shape, default=None, metavar="C,H,W",
                         help="the input size (default: the one a model records)")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+    parser.add_argument("--dtype", choices=("float64", "float32"), default=None,
                         help="the precision of the comparison (float64: bar 1e-10 relative; "
-                             "float32: the check's derived budgets)")
+                             "float32: the check's derived budgets); default float64 where both "
+                             "sides store float64 weights, else float32")
     parser.add_argument("--batch", type=positive_int, default=4, help="batch size")
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the batches")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")

@@ -33,6 +33,7 @@ class Source:
     kind: str
     obj: object
     label: str
+    runtime: str = ""  # what ran `forward` where it is not the kind's own runtime
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """The source's own logits for an NCHW batch `x` (evaluation mode), in x's dtype where
@@ -174,23 +175,69 @@ def _keras_forward(src: Source, x):
 
     model = keras.saving.load_model(src.obj, compile=False) if isinstance(src.obj, str) \
         else src.obj
-    # NCHW -> NHWC: Keras's channels_last input
-    y = model(np.ascontiguousarray(x.transpose(0, 2, 3, 1)).astype(model.compute_dtype),
-              training=False)
+    from .keras_source import keras_logits
+
+    # NCHW -> NHWC: Keras's channels_last input; a final softmax, which the import leaves out
+    # (the graph ends in logits), left out here too
+    y = keras_logits(model, np.ascontiguousarray(x.transpose(0, 2, 3, 1)).astype(
+        model.compute_dtype))
     return np.asarray(keras.ops.convert_to_numpy(y))
 
 
-def _onnx_forward(src: Source, x):
+class _Evaluator:
+    """onnx's reference evaluator behind onnxruntime's session interface (the parts used)."""
+
+    def __init__(self, path) -> None:
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        model = onnx.load(path)
+        self.ev = ReferenceEvaluator(model)
+        inits = {t.name for t in model.graph.initializer}
+        v = next(v for v in model.graph.input if v.name not in inits)
+        t = v.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        kind = "tensor(double)" if t.elem_type == onnx.TensorProto.DOUBLE else "tensor(float)"
+        self.input = type("Input", (), {"name": v.name, "type": kind, "shape": shape})
+
+    def get_inputs(self):
+        return [self.input]
+
+    def run(self, names, feed):
+        return self.ev.run(names, feed)
+
+
+def _onnx_session(src: Source):
+    """An onnxruntime session; onnx's reference evaluator where onnxruntime has no kernel for
+    an op in the file's dtype (its CPU provider has no float64 Conv, pools, ...)."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(src.obj, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(src.obj, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own NotImplemented, not an exception base
+        if "NOT_IMPLEMENTED" not in str(e):
+            raise
+        src.runtime = "onnx reference evaluator (onnxruntime has no kernel for it)"
+        return _Evaluator(src.obj)
+
+
+def _onnx_forward(src: Source, x):
+    sess = _onnx_session(src)
     inp = sess.get_inputs()[0]
     dtype = np.float64 if inp.type == "tensor(double)" else np.float32
     shape = inp.shape
     # A converter from a channels-last framework (tf2onnx) writes an NHWC input.
     if len(shape) == 4 and shape[1] != x.shape[1] and shape[3] == x.shape[1]:
         x = x.transpose(0, 2, 3, 1)  # NCHW -> NHWC
-    return sess.run(None, {inp.name: np.ascontiguousarray(x, dtype)})[0]
+    x = np.ascontiguousarray(x, dtype)
+    fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else len(x)
+    # a file exported for a fixed batch size runs in chunks of it (the last one zero-padded)
+    outs = []
+    for i in range(0, len(x), fixed):
+        chunk = x[i:i + fixed]
+        pad = np.zeros((fixed - len(chunk), *chunk.shape[1:]), dtype)
+        outs.append(sess.run(None, {inp.name: np.concatenate([chunk, pad])})[0][:len(chunk)])
+    return np.concatenate(outs)
 
 
 def _skylark_forward(src: Source, x):
