@@ -1,8 +1,11 @@
 """How far apart two correct implementations may be, per tensor: the tolerance policy.
 
-- float64: max|a - b| <= 1e-10 * max(1, max|b|). Both sides compute the same math with 53-bit
-  significands; 1e-10 leaves ~5 orders of magnitude above the ~1e-15 relative errors measured,
-  and a real bug (a permutation, a missing term) is O(1) off.
+- float64: max|a - b| <= max(1e-10 * max(1, max|b|), floor(T)). Both sides compute the same
+  math with 53-bit significands; 1e-10 leaves ~5 orders of magnitude above the ~1e-15 relative
+  errors measured, and a real bug (a permutation, a missing term) is O(1) off. The floor is
+  the float32 derivation with eps64 (`derived_budgets`): it exceeds the fixed bar only where a
+  tensor is small next to the terms it was computed from (a gradient that is exactly 0 in
+  exact arithmetic, left as the rounding of large terms that cancel).
 - float32: the budget derived in `float32_budgets` (k * eps32 * n_reduce * magnitude), from
   each layer kind's reduction lengths (reference.kinds). docs/design.md explains both.
 """
@@ -18,13 +21,17 @@ from .kinds import KINDS
 from .spec import build, geometry
 
 EPS32 = float(np.finfo(np.float32).eps)  # 2**-23: the spacing of float32 at 1
+EPS64 = float(np.finfo(np.float64).eps)  # 2**-52: the spacing of float64 at 1
 K_SAFETY = 2  # see float32_budgets
 F64_RTOL = 1e-10
 
 
-def float64_budgets(ref: dict[str, np.ndarray]) -> dict[str, float]:
-    """float64: 1e-10 * max(1, max|b|) for every tensor b of numpy's."""
-    return {k: F64_RTOL * max(1.0, float(np.abs(v).max(initial=0.0))) for k, v in ref.items()}
+def float64_budgets(ref: dict[str, np.ndarray], floor=None) -> dict[str, float]:
+    """float64: 1e-10 * max(1, max|b|) for every tensor b of numpy's, raised to `floor[name]`
+    (the derived eps64 budget, `derived_budgets`) where that is larger."""
+    floor = floor or {}
+    return {k: max(F64_RTOL * max(1.0, float(np.abs(v).max(initial=0.0))), floor.get(k, 0.0))
+            for k, v in ref.items()}
 
 
 class Step(NamedTuple):
@@ -38,9 +45,17 @@ class Step(NamedTuple):
     n_ins: tuple = ()  # n_in of every input (a multi-input kind's)
 
 
-def float32_budgets(spec, state, input_shape, x, cotangent, *, training: bool = True,
-                    masks=None, loss=None) -> dict[str, float]:
-    """Per-tensor float32 budget: K_SAFETY * eps32 * n_reduce(T) * magnitude(T).
+def float32_budgets(spec, state, input_shape, x, cotangent, **mode) -> dict[str, float]:
+    """Per-tensor float32 budget: K_SAFETY * eps32 * n_reduce(T) * magnitude(T)
+    (`derived_budgets` with eps32; its docstring has the derivation)."""
+    return derived_budgets(spec, state, input_shape, x, cotangent, eps=EPS32, **mode)
+
+
+def derived_budgets(spec, state, input_shape, x, cotangent, *, eps: float,
+                    training: bool = True, masks=None, loss=None) -> dict[str, float]:
+    """Per-tensor budget K_SAFETY * eps * n_reduce(T) * magnitude(T) for a dtype of spacing
+    `eps` at 1 (eps32 for float32; eps64 for float64's floor, the same argument with u =
+    eps64/2).
 
     Derivation. A float32 dot product of length n computed in ANY order (BLAS blocking, oneDNN,
     Eigen, XLA) is within gamma_n * sum|a_i b_i| of the exact one, gamma_n ~ n*u, u = eps32/2;
@@ -68,14 +83,14 @@ def float32_budgets(spec, state, input_shape, x, cotangent, *, training: bool = 
     real.forward(x)  # numpy's routing (pool argmax, ReLU masks, batch stats) for the bounds
     geo = geometry(spec, input_shape)
     total = (loss or {}).get("reduction") == "sum"
-    budget, fwd_n, fwd_m, m_logits = _forward(spec, geo, absm, real, np.abs(x), total)
+    budget, fwd_n, fwd_m, m_logits = _forward(spec, geo, absm, real, np.abs(x), total, eps)
     batch, k = x.shape[0], geo[-1].out_shape[0]
     per_sample = 1.0 if total else 1.0 / batch
     starts = {"loss": (np.full((batch, k), max(m_logits, 1.0) * per_sample), fwd_n[-1] + k),
               "cot": (np.abs(np.asarray(cotangent, np.float64)), 0)}
     for tag, (g, n) in starts.items():
         absm.zero_grad()
-        budget.update(_backward(tag, spec, geo, real, absm, fwd_n, fwd_m, g, n))
+        budget.update(_backward(tag, spec, geo, real, absm, fwd_n, fwd_m, g, n, eps))
     return budget
 
 
@@ -89,7 +104,7 @@ def _model(spec, state, transform, training, masks):
     return model
 
 
-def _forward(spec, geo, absm, real, a, total: bool):
+def _forward(spec, geo, absm, real, a, total: bool, eps: float):
     """Budgets of out.{node}, the running statistics and the loss; every output's n_reduce and
     magnitude; the max |logit| bound. A node's input bound and count are its readers' (the
     model's input: |x| and 0); a multi-input kind merges its inputs' (Kind.f32_merge_n)."""
@@ -104,21 +119,23 @@ def _forward(spec, geo, absm, real, a, total: bool):
         else:
             n = n_in[0]
             stats = kind.f32_stats(s, real[i], a_in[0], n, batch)
-            budget.update({f"stat.{g.name}.{k}": _b32(nr, m) for k, (nr, m) in stats.items()})
+            budget.update({f"stat.{g.name}.{k}": _bound(nr, m, eps)
+                           for k, (nr, m) in stats.items()})
             b = kind.f32_abs_forward(s, absm[i], real[i], a_in[0])
         n += kind.f32_forward_in(s, g, batch, real[i])
         bounds.append(b)
         fwd_n.append(n)
         fwd_m.append(float(np.max(b, initial=0.0)))
-        budget[f"out.{g.name}"] = _b32(n, b)
+        budget[f"out.{g.name}"] = _bound(n, b, eps)
     m_logits, k = float(bounds[-1].max()), bounds[-1].shape[1]
     # a sum over the batch: N terms, each up to the mean's bound
     n_sum = batch if total else 0
-    budget["loss"] = _b32(fwd_n[-1] + k + n_sum, 2 * (m_logits + math.log(k)) * (n_sum or 1))
+    budget["loss"] = _bound(fwd_n[-1] + k + n_sum,
+                            2 * (m_logits + math.log(k)) * (n_sum or 1), eps)
     return budget, fwd_n, fwd_m, m_logits
 
 
-def _backward(tag, spec, geo, real, absm, fwd_n, fwd_m, g, n) -> dict[str, float]:
+def _backward(tag, spec, geo, real, absm, fwd_n, fwd_m, g, n, eps) -> dict[str, float]:
     """Budgets of one backward pass from the logits' gradient bound `g` (n_reduce `n`), node by
     node in reverse. Where a tensor feeds several nodes, the gradient bounds add and the count
     is the larger one plus the addition's rounding."""
@@ -127,12 +144,12 @@ def _backward(tag, spec, geo, real, absm, fwd_n, fwd_m, g, n) -> dict[str, float
     for i in reversed(range(len(spec))):
         s, kind, geo_i = spec[i], KINDS[spec[i]["kind"]], geo[i]
         g, n = grads.pop(i)
-        budget[f"{tag}/d.out.{geo_i.name}"] = _b32(n, g)
+        budget[f"{tag}/d.out.{geo_i.name}"] = _bound(n, g, eps)
         first = geo_i.inputs[0]
         n_ins = tuple(0 if j < 0 else fwd_n[j] for j in geo_i.inputs)
         step = Step(n, n_ins[0], fwd_m[first] if first >= 0 else 1.0, batch, geo_i, n_ins)
         g_in, n_in, params = kind.f32_backward(s, g, absm[i], real[i], step)
-        budget.update({f"{tag}/d.{geo_i.name}.{k}": _b32(nr, m)
+        budget.update({f"{tag}/d.{geo_i.name}.{k}": _bound(nr, m, eps)
                        for k, (nr, m) in params.items()})
         if not kind.multi_input:
             g_in, n_in = [g_in], [n_in]
@@ -146,20 +163,22 @@ def _backward(tag, spec, geo, real, absm, fwd_n, fwd_m, g, n) -> dict[str, float
             else:
                 grads[j] = (gj, nj)
     g, n = grads.pop(-1)
-    budget[f"{tag}/d.input"] = _b32(n, g)
+    budget[f"{tag}/d.input"] = _bound(n, g, eps)
     return budget
 
 
-def _b32(n_reduce: int, magnitude) -> float:
-    return K_SAFETY * EPS32 * n_reduce * float(np.max(magnitude, initial=0.0))
+def _bound(n_reduce: int, magnitude, eps: float) -> float:
+    return K_SAFETY * eps * n_reduce * float(np.max(magnitude, initial=0.0))
 
 
 def budgets(spec, state, input_shape, x, cotangent, ref, dtype, **mode) -> dict[str, float]:
     """The budget of every tensor of `ref` (numpy's) for this dtype; `mode`: training, masks
     and loss options, as the case ran."""
     if np.dtype(dtype) == np.float64:
-        return float64_budgets(ref)
+        return float64_budgets(ref, derived_budgets(spec, state, input_shape, x, cotangent,
+                                                    eps=EPS64, **mode))
     return float32_budgets(spec, state, input_shape, x, cotangent, **mode)
 
 
-__all__ = ["EPS32", "F64_RTOL", "K_SAFETY", "budgets", "float32_budgets", "float64_budgets"]
+__all__ = ["EPS32", "EPS64", "F64_RTOL", "K_SAFETY", "budgets", "derived_budgets",
+           "float32_budgets", "float64_budgets"]

@@ -182,10 +182,29 @@ def geometry(spec: list[dict], input_shape) -> list[Geometry]:
                 new_src = kind.flat_source(shapes_in[0], out_shape, srcs[0])
         except ValueError as e:
             raise ValueError(f"{what}: {e}") from None
-        pads = tuple(layer.pads(shapes_in[0][1:])) if hasattr(layer, "pads") else None
+        hw = shapes_in[0][1:]
+        pads = tuple(layer.pads(hw)) if hasattr(layer, "pads") else None
+        if s.get("padding") == "same":  # the reference's own statement of the rule, so a
+            pads = same_pads(s, hw)  # wrong split in skylark's shows as a FAIL
         out.append(Geometry(i, shapes_in[0], out_shape, pads, new_src, srcs[0], names[i], idx,
                             shapes_in, srcs))
     return out
+
+
+def same_pads(s: dict, hw) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of TF's padding="SAME" for layer `s` on a map of size `hw`,
+    written here from TF's documentation rather than taken from skylark: the output is
+    ceil(n / stride), the padding is what the (dilated) window needs to produce it, and an odd
+    total puts the extra pixel after (bottom, right)."""
+    def pair(v):
+        return (v, v) if isinstance(v, int) else tuple(v)
+
+    pads = []
+    for n, k, st, d in zip(hw, pair(s["kernel_size"]), pair(s["stride"]),
+                           pair(s.get("dilation", 1)), strict=True):
+        total = max((-(-n // st) - 1) * st + d * (k - 1) + 1 - n, 0)
+        pads += [total // 2, total - total // 2]
+    return pads[0], pads[1], pads[2], pads[3]
 
 
 def shapes(spec: list[dict], input_shape) -> list[tuple[int, ...]]:

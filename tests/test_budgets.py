@@ -11,7 +11,16 @@ import pytest
 from conftest import needs
 
 from reference import harness
-from reference.budgets import EPS32, F64_RTOL, K_SAFETY, budgets, float32_budgets, float64_budgets
+from reference.budgets import (
+    EPS32,
+    EPS64,
+    F64_RTOL,
+    K_SAFETY,
+    budgets,
+    derived_budgets,
+    float32_budgets,
+    float64_budgets,
+)
 from reference.frameworks import COMPARED, FRAMEWORKS
 from reference.inputs import INPUTS
 from reference.runners.runner import FrameworkUnavailable, require_installed
@@ -64,15 +73,35 @@ def test_float64_budget_is_relative_to_max_one():
     assert float64_budgets(ref) == {"small": F64_RTOL, "large": F64_RTOL * 300.0,
                                     "zero": F64_RTOL}
     assert F64_RTOL == 1e-10
+    # the derived floor raises a tensor's bar only where it is larger than the fixed one
+    floor = {"small": 1e-6, "large": 1e-12}
+    assert float64_budgets(ref, floor) == {"small": 1e-6, "large": F64_RTOL * 300.0,
+                                           "zero": F64_RTOL}
+
+
+@pytest.mark.parametrize("kind", ["random", "ties"])
+def test_float64_floor_is_the_float32_derivation_with_eps64(kind):
+    """The floor is float32's budget scaled by eps64 / eps32 tensor by tensor (same n_reduce,
+    same magnitude); on the default net, where no tensor cancels, it stays under the fixed
+    bar, so the fixed 1e-10 bar decides every tensor there."""
+    case = default_case(kind, "float64")
+    args = (case.spec, case.state, case.input_shape, case.x, case.cotangent)
+    floor, f32 = derived_budgets(*args, eps=EPS64), float32_budgets(*args)
+    assert set(floor) == set(f32) == set(case.ref)
+    for k in floor:
+        assert floor[k] == pytest.approx(f32[k] * EPS64 / EPS32, rel=1e-12), k
+    assert case.budget == float64_budgets(case.ref)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_budgets_picks_the_rule_by_dtype(dtype):
-    """float32: the derived budget, which needs no labels; float64: the relative bar."""
+    """float32: the derived budget, which needs no labels; float64: the relative bar with the
+    derived eps64 floor under it."""
     case = default_case("ties", dtype)
     args = (case.spec, case.state, case.input_shape, case.x, case.cotangent)
     assert case.budget == budgets(*args, case.ref, dtype)
-    want = float32_budgets(*args) if dtype == "float32" else float64_budgets(case.ref)
+    want = (float32_budgets(*args) if dtype == "float32" else
+            float64_budgets(case.ref, derived_budgets(*args, eps=EPS64)))
     assert case.budget == want
     assert set(case.budget) == set(case.ref)
 

@@ -151,3 +151,103 @@ def test_replay_of_a_file_without_a_plan_is_exit_2(tmp_path, capsys):
     path.write_text(json.dumps({"layers": []}))
     assert fuzz_cmd.main(["--replay", str(path), "--frameworks", "torch"]) == 2
     assert "Received" in capsys.readouterr().err
+
+
+def test_the_generator_directions_reach_their_bug_classes():
+    """Over 200 cases: a shuffle that is not its own inverse (1 < g < C, g != C / g), a
+    squeeze-excite gate broadcast over other axes than (C, 1, 1) ((C, H, 1), (C, 1, W) and
+    (1, H, W)), and an activation that ends a residual branch, read by the add."""
+    from reference.spec import describe, geometry
+
+    shuffles, gates, act_into_add = set(), set(), 0
+    for i in range(200):
+        plan = generate(0, i)
+        layers = build_layers(plan)
+        try:
+            spec = describe(from_config(layers))
+        except ValueError:  # a softmax head: the references do not build it
+            continue
+        for s, g in zip(spec, geometry(spec, plan["input_shape"]), strict=True):
+            if s["kind"] == "channelshuffle":
+                shuffles.add((s["groups"], g.in_shape[0]))
+            if s["kind"] == "multiply":
+                x, gate = g.in_shapes
+                gates.add(tuple(int(a == b) for a, b in zip(x, gate, strict=True)))
+        names = {e["name"]: e for e in layers}
+        act_into_add += any(e["kind"] == "add" and names.get(e["inputs"][0], {}).get(
+            "name", "").endswith(".act") for e in layers)
+    assert any(1 < g < c and g * g != c for g, c in shuffles), shuffles
+    assert {(1, 0, 0), (1, 1, 0), (1, 0, 1), (0, 1, 1)} <= gates, gates
+    assert act_into_add >= 3
+
+
+def test_an_omitted_default_is_checked_against_the_documented_one(monkeypatch):
+    """A pool's stride left out means the kernel (torch, Keras): a skylark that defaulted it to
+    1 would describe the model to the references with stride 1, and both sides would agree;
+    the config check compares what came back with the documented default instead."""
+    from reference.fuzz.oracle import _unfaithful
+
+    layers = [{"kind": "maxpool2d", "name": "p", "kernel_size": 2},
+              {"kind": "flatten", "name": "f"},
+              {"kind": "dense", "name": "d", "in_features": 4, "out_features": 10}]
+    model = from_config(layers)
+    assert _unfaithful(layers, model) == ""
+    model.nodes[0].layer.stride = (1, 1)
+    assert "stride=2 came back from to_config as [1, 1]" in _unfaithful(layers, model)
+
+
+def test_a_model_run_again_must_match_a_fresh_copy(monkeypatch):
+    """The reuse oracle: a layer that keeps something from its first batch (planted: an
+    output remembered from the first call) fails; the correct model passes."""
+    from reference.fuzz.oracle import _reused
+
+    plan = {**generate(0, 0), "dtype": "float64", "batch": 2, "input_shape": [1, 4, 4],
+            "blocks": [{"op": "conv", "out": 2, "kernel": 3, "padding": 1}],
+            "head": {"pool": "flatten", "hidden": []}}
+    layers = build_layers(plan)
+    model = from_config(layers, dtype="float64", seed=0)
+    assert _reused(plan, layers, model) == []
+    conv, first = model.nodes[0].layer, {}
+    forward = conv.forward
+    monkeypatch.setattr(conv, "forward", lambda x: first.setdefault("y", forward(x))[:len(x)])
+    (failure,) = _reused(plan, layers, model)
+    assert failure["framework"] == "numpy-reuse" and "logits differs" in failure["detail"]
+
+
+def test_a_crash_in_skylarks_forward_is_kept_not_redrawn(monkeypatch):
+    """Invalid is for errors skylark states ("Received: ..."); any other exception from a
+    model whose layers declare a valid shape keeps the case, so the oracle reports it."""
+    import skylark as sk
+
+    plan = {**generate(0, 0), "input_shape": [1, 4, 4], "head": {"pool": "flatten"},
+            "blocks": [{"op": "conv", "out": 2, "kernel": 3, "padding": 1}]}
+
+    def crash(self, x):
+        raise ValueError("strides is incompatible with shape of requested array")
+
+    monkeypatch.setattr(sk.Conv2D, "forward", crash)
+    assert [e["kind"] for e in build_layers(plan)] == ["conv2d", "flatten", "dense"]
+    monkeypatch.setattr(sk.Conv2D, "forward", lambda self, x: (_ for _ in ()).throw(
+        ValueError("Received: nothing that fits")))
+    with pytest.raises(Invalid):
+        build_layers(plan)
+
+
+def test_same_pads_are_the_reference_own_statement_of_tfs_rule():
+    """reference.spec.same_pads (what the references pad with) agrees with skylark's pads on
+    every kernel, stride, dilation and size drawn here; it is written apart so that a wrong
+    split in skylark's shows as a divergence."""
+    import itertools
+
+    import skylark as sk
+    from reference.spec import describe, same_pads
+
+    for k, s, d, h in itertools.product([1, 2, 3, 4], [1, 2, 3], [1, 2], [1, 4, 7, 12]):
+        for layer in (sk.Conv2D(1, 1, k, stride=s, dilation=d, padding="same"),
+                      sk.AvgPool2D(k, stride=s, padding="same") if d == 1 else None):
+            if layer is not None:
+                spec = describe(sk.Sequential(layer))[0]
+                assert same_pads(spec, (h, h + 1)) == tuple(layer.pads((h, h + 1))), spec
+    # the odd pixel goes after: 4 wide, kernel 2, stride 1 pads 0 before and 1 after
+    spec = describe(sk.Sequential(sk.Conv2D(1, 1, 2, padding="same")))[0]
+    assert same_pads(spec, (4, 4)) == (0, 1, 0, 1)

@@ -4,6 +4,8 @@ against a loopback cluster this test starts (its verdicts equal the local run's)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,10 +15,12 @@ from reference.fuzz.fd import fd_failures
 from reference.fuzz.generate import generate
 from reference.fuzz.oracle import Oracle
 from reference.fuzz.plan import build_layers
+from reference.fuzz.repro import load_plan
 from skylark.layers import activation
 from skylark.models import from_config
 
 pytestmark = pytest.mark.torch
+REPROS = Path(__file__).parents[1] / "docs" / "repros"
 
 
 class InProcess:
@@ -122,6 +126,16 @@ def test_batchnorm_on_a_constant_channel_is_within_the_float32_budget(torch_orac
             "blocks": [{"op": "conv", "out": 2, "kernel": 2, "stride": 3, "dilation": [3, 1],
                         "padding": 1, "bn": True}],
             "head": {"pool": "flatten", "hidden": []}}
+    verdict = torch_oracle.run(plan)
+    assert verdict["status"] == "pass", verdict
+
+
+def test_a_zero_gradient_behind_batchnorm_is_within_the_float64_floor(torch_oracle):
+    """Once a known deviation: a conv bias feeding three stacked training-mode BatchNorms on a
+    constant channel has a gradient of exactly 0; torch leaves rounding of large terms there,
+    2e-10 to 1e-9, above the fixed 1e-10 bar. The derived float64 floor covers it, and the
+    tensors that do not cancel keep the fixed bar."""
+    plan = load_plan(str(REPROS / "repro-float64-bar-zero-bias-gradient.json"))
     verdict = torch_oracle.run(plan)
     assert verdict["status"] == "pass", verdict
 

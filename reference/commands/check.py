@@ -119,9 +119,13 @@ def _uninformative_lines(report: dict) -> list[str]:
         return []
     f, tensors = max(loose.items(), key=lambda kv: len(kv[1]))
     total = len(report["frameworks"][f]["rows"])
+    hint = ("the derived float64 floor exceeded 1e-10 there: the tensor is small next to the "
+            "terms that cancel in it (docs/design.md, section 1)"
+            if report.get("dtype") == "float64" else
+            "--dtype float64 checks every tensor at 1e-10 (docs/design.md, section 9)")
     return [f"  note: {len(tensors)} of {total} tensors ({f}; first {tensors[0]}) had a budget "
             f"above {UNINFORMATIVE:.0%} of their own magnitude: there an O(1) bug would pass; "
-            f"--dtype float64 checks every tensor at 1e-10 (docs/design.md, section 9)"]
+            f"{hint}"]
 
 
 def format_report(report: dict, quiet: bool = False) -> str:

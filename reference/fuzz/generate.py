@@ -102,7 +102,30 @@ def _avgpool(rng) -> dict:
     return b
 
 
-def draw_block(rng) -> dict:
+def _directions(rng, block: dict) -> dict:
+    """Options drawn from the case's knob stream (so every other draw of the case stays as it
+    was), each for a bug class plain draws rarely reach: a residual whose activation comes
+    before the add (Add hands one dy to both inputs: a backward that writes into its dy corrupts
+    the skip's gradient); squeeze-excite gates broadcast over other axes than (C, 1, 1); and a
+    shuffle after a 1x1 conv to 6, 8 or 12 channels, where shuffling by g is not its own
+    inverse (g != C / g; the 1-4 channels drawn elsewhere make most shuffles involutions)."""
+    op = block["op"]
+    if op == "residual" and block.get("act") and rng.random() < 0.5:
+        return {**block, "act_before_add": True}
+    if op == "se" and rng.random() < 0.6:
+        return {**block, "squeeze_to": _pick(rng, ["h", "w", "spatial"])}
+    if op == "shuffle" and rng.random() < 0.6:
+        return {**block, "groups": _int(rng, 2, 4), "out": _pick(rng, [6, 8, 12])}
+    return block
+
+
+def draw_block(rng, knobs=None) -> dict:
+    """A block from `rng`, with `_directions` from `knobs` when given."""
+    block = _draw_block(rng)
+    return block if knobs is None else _directions(knobs, block)
+
+
+def _draw_block(rng) -> dict:
     op = _pick(rng, list(OPS), list(OPS.values()))
     simple = {
         "adaptive": lambda: {"output_size": _pair_or_int(rng, 1, 3)},
@@ -183,7 +206,7 @@ def generate(seed: int, index: int) -> dict:
     probe = plan["input"] == "kinks" and knobs.random() < 0.5
     for _ in range(_int(rng, 0, 5)):
         for _ in range(RETRIES):
-            candidate = {**plan, "blocks": [*plan["blocks"], draw_block(rng)]}
+            candidate = {**plan, "blocks": [*plan["blocks"], draw_block(rng, knobs)]}
             if _builds(candidate, head=False):
                 plan = candidate
                 break

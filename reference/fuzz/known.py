@@ -9,7 +9,6 @@ reference.fuzz.known` prints the table as docs/known_deviations.md shows it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -28,32 +27,7 @@ def _single_output_conv(plan: dict, layers: list[dict], failure: dict) -> bool:
         e["kind"] == "conv2d" and e["out_channels"] == 1 for e in layers)
 
 
-def _cancelled_zero(plan: dict, layers: list[dict], failure: dict) -> bool:
-    """A float64 gradient a few 1e-10 off where it is zero in exact arithmetic, behind a
-    training-mode BatchNorm: rounding amplified by 1/sqrt(eps), not a different formula."""
-    m = re.search(r"max\|a-b\| (\S+) > budget", failure["detail"])
-    return (plan.get("dtype") == "float64" and plan.get("mode") == "train"
-            and " FAIL " in failure["signature"] and "gradient" in failure["signature"]
-            and m is not None and float(m.group(1)) < 1e-8
-            and any(e["kind"] == "batchnorm2d" for e in layers))
-
-
 KNOWN: tuple[Deviation, ...] = (
-    Deviation(
-        "float64-bar-batchnorm-cancellation", ("torch", "tf", "jax", "keras",
-                                               "keras-tensorflow", "keras-torch", "keras-jax"),
-        "torch 2.13.0+cpu, tensorflow and jax as installed with keras 3.15.1",
-        "not a framework bug: the checker's float64 bar (1e-10 relative to max(1, max|b|)) "
-        "assumes errors scale with the tensor, but a gradient that is exactly zero in exact "
-        "arithmetic (a conv bias feeding a training-mode BatchNorm) is left as rounding of "
-        "large terms; on a (near-)constant channel BatchNorm's 1/sqrt(eps) ~ 316 amplifies it, "
-        "stacked BatchNorms multiply that, and every framework lands 2e-10 to 1e-9 from numpy. "
-        "The fix is a float64 budget derived like the float32 one (eps64 * n * magnitude) as a "
-        "floor under the fixed bar",
-        "skylark check --model docs/repros/repro-float64-bar-zero-bias-gradient.json "
-        "--frameworks torch,jax,tf --dtype float64 --input kinks --input-shape 1,1,5 --batch 1 "
-        "--seed 1800456188 --mode train",
-        _cancelled_zero),
     Deviation(
         "keras-torch-conv-one-filter", ("keras-torch",), "keras 3.15.1, torch 2.13.0+cpu",
         "Keras' torch backend: the backward of a Conv2D with one output channel, several input "

@@ -12,7 +12,10 @@ with numpy's within reference.budgets' bars. Verdict statuses:
 - pass: every framework ok, the finite differences (where sampled) too, and skylark's own
   config round trip (the model rebuilt from its to_config, given its state, computes the same
   logits: a layer whose config() forgets an argument would otherwise hide, since the
-  references are built from that config as well);
+  references are built from that config as well; an argument the generator left out is
+  compared with torch's and Keras' documented default, DEFAULTS), and, every REUSE_EVERY-th
+  case, the same model objects run again at another batch size and block budget give what a
+  fresh copy gives (a plan cache keyed on too little);
 - fail: a new divergence, one `failures` entry per framework ({framework, signature, detail});
 - known: every failure is in reference.fuzz.known (listed in `known`, never a pass);
 - inexpressible: skylark builds it but the reference frameworks cannot mirror it (`reason`);
@@ -39,6 +42,7 @@ from .plan import Invalid, build_layers
 from .signature import describe_tensor, signature
 
 FD_EVERY = 4  # finite differences on every 4th float64 random-input case
+REUSE_EVERY = 3  # the same model objects run again, at another batch size: every 3rd case
 
 
 class Oracle:
@@ -100,6 +104,8 @@ class Oracle:
             return {**verdict, "status": "invalid", "reason": str(e)}
         model = from_config(layers, dtype=plan["dtype"], seed=plan["seed"])
         failures = _round_trip(plan, layers, model)
+        if index % REUSE_EVERY == 0:
+            failures += _reused(plan, layers, model)
         if self.fd and _fd_sampled(plan, index):
             verdict["fd"] = True
             failures += _fd(plan, layers, index)
@@ -156,9 +162,28 @@ def _same(a, b) -> bool:
     return a == b
 
 
+# What an argument the generator leaves out means, as torch.nn and Keras document it (not as
+# skylark defines it): a default that skylark got wrong would otherwise reach the references
+# through skylark's own description of the model, and both sides would agree.
+POOL_DEFAULTS = {"padding": 0, "dilation": 1, "ceil_mode": False}
+DEFAULTS = {
+    "maxpool2d": lambda e: {**POOL_DEFAULTS, "stride": e["kernel_size"]},
+    # torch's count_include_pad (default True) belongs to int padding; "same" is TF's rule
+    "avgpool2d": lambda e: {"padding": 0, "stride": e["kernel_size"],
+                            "count_include_pad": None if isinstance(e.get("padding"), str)
+                            else True},
+}
+
+
+def _as_given(entry: dict) -> dict:
+    """The generator's node with the arguments it left out spelled as DEFAULTS says."""
+    return {**DEFAULTS.get(entry["kind"], lambda e: {})(entry), **entry}
+
+
 def _unfaithful(layers: list[dict], model) -> str:
-    """The first argument the built model does not report back as given ("" if none)."""
-    for given, got in zip(layers, to_config(model), strict=True):
+    """The first argument, given or left to its documented default (DEFAULTS), the built model
+    does not report back ("" if none)."""
+    for given, got in zip(map(_as_given, layers), to_config(model), strict=True):
         for k, v in given.items():
             if k not in ("name", "inputs") and (k not in got or not _same(v, got[k])):
                 return (f"node {given['name']}: {k}={v!r} came back from to_config as "
@@ -189,6 +214,47 @@ def _round_trip(plan: dict, layers: list[dict], model) -> list[dict]:
     return [{"framework": "numpy-config",
              "signature": "numpy-config FAIL: to_config/from_config round trip",
              "detail": detail}]
+
+
+def _reused(plan: dict, layers: list[dict], model) -> list[dict]:
+    """[] when `model`, having already run (the round trip's batch of 2), then run forward and
+    backward at the case's batch size and once more at another, under the other block budget
+    (reference.fuzz.knobs), gives exactly what a fresh copy with its state gives on that last
+    batch. A layer that remembers a plan (output size, pads, blocks, memory order) keyed on
+    too little would reuse a stale one here; every check above builds fresh layers."""
+    rng = np.random.default_rng((plan["seed"], 3))
+    batches = (plan["batch"], 3 if plan["batch"] == 1 else 1)
+    xs = [rng.uniform(-0.5, 0.5, (n, *plan["input_shape"])).astype(plan["dtype"])
+          for n in batches]
+    fresh = from_config(layers, dtype=plan["dtype"], seed=plan["seed"])
+    fresh.load_state(model.state())
+    try:
+        model.eval()
+        _pass(model, xs[0], rng.standard_normal((batches[0], 10)))
+        cot = rng.standard_normal((batches[1], 10))
+        with small_blocks({"small_blocks": not plan.get("small_blocks")}):
+            got, want = _pass(model, xs[1], cot), _pass(fresh.eval(), xs[1], cot)
+        detail = next((f"{k} differs from a fresh model's by "
+                       f"{np.abs(np.asarray(got[k], float) - want[k]).max():.2e}"
+                       for k in want if not np.array_equal(got[k], want[k])), "")
+    except (ValueError, TypeError, IndexError) as e:
+        detail = f"{type(e).__name__}: {e}"
+    finally:
+        model.train()
+    if not detail:
+        return []
+    return [{"framework": "numpy-reuse",
+             "signature": "numpy-reuse FAIL: a model run again at another batch size",
+             "detail": f"batch {batches[0]} then {batches[1]}: {detail}"}]
+
+
+def _pass(model, x, cot) -> dict:
+    """The logits, the input gradient and every parameter gradient of one forward/backward."""
+    y = model.forward(x)
+    model.zero_grad()
+    dx = model.backward(cot.astype(y.dtype))
+    return {"logits": y.copy(), "input gradient": dx.copy(),
+            **{k: g.copy() for k, g in model.grads().items()}}
 
 
 def _detail(r: dict) -> str:

@@ -22,6 +22,8 @@ import numpy as np
 from skylark.graph import INPUT
 from skylark.models import from_config
 
+from ..spec import describe, shapes
+
 NUM_CLASSES = 10  # what `skylark check` builds its models for
 
 
@@ -99,13 +101,17 @@ def _rescaling(b, shape) -> dict:
 
 
 def _residual(p, b, prev, shape):
-    """conv "same" (C -> C, stride 1) [+ BN], added to the block's input, [+ activation]."""
+    """conv "same" (C -> C, stride 1) [+ BN], added to the block's input, [+ activation]; with
+    `act_before_add` the activation ends the branch instead, before the add."""
     c = shape[0]
     body = [_conv(f"{p}.conv", {**b, "padding": "same", "stride": 1}, c, c, prev and [prev])]
     if b.get("bn"):
         body.append(_node(f"{p}.bn", "batchnorm2d", num_features=c))
+    act = [_node(f"{p}.act", **b["act"])] if b.get("act") else []
+    if b.get("act_before_add"):
+        body, act = body + act, []
     body.append(_node(f"{p}.add", "add", [body[-1]["name"], prev or INPUT]))
-    return body + ([_node(f"{p}.act", **b["act"])] if b.get("act") else [])
+    return body + act
 
 
 def _concat(p, b, prev, shape):
@@ -119,15 +125,36 @@ def _concat(p, b, prev, shape):
     return [*branches, _node(f"{p}.cat", "concat", names)]
 
 
+# squeeze_to: the gate's shape over a (C, H, W) map, as the pool's output size (None: no pool)
+SQUEEZE = {"c": lambda h, w: 1, "h": lambda h, w: [h, 1], "w": lambda h, w: [1, w],
+           "spatial": lambda h, w: None}
+
+
 def _se(p, b, prev, shape):
-    """Squeeze-excite: pool to 1x1, 1x1 conv down, activation, 1x1 conv up, gate, multiply."""
+    """Squeeze-excite: pool to 1x1, 1x1 conv down, activation, 1x1 conv up, gate, multiply.
+    `squeeze_to` "h" or "w" pools one axis only (a (C, H, 1) or (C, 1, W) gate); "spatial"
+    pools nothing and convs up to one channel (a (1, H, W) gate, broadcast over channels)."""
     src, c = prev or INPUT, shape[0]
     r = max(1, min(int(b.get("squeeze", 1)), c))
     act = [_node(f"{p}.act", **b["act"])] if b.get("act") else []
-    return [_node(f"{p}.squeeze", "adaptiveavgpool2d", [src], output_size=1),
-            _conv(f"{p}.down", {"kernel": 1}, c, r), *act,
-            _conv(f"{p}.up", {"kernel": 1}, r, c), _node(f"{p}.gate", **b["gate"]),
-            _node(f"{p}.mul", "multiply", [src, f"{p}.gate"])]
+    size = SQUEEZE[b.get("squeeze_to", "c")](shape[1], shape[2])
+    pool = [] if size is None else [_node(f"{p}.squeeze", "adaptiveavgpool2d", [src],
+                                          output_size=size)]
+    return [*pool, _conv(f"{p}.down", {"kernel": 1}, c, r, None if pool else [src]), *act,
+            _conv(f"{p}.up", {"kernel": 1}, r, 1 if size is None else c),
+            _node(f"{p}.gate", **b["gate"]), _node(f"{p}.mul", "multiply", [src, f"{p}.gate"])]
+
+
+def _shuffle(p, b, prev, shape):
+    """A channel shuffle, after a 1x1 conv to `out` channels when given (ShuffleNet's grouped
+    1x1 conv then shuffle)."""
+    c, out = shape[0], []
+    if b.get("out"):
+        out.append(_conv(f"{p}.conv", {"kernel": 1, "groups": b["groups"]}, c, b["out"],
+                         prev and [prev]))
+        c, prev = b["out"], None
+    return [*out, _node(f"{p}.channelshuffle", "channelshuffle", prev and [prev],
+                        groups=_divisor(b["groups"], c))]
 
 
 def _split(p, b, prev, shape):
@@ -152,7 +179,7 @@ BLOCKS = {
                                                      if k != "kind"})),
     "bn": _single(lambda b, s: ("batchnorm2d", {"num_features": s[0]})),
     "dropout": _single(lambda b, s: ("dropout", {"p": b["p"]})),
-    "shuffle": _single(lambda b, s: ("channelshuffle", {"groups": _divisor(b["groups"], s[0])})),
+    "shuffle": _shuffle,
     "identity": _single(lambda b, s: ("identity", {})),
     "zeropad": _single(lambda b, s: ("zeropad2d", {"padding": b["padding"]})),
     "stochasticdepth": _single(lambda b, s: ("stochasticdepth", {"p": b["p"],
@@ -193,12 +220,23 @@ def _pair(v) -> tuple[int, int]:
 
 def out_shape(layers: list[dict], input_shape, batch: int = 1,
               training: bool = False) -> tuple[int, ...]:
-    """The per-sample shape skylark's forward gives (Invalid when it cannot)."""
+    """The per-sample shape skylark's forward gives; Invalid where skylark rejects the model
+    with an error of its own (one line naming the received value: "Received: ...").
+
+    An exception without that, from a model whose layers declare a valid output shape
+    (output_shape, which the references' geometry uses), is a crash, not a model to redraw:
+    the declared shape is returned, so the case is kept and the oracle reports the crash."""
+    net = None
     try:
         net = from_config(layers)
         y = net.train(training).forward(np.zeros((batch, *input_shape), np.float32))
     except (ValueError, TypeError, IndexError, ZeroDivisionError) as e:
-        raise Invalid(str(e)) from None
+        if net is None or "Received" in str(e):
+            raise Invalid(str(e)) from None
+        try:
+            return tuple(int(d) for d in shapes(describe(net), input_shape)[-1])
+        except ValueError:
+            raise Invalid(str(e)) from None
     return tuple(int(d) for d in y.shape[1:])
 
 

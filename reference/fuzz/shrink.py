@@ -36,7 +36,7 @@ def _block_moves(plan: dict, i: int, b: dict):
     """Simpler versions of block i: each option at its plainest, one at a time."""
     plain = {"stride": 1, "dilation": 1, "padding": 0, "groups": 1, "ceil_mode": False,
              "bn": False, "act": None, "bias": False, "count_include_pad": None, "keep": False,
-             "shuffle": False, "squeeze": 1}
+             "shuffle": False, "squeeze": 1, "squeeze_to": "c", "act_before_add": False}
     for key, value in plain.items():
         if key in b and b[key] != value:
             yield _set(plan, ("blocks", i, key), value)
