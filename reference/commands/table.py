@@ -86,6 +86,112 @@ def zoo_table() -> int:
     return 0 if ok else 1
 
 
+# torchvision's classifiers as the README's table lists them: (name, constructor arguments)
+TORCHVISION = (("squeezenet1_1", {}), ("shufflenet_v2_x0_5", {}), ("mnasnet0_5", {}),
+               ("mobilenet_v3_small", {}), ("resnet18", {}), ("mobilenet_v2", {}),
+               ("regnet_y_400mf", {}), ("efficientnet_b0", {}),
+               ("googlenet", {"aux_logits": False, "init_weights": True}),
+               ("densenet121", {}), ("alexnet", {}), ("vgg11_bn", {}))
+TV_SHAPE = (3, 64, 64)
+
+
+def _torchvision(name: str, kwargs: dict):
+    from ..importers.torchvision_compat import load
+
+    load()
+    import torch
+    import torchvision.models as tvm
+
+    torch.manual_seed(0)
+    return getattr(tvm, name)(weights=None, num_classes=10, **kwargs).eval()
+
+
+def _import_cell(fn) -> tuple[str, object]:
+    """("yes (t s)" or the unsupported items, the Imported or None)."""
+    from ..importers import ImportFileError, UnsupportedError
+
+    t0 = time.perf_counter()
+    try:
+        imp = fn()
+    except UnsupportedError as e:
+        return "no: " + "; ".join(f"`{i}`" for i in e.items[:2]), None
+    except (ImportFileError, ValueError) as e:
+        return f"no: {str(e)[:80]}", None
+    return f"yes ({time.perf_counter() - t0:.1f} s)", imp
+
+
+def torchvision_row(name: str, kwargs: dict, names, runners, tmp) -> tuple[str, bool]:
+    """One row: imported from the module and from its torch.onnx.export; check float64 (ties,
+    training mode) and float32 (random) in every framework, on the module's import."""
+    from ..importers.onnx_source import import_onnx
+    from ..importers.torch_source import import_torch
+
+    t0 = time.perf_counter()
+    module = _torchvision(name, kwargs)
+    from_module, imp = _import_cell(lambda: import_torch(module, input_shape=TV_SHAPE))
+
+    def via_onnx():
+        import torch
+
+        path = f"{tmp}/{name}.onnx"
+        with _quiet():
+            torch.onnx.export(module, (torch.zeros((2, *TV_SHAPE)),), path, dynamo=True,
+                              input_names=["x"], output_names=["logits"])
+        return import_onnx(path)
+
+    from_onnx, _ = _import_cell(via_onnx)
+    cells, ok = [], imp is not None
+    for dtype, kind in (("float64", "ties"), ("float32", "random")) if imp else ():
+        rep = run_check(names, dtype=dtype, input_kind=kind, runners=runners,
+                        model=imp.graph(dtype), input_shape=TV_SHAPE, batch=2,
+                        log=lambda msg: None)
+        ok &= rep["ok"]
+        rows = [(r["max_abs"], f, r["tensor"]) for f, res in rep["frameworks"].items()
+                for r in res.get("rows", []) if r["ok"] is not None and r["max_abs"] is not None]
+        bad = [f for f, res in rep["frameworks"].items() if res["status"] != "ok"]
+        worst = max(rows)
+        verdict = "pass" if rep["ok"] else f"FAIL ({', '.join(bad)})"
+        cells.append(f"{verdict}, {worst[0]:.1e} ({worst[1]})" if dtype == "float64"
+                     else verdict)
+    cells += ["-"] * (2 - len(cells))
+    return (f"| {name} | {from_module} | {from_onnx} | {cells[0]} | {cells[1]} | "
+            f"{time.perf_counter() - t0:.0f} s |", ok)
+
+
+def _quiet():
+    import contextlib
+    import io
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    return stack
+
+
+def torchvision_table(models=None) -> int:
+    import tempfile
+
+    names = list(COMPARED)
+    runners, ok = _start(names), True
+    print("| model | imported from the module | from its ONNX export | float64 ties: "
+          "verdict, worst max\\|a-b\\| (where) | float32 random | time |")
+    print("|---|---|---|---|---|---:|")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, kwargs in TORCHVISION:
+                if models and name not in models:
+                    continue
+                line, good = torchvision_row(name, kwargs, names, runners, tmp)
+                ok &= good
+                print(line, flush=True)
+    finally:
+        for r in runners.values():
+            r.close()
+    return 0 if ok else 1
+
+
 def _start(names) -> dict:
     runners = {}
     for f in names:
@@ -106,8 +212,14 @@ def main(argv=None) -> int:
                     "--zoo over every graph model on 28x28 gray and 32x32 RGB. Exit 1 if any "
                     "check fails.")
     parser.add_argument("--zoo", action="store_true", help="the graph zoo's table (~10 min)")
-    if parser.parse_args(argv).zoo:
+    parser.add_argument("--torchvision", nargs="*", metavar="MODEL", default=None,
+                        help="torchvision's classifiers (all, or the ones named) imported and "
+                             "checked at 3x64x64, batch 2 (an hour or more on 2 cores)")
+    args = parser.parse_args(argv)
+    if args.zoo:
         return zoo_table()
+    if args.torchvision is not None:
+        return torchvision_table(args.torchvision)
     names = list(COMPARED)
     runners, results, ok = {}, {}, True
     try:
