@@ -505,3 +505,18 @@ def test_open_input_shape(tmp_path):
     imp = import_onnx(path, input_shape=(3, 8, 8))
     assert imp.input_shape == (3, 8, 8)
     assert [s["kind"] for s in imp.spec] == ["conv2d", "adaptiveavgpool2d"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["alexnet", pytest.param("vgg11_bn",
+                                                          marks=pytest.mark.exhaustive)])
+def test_torchvision_heads_import_at_their_own_size(tmp_path, name):
+    """At 224x224 the features end at 6x6 (alexnet) and 7x7 (vgg): the adaptive pool is an
+    identity, which the exporter writes as a plain pool, and the model imports."""
+    models = torchvision_models()
+    torch.manual_seed(0)
+    module = _randomize_bn(getattr(models, name)(weights=None, num_classes=10))
+    path = torch_to_onnx(module, (3, 224, 224), tmp_path / f"{name}.onnx")
+    imp = import_onnx(path)
+    x = make_batch("random", 2, (3, 224, 224), 10, seed=3, dtype="float32")[0]
+    assert_reproduces(path, imp, x, budget=False)
