@@ -39,6 +39,27 @@ def cell(result: dict) -> str:
 ZOO_SHAPES = ((1, 28, 28), (3, 32, 32))
 
 
+def _check_cells(names, runners, model_in, shape, batch: int) -> tuple[list[str], bool]:
+    """float64 on ties (verdict, worst max|a - b| and where) and float32 on random (verdict,
+    how many budgets are uninformative) of `model_in(dtype)`, every framework in `names`."""
+    cells, ok = [], True
+    for dtype, kind in (("float64", "ties"), ("float32", "random")):
+        rep = run_check(names, dtype=dtype, input_kind=kind, runners=runners,
+                        model=model_in(dtype), input_shape=shape, batch=batch,
+                        log=lambda msg: None)
+        ok &= rep["ok"]
+        rows = [(r["max_abs"], f, r["tensor"]) for f, res in rep["frameworks"].items()
+                for r in res.get("rows", []) if r["ok"] is not None and r["max_abs"] is not None]
+        loose = max(len(res.get("uninformative", [])) for res in rep["frameworks"].values())
+        total = max(len(res.get("rows", [])) for res in rep["frameworks"].values())
+        bad = [f for f, res in rep["frameworks"].items() if res["status"] != "ok"]
+        worst = max(rows)
+        verdict = "pass" if rep["ok"] else f"FAIL ({', '.join(bad)})"
+        cells.append(f"{verdict}, {worst[0]:.1e} ({worst[1]})" if dtype == "float64"
+                     else f"{verdict}; {loose} of {total} budgets above 1% of the tensor")
+    return cells, ok
+
+
 def zoo_row(model: str, shape, names, runners) -> tuple[str, bool]:
     """One markdown row: float64 on ties (worst max|a - b| over every tensor and framework,
     and which) and float32 on random (verdict, largest share of a budget used), and the time."""
@@ -46,20 +67,9 @@ def zoo_row(model: str, shape, names, runners) -> tuple[str, bool]:
     from skylark.zoo import ZOO
 
     assert model in ZOO, model
-    t0, cells, ok = time.perf_counter(), [], True
-    for dtype, kind in (("float64", "ties"), ("float32", "random")):
-        net = build_model(model, shape, dtype=dtype)
-        rep = run_check(names, dtype=dtype, input_kind=kind, runners=runners, model=net,
-                        input_shape=shape, log=lambda msg: None)
-        ok &= rep["ok"]
-        rows = [(r["max_abs"], f, r["tensor"]) for f, res in rep["frameworks"].items()
-                for r in res.get("rows", []) if r["ok"] is not None and r["max_abs"] is not None]
-        loose = max(len(res.get("uninformative", [])) for res in rep["frameworks"].values())
-        total = max(len(res.get("rows", [])) for res in rep["frameworks"].values())
-        worst = max(rows)
-        verdict = "pass" if rep["ok"] else "FAIL"
-        cells.append(f"{verdict}, {worst[0]:.1e} ({worst[1]})" if dtype == "float64"
-                     else f"{verdict}; {loose} of {total} budgets above 1% of the tensor")
+    t0 = time.perf_counter()
+    cells, ok = _check_cells(names, runners, lambda dtype: build_model(model, shape, dtype=dtype),
+                             shape, batch=4)
     n = sum(v.size for v in build_model(model, shape).params().values())
     shape_s = "x".join(map(str, shape))
     return (f"| {model} | {shape_s} | {n:,} | {cells[0]} | {cells[1]} | "
@@ -140,20 +150,8 @@ def torchvision_row(name: str, kwargs: dict, names, runners, tmp) -> tuple[str, 
         return import_onnx(path)
 
     from_onnx, _ = _import_cell(via_onnx)
-    cells, ok = [], imp is not None
-    for dtype, kind in (("float64", "ties"), ("float32", "random")) if imp else ():
-        rep = run_check(names, dtype=dtype, input_kind=kind, runners=runners,
-                        model=imp.graph(dtype), input_shape=TV_SHAPE, batch=2,
-                        log=lambda msg: None)
-        ok &= rep["ok"]
-        rows = [(r["max_abs"], f, r["tensor"]) for f, res in rep["frameworks"].items()
-                for r in res.get("rows", []) if r["ok"] is not None and r["max_abs"] is not None]
-        bad = [f for f, res in rep["frameworks"].items() if res["status"] != "ok"]
-        worst = max(rows)
-        verdict = "pass" if rep["ok"] else f"FAIL ({', '.join(bad)})"
-        cells.append(f"{verdict}, {worst[0]:.1e} ({worst[1]})" if dtype == "float64"
-                     else verdict)
-    cells += ["-"] * (2 - len(cells))
+    cells, ok = (_check_cells(names, runners, imp.graph, TV_SHAPE, batch=2) if imp
+                 else (["-", "-"], False))
     return (f"| {name} | {from_module} | {from_onnx} | {cells[0]} | {cells[1]} | "
             f"{time.perf_counter() - t0:.0f} s |", ok)
 

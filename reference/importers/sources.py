@@ -62,7 +62,7 @@ def open_source(source) -> Source:
             return Source("keras", str(path), text)
         return Source("onnx", str(path), text)
     if ":" in text and not Path(text).exists():
-        obj = _call(text)
+        obj = call_function(text)
         return Source(_object_kind(obj, text), obj, text)
     raise ValueError(f"a model to import is a .onnx or .keras file or module:function "
                      f"returning a torch nn.Module, a keras.Model or a skylark Graph. "
@@ -113,7 +113,9 @@ def unsupported(src: Source, *, input_shape=None) -> list[str]:
 # --- the pieces -----------------------------------------------------------------------------
 
 
-def _call(text: str):
+def call_function(text: str):
+    """What `module:function` (or `module:Class`, `module:a.b`) returns, called with no
+    arguments; ValueError naming `text` when it cannot be imported or called."""
     module, _, name = text.partition(":")
     try:
         if module.split(".")[0] == "torchvision":

@@ -38,7 +38,6 @@ after) on a batch of 2: the patterns are recognized by shape, never by the liter
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import operator
 import re
@@ -198,22 +197,12 @@ def _resolve(obj):
     from torch import nn
 
     if isinstance(obj, str):
-        mod_name, sep, attr = obj.partition(":")
-        if not sep or not mod_name or not attr:
+        from .sources import call_function
+
+        if ":" not in obj.strip(":"):
             raise ValueError(f"a torch model is an nn.Module or 'pkg.mod:function'. "
                              f"Received: {obj!r}")
-        try:
-            if mod_name.split(".")[0] == "torchvision":
-                from .torchvision_compat import load
-
-                load()  # beside a CPU torch (its docstring)
-            target = importlib.import_module(mod_name)
-            for part in attr.split("."):
-                target = getattr(target, part)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"cannot find {obj!r}: {str(e).splitlines()[0]}. "
-                             f"Received: {obj!r}") from None
-        obj = target()
+        obj = call_function(obj)
     if not isinstance(obj, nn.Module):
         raise ValueError(f"a torch model must be an nn.Module. Received: {type(obj).__name__}")
     return obj
