@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import skylark as sk
 
-from .base import Kind
+from .dropout import Dropout
 
 
-class StochasticDepth(Kind):
-    """Spec: p, mode ("row" | "batch")."""
+class StochasticDepth(Dropout):
+    """Spec: p, mode ("row" | "batch"). Dropout's float32 budget (one scaling by 1 / (1 - p));
+    every framework builder is its own (none inherited from Dropout's)."""
 
     name = "stochasticdepth"
     layer = sk.StochasticDepth
@@ -36,14 +37,6 @@ class StochasticDepth(Kind):
 
     def mask_shape(self, s, batch, in_shape):
         return (batch if s["mode"] == "row" else 1,) + (1,) * len(in_shape)
-
-    def f32_abs_forward(self, s, abs_layer, real_layer, a):
-        keep = 1 - s["p"]
-        return a / keep if real_layer.training and keep else a
-
-    def f32_backward(self, s, g, abs_layer, real_layer, c):
-        keep = 1 - s["p"]
-        return (g / keep if real_layer.training and keep else g), c.n, {}
 
     def torch(self, s, g, plant=None):
         from ..runners.torch_layers import MaskedStochasticDepth
