@@ -314,9 +314,12 @@ class Conv2D(Layer):
         if g == 1:  # one GEMM: (C*kh*kw, O) @ (O, R*Wo*N)
             dcols = np.matmul(self.weight.reshape(o, -1).T, dyb, out=scratch)
         else:  # per group: (C/G*kh*kw, O/G) @ (O/G, R*Wo*N)
-            dcols = np.matmul(self._grouped_weight().transpose(0, 2, 1),
-                              dyb.reshape(g, o // g, -1),
-                              out=None if scratch is None else scratch.reshape(g, -1, dyb.shape[1]))
+            out = None if scratch is None else scratch.reshape(g, -1, dyb.shape[1])
+            wt, dyg = self._grouped_weight().transpose(0, 2, 1), dyb.reshape(g, o // g, -1)
+            # O/G == 1 (depthwise): each product has one term, so a broadcast multiply gives the
+            # same bits as the matmul, whose inner-size-1 GEMMs ran ~4-6x slower (measured:
+            # 6.1 vs 1.6 ms, mobilenet-v2's 48-channel depthwise conv at batch 64)
+            dcols = (np.multiply(wt, dyg, out=out) if o == g else np.matmul(wt, dyg, out=out))
         r = rows.stop - rows.start
         dcols = dcols.reshape(c, kh, kw, r, wo, dxt.shape[3])
         # col2im: each tap (p, q) scatters its row back onto a strided grid, offset by the
