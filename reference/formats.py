@@ -7,7 +7,9 @@ reference.transfer's:
 - torch: `torch.save` of the state_dict of reference.runners.torch_ref.build_torch_model (skylark's
   names and layouts; BatchNorm's `num_batches_tracked` set to 0), read with weights_only=True.
 - keras: Keras' own `save_weights` (.weights.h5) of the model reference.runners.keras_ref builds
-  (`keras_model`), read back with `load_weights` into the same model.
+  (`keras_model`), read back with `load_weights` into the same model; or, for a path ending in
+  .keras, the full model in built-in Keras layers only (reference.keras_export), which loads
+  with `keras.saving.load_model` and no skylark code.
 - tf: a SavedModel of a tf.Module (`TFExport`) holding tf.Variables in TF's layout under Keras'
   names ("0.kernel") and the raw-TF forward (each kind's `tf` builder) as its `serve`
   signature: NHWC input -> logits.
@@ -93,7 +95,16 @@ def keras_model(p: Portable):
     return runner
 
 
+def _full_model(path) -> bool:
+    """A .keras path: a full Keras model (reference.keras_export), not .weights.h5 weights."""
+    return str(path).endswith(".keras")
+
+
 def write_keras(p: Portable, path) -> None:
+    if _full_model(path):
+        from .keras_export import write_keras_model
+
+        return write_keras_model(p, path)
     runner = keras_model(p)
     runner.setup(p.spec, p.state, p.dtype, p.input_shape)
     runner.model.save_weights(str(path))
@@ -110,10 +121,18 @@ def _loaded_keras(path, p: Portable):
 
 
 def read_keras(path, p: Portable) -> dict:
+    if _full_model(path):
+        from .keras_export import read_keras_model
+
+        return read_keras_model(path, p)
     return _loaded_keras(path, p).get_params()
 
 
 def run_keras(path, p: Portable, x) -> np.ndarray:
+    if _full_model(path):  # in a fresh process with no skylark: what a receiver runs
+        from .keras_export import run_keras_model
+
+        return run_keras_model(path, p, x)
     return _loaded_keras(path, p).predict(x)
 
 
@@ -209,7 +228,8 @@ def run_onnx(path, p: Portable, x) -> np.ndarray:
 
 FORMATS = {
     "torch": (write_torch, read_torch, run_torch, "a torch state_dict"),
-    "keras": (write_keras, read_keras, run_keras, "Keras weights (.weights.h5)"),
+    "keras": (write_keras, read_keras, run_keras,
+              "Keras weights (.weights.h5) or a full Keras model (.keras)"),
     "tf": (write_tf, read_tf, run_tf, "a TensorFlow SavedModel"),
     "onnx": (write_onnx, read_onnx, run_onnx, "an ONNX model"),
 }

@@ -112,7 +112,8 @@ def all_zero(tensors: dict[str, np.ndarray]) -> list[str]:
 def dropout_masks(spec: list[dict], input_shape, batch: int, seed: int, step: int = 0,
                   geometry=None) -> dict[int, np.ndarray]:
     """The keep-mask of every dropout layer (layer index -> bool array of its input's shape,
-    NCHW or flat in skylark's order) for one batch: the same masks go to every framework, so a
+    NCHW or flat in skylark's order; a stochastic depth's (N, 1, 1, 1) or (1, 1, 1, 1):
+    Kind.mask_shape) for one batch: the same masks go to every framework, so a
     training pass compares exactly. Drawn from `np.random.default_rng((seed, step, i))`.
     `geometry` (reference.spec.geometry of the spec) saves rebuilding it on every step."""
     from .kinds import KINDS
@@ -124,8 +125,8 @@ def dropout_masks(spec: list[dict], input_shape, batch: int, seed: int, step: in
         from .spec import geometry as spec_geometry
 
         geometry = spec_geometry(spec, input_shape)
-    return {i: np.random.default_rng((seed, step, i)).random((batch, *geometry[i].in_shape))
-            >= spec[i]["p"] for i in masked}
+    return {i: np.random.default_rng((seed, step, i)).random(KINDS[spec[i]["kind"]].mask_shape(
+        spec[i], batch, geometry[i].in_shape)) >= spec[i]["p"] for i in masked}
 
 
 def informative_state(spec: list[dict], state: dict, seed: int) -> dict:

@@ -35,6 +35,7 @@ import skylark as sk
 from skylark.model import _META_KEY
 from skylark.models import build_model, from_config
 
+from .exporters.torch_program import is_program
 from .formats import FORMATS, Portable
 from .harness import Case, compare_tensors
 from .inputs import make_batch
@@ -123,8 +124,10 @@ def check_out(path, fmt: str, force: bool = False, suffix: str | None = None) ->
     """ValueError (FileExistsError) naming `path` when it cannot be written: an existing file
     or folder without `force`, a missing or unwritable folder, or the wrong suffix."""
     path = Path(path)
-    if fmt == "keras" and not str(path).endswith(".weights.h5"):
-        suffix = ".weights.h5"  # Keras' save_weights refuses any other name
+    if fmt == "keras" and not str(path).endswith((".weights.h5", ".keras")):
+        # Keras' save_weights refuses any other name; .keras is a full model
+        raise ValueError(f"the file must end in .weights.h5 (weights) or .keras (a full "
+                         f"model). Received: {str(path)!r}")
     if suffix and not str(path).endswith(suffix):
         raise ValueError(f"the file must end in {suffix}. Received: {str(path)!r}")
     if path.exists() and not force:
@@ -164,23 +167,39 @@ def _move_into_place(tmp: Path, path: Path) -> None:
 # --- verification ---------------------------------------------------------------------------
 
 
-def verify_file(path, fmt: str, p: Portable, batch: int = 4, seed: int = 0) -> dict:
+def verify_file(path, fmt: str, p: Portable, batch: int = 4, seed: int = 0,
+                program: bool = False) -> dict:
     """Load `path` in its framework, run a random and a ties batch (evaluation mode), compare
     its logits with numpy's within the check's bar. {"ok", "rows": [{input, max_abs, budget,
-    ok}], "seconds"}."""
+    ok}], "seconds", "loader"}. `program`: a torch .pt2 (reference.exporters.torch_program),
+    loaded with torch.export.load."""
     check_format(fmt)
+    run = _program_io()[1] if program else FORMATS[fmt][2]
     last, k = f"out.{node_names(p.spec)[-1]}", shapes(p.spec, p.input_shape)[-1][0]
     rows, t0 = [], time.perf_counter()
-    for kind in ("random", "ties"):
-        x, labels, cot = make_batch(kind, batch, p.input_shape, k, seed, p.dtype)
+    kinds = ("random", "ties")
+    batches = [make_batch(kind, batch, p.input_shape, k, seed, p.dtype) for kind in kinds]
+    # one run of the file on both batches stacked (evaluation mode: no sample sees another),
+    # so a format that starts a process (a .keras model) starts it once
+    with _framework_scope(fmt):
+        both = run(path, p, np.concatenate([b[0] for b in batches]))
+    for i, (kind, (x, labels, cot)) in enumerate(zip(kinds, batches, strict=True)):
         case = Case(p.spec, p.state, p.dtype, p.input_shape, x, labels, cot, training=False)
-        with _framework_scope(fmt):
-            got = FORMATS[fmt][2](path, p, x)
+        got = both[i * len(x):(i + 1) * len(x)]
         row = compare_tensors(fmt, case.ref, {last: got}, case.budget,
                               {"forward": [last], "loss": [], "cot": []})
         rows.append({"input": kind, **row["rows"][0]})
     return {"ok": all(r["ok"] for r in rows), "rows": rows,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "loader": _loader(fmt, path, program)}
+
+
+def _loader(fmt: str, path, program: bool) -> str:
+    """What loaded the file, for verify_line."""
+    if program:
+        return "torch.export"
+    if fmt == "keras" and str(path).endswith(".keras"):
+        return "a fresh Keras process with no skylark"  # reference.keras_export
+    return fmt
 
 
 def verify_line(fmt: str, v: dict) -> str:
@@ -190,6 +209,7 @@ def verify_line(fmt: str, v: dict) -> str:
                      f"{r['input']} {r['max_abs']} > {r['budget']:.2e} {r['note']}".rstrip()
                      for r in v["rows"])
     verdict = "verified" if v["ok"] else "verification FAILED"
+    fmt = v.get("loader", fmt)
     fmt = "onnxruntime" if fmt == "onnx" else fmt  # what loads an ONNX file
     return (f"{verdict}: loaded in {fmt}, logits of a random and a ties batch against numpy "
             f"(max|a-b| vs the check's bar: {errs}; worst {worst['input']}) "
@@ -204,9 +224,15 @@ def export_weights(model_or_ckpt, to: str, path, *, verify: bool = True, force: 
     """Write a skylark model (a Graph, with `input_shape`, default 1x28x28) or checkpoint
     (a .npz path; `model` and `input_shape` as read_checkpoint's) as a `to` file at `path`.
 
-    Returns {"path", "format", "portable", "verification" (verify_file's, or None)}; raises
-    VerificationError (nothing written) when the file's outputs are not within the bar."""
+    `to="torch"` with a path ending in .pt2 writes the whole program (architecture and weights,
+    torch.export: reference.exporters.torch_program), any other path the state_dict.
+
+    Returns {"path", "format", "portable", "verification" (verify_file's, or None),
+    "program"}; raises VerificationError (nothing written) when the file's outputs are not
+    within the bar."""
     check_format(to)
+    program = to == "torch" and is_program(path)
+    write = _program_io()[0] if program else FORMATS[to][0]
     if isinstance(model_or_ckpt, sk.Graph):
         p = portable(model_or_ckpt, input_shape or DEFAULT_INPUT_SHAPE)
     else:
@@ -216,17 +242,24 @@ def export_weights(model_or_ckpt, to: str, path, *, verify: bool = True, force: 
     try:
         try:
             with _framework_scope(to):
-                FORMATS[to][0](p, tmp)
+                write(p, tmp)
         except (OSError, RuntimeError) as e:  # e.g. torch's "open file failed"
             raise OSError(f"cannot write {str(path)!r}: {str(e).splitlines()[0]}") from None
-        v = verify_file(tmp, to, p) if verify else None
+        v = verify_file(tmp, to, p, program=program) if verify else None
         if v is not None and not v["ok"]:
             raise VerificationError(f"{to} export of {str(path)!r} not written: "
                                     + verify_line(to, v))
         _move_into_place(tmp, path)
     finally:
         _remove(tmp)
-    return {"path": path, "format": to, "portable": p, "verification": v}
+    return {"path": path, "format": to, "portable": p, "verification": v, "program": program}
+
+
+def _program_io():
+    """(write, run) of a torch .pt2 program."""
+    from .exporters.torch_program import run_program, write_program
+
+    return write_program, run_program
 
 
 def _architecture(model, input_shape, dtype: str) -> sk.Graph:

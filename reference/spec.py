@@ -75,7 +75,8 @@ def run_graph(spec: list[dict], geo: list[Geometry], x, apply) -> list:
 
 # Kinds that carry a per-channel constant added to their input on to their output, still a
 # per-channel constant (a 1x1 unpadded conv too: it maps the constant c to W c).
-_SHIFT_TRANSPARENT = ("add", "concat", "channelslice", "channelshuffle", "identity")
+_SHIFT_TRANSPARENT = ("add", "concat", "channelslice", "channelshuffle", "identity",
+                      "rescaling")
 
 
 def loss_invariant(spec: list[dict]) -> list[str]:

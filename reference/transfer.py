@@ -175,6 +175,17 @@ def _dense_from_keras(v, g):
     return w
 
 
+def depthwise_kernel_from_keras(v: np.ndarray) -> np.ndarray:
+    """A Keras DepthwiseConv2D kernel (kh, kw, C, M) as the HWIO kernel (kh, kw, 1, C*M) of
+    the grouped conv2d (groups=C) it is, for the conv rule above. Output channel c*M + m is
+    input channel c's m-th filter in both: TF's depthwise order and torch's grouped order
+    (group c owns outputs c*M .. c*M + M - 1), so a row-major reshape, no transpose."""
+    kh, kw, c, m = v.shape
+    kern = v.reshape(kh, kw, 1, c * m)  # (kh, kw, C, M) -> (kh, kw, 1, C*M): c*M + m
+    assert kern[:, :, 0, (c - 1) * m].tobytes() == v[:, :, c - 1, 0].tobytes()
+    return kern
+
+
 KERAS_LAYOUTS = {
     "conv2d": (_conv_to_keras, _conv_from_keras),
     "dense": (_dense_to_keras, _dense_from_keras),
@@ -317,7 +328,8 @@ def activation_to_keras(a: np.ndarray, flat_source=None) -> np.ndarray:
 
 __all__ = [
     "KERAS_LAYOUTS", "TRANSFER_PLANTS", "activation_from_keras", "activation_to_keras",
-    "check_layout_rules", "check_names_shapes", "check_params", "expected_shapes",
+    "check_layout_rules", "check_names_shapes", "check_params", "depthwise_kernel_from_keras",
+    "expected_shapes",
     "from_jax", "from_keras", "from_onnx", "from_torch", "keras_param_shapes", "nchw_to_nhwc",
     "nhwc_to_nchw", "to_jax", "to_keras", "to_onnx", "to_torch",
 ]

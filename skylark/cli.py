@@ -74,8 +74,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="skylark, lenet5 (28x28 inputs), vgg-bn; the graph zoo: resnet, "
                         "mobilenet-v2, densenet, shufflenet, inception, efficientnet; a .json "
                         "model file (a Sequential, e.g. docs/example_model.json, or a graph, "
-                        "docs/example_graph.json), or module:function returning a skylark "
-                        "Graph or Sequential")
+                        "docs/example_graph.json), module:function returning a skylark "
+                        "Graph or Sequential, or a .npz checkpoint that records its "
+                        "architecture (its weights are the start)")
     p.add_argument("--label-smoothing", type=probability, default=0.0, metavar="EPS",
                    help="cross-entropy label smoothing (torch's and Keras' definition)")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import layers as L
+from .checkpoint import read_checkpoint
 from .graph import INPUT, Graph
 from .layers.base import as_dtype
 from .model import Sequential, skylark_cnn
@@ -180,6 +181,13 @@ def build_model(model: str, input_shape, *, num_classes: int = 10, seed: int = 0
         net = from_config(_read_json(model), dtype=dt, seed=seed)
     elif ":" in model:
         net = _from_function(model, dt)
+    elif model.endswith(".npz"):
+        net = _from_checkpoint(model, dt)
+    elif model.lower().endswith((".onnx", ".keras")):
+        raise ValueError(f"{model} is a model to import: `skylark import {model} --out "
+                         f"model.npz` writes a checkpoint that `--model model.npz` starts "
+                         f"from (`skylark check` and `compare` take the file itself). "
+                         f"Received: --model {model!r}")
     else:
         raise ValueError(f"--model is one of {sorted(MODELS)}, a .json file or "
                          f"module:function. Received: {model!r}")
@@ -200,6 +208,21 @@ def _read_json(path: str) -> list:
                              f"Received: keys {sorted(data)}")
         return data["layers"]
     return data
+
+
+def _from_checkpoint(path: str, dtype) -> Graph:
+    """The architecture a checkpoint records (`skylark import` and `train --save` write it),
+    holding the checkpoint's weights: a model to start from."""
+    arrays, meta, _ = read_checkpoint(path)
+    if "model" not in meta:
+        raise ValueError(f"checkpoint {path!r} records no architecture (an older checkpoint: "
+                         f"pass the --model it was trained with and --resume it)")
+    net = from_config(meta["model"], dtype=dtype)
+    try:
+        net.load_state({k: np.asarray(v, dtype) for k, v in arrays.items()})
+    except ValueError as e:
+        raise ValueError(f"checkpoint {path!r} does not fit its own architecture: {e}") from None
+    return net
 
 
 def _from_function(text: str, dtype) -> Graph:

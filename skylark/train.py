@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import Dataset, batches, check_dataset
-from .layers import Dropout
+from .layers import Dropout, StochasticDepth
 from .losses import softmax_cross_entropy
 from .model import CheckpointError, Sequential, read_checkpoint
 from .optim import Schedule, build_optimizer, clip_grad_norm_, optimizer_config
@@ -274,7 +274,9 @@ def _train_epoch(model: Sequential, opt, data: Dataset, order: list[np.ndarray],
     """One optimizer step per index batch of `order` at the learning rates `rates`, appending
     each step's loss and accuracy to `hist`. A non-finite loss escapes as FloatingPointError,
     `hist` holding the steps before."""
-    dropouts = [(i, layer) for i, layer in enumerate(model) if isinstance(layer, Dropout)]
+    # Dropout and StochasticDepth: the layers that draw noise in training
+    dropouts = [(i, layer) for i, layer in enumerate(model)
+                if isinstance(layer, (Dropout, StochasticDepth))]
     for i, (idx, lr) in enumerate(zip(order, rates, strict=True)):
         for j, layer in dropouts:
             layer.reseed((seed, len(hist.loss), j))

@@ -90,6 +90,12 @@ LAYERS = [
     sk.AdaptiveAvgPool2d((3, 5)),
     sk.ChannelShuffle(3),
     sk.Identity(),
+    sk.ZeroPad2d(1),
+    sk.ZeroPad2d((1, 2, 0, 3)),
+    sk.StochasticDepth(0.2),
+    sk.StochasticDepth(0.5, "batch"),
+    sk.Rescaling(1 / 255),
+    sk.Rescaling([0.5, 2.0, -1.0], [0.1, 0.0, 3.0]),
 ]
 
 

@@ -110,6 +110,12 @@ CONFIG_LAYERS = [
     sk.AdaptiveAvgPool2d((3, 2)),
     sk.ChannelShuffle(3),
     sk.Identity(),
+    sk.ZeroPad2d(1),
+    sk.ZeroPad2d((1, 2, 0, 3)),
+    sk.StochasticDepth(0.2),
+    sk.StochasticDepth(0.5, "batch"),
+    sk.Rescaling(1 / 255),
+    sk.Rescaling([0.5, 2.0, -1.0], [0.1, 0.0, 3.0]),
 ]
 
 
@@ -475,6 +481,7 @@ EVERY_KIND = [
     sk.BatchNorm2d(4, eps=1e-4, momentum=0.3), sk.LeakyReLU(0.2), sk.MaxPool2D(2, padding=1),
     sk.Tanh(), sk.ReLU(), sk.Sigmoid(), sk.AvgPool2D(3, stride=1, padding="same"),
     sk.ReLU6(), sk.Hardsigmoid(), sk.Hardswish(), sk.SiLU(), sk.GELU("tanh"), sk.Identity(),
+    sk.Rescaling([0.5, 2.0, -1.0, 3.0], 0.25), sk.StochasticDepth(0.2), sk.ZeroPad2d((1, 0, 2, 1)),
     sk.ChannelShuffle(2), sk.AdaptiveAvgPool2d([2, 6]), sk.Flatten(),
     sk.Dropout(0.1), sk.Dense(48, 5, seed=2), sk.Softmax(),
 ]

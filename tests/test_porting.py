@@ -58,6 +58,12 @@ def _per_kind_nets():
         "adaptive_shuffle": (sk.Sequential(sk.Conv2D(2, 4, 3, seed=4), sk.ChannelShuffle(2),
                                            sk.AdaptiveAvgPool2d((2, 3)), sk.Identity()),
                              (2, 7, 6)),
+        "zeropad": (sk.Sequential(sk.Conv2D(2, 3, 3, seed=5), sk.ZeroPad2d((1, 2, 0, 3))),
+                    (2, 6, 5)),
+        "stochastic_depth": (sk.Sequential(sk.Conv2D(2, 3, 3, seed=6), sk.StochasticDepth(0.2)),
+                             (2, 6, 5)),
+        "rescaling": (sk.Sequential(sk.Rescaling([0.5, 2.0], [0.1, -0.2]),
+                                    sk.Conv2D(2, 3, 3, seed=7)), (2, 6, 5)),
     }
     return {k: (_informative(minimal_net(layer, shape)), shape)
             for k, (layer, shape) in layers.items()}

@@ -78,6 +78,20 @@ def residual_net():
     return _head(g, 2, 8)
 
 
+def zeropad_net():
+    """Pads whose W pair (1, 2) and H pair (2, 1) have equal sums: read in the other order the
+    padded map has the same shape, only shifted, and no shape error gives the trap away."""
+    return sk.Sequential(sk.Conv2D(1, 2, 3, seed=1), sk.ZeroPad2d((1, 2, 2, 1)), sk.Flatten(),
+                         sk.Dense(2 * 9 * 9, 4, seed=2))
+
+
+def rescaling_net():
+    """A Keras Normalization as an importer writes it (1 / std, -mean / std: no float32 value)
+    on the input."""
+    return sk.Sequential(sk.Rescaling(1 / 0.3, -0.1 / 0.3), sk.Conv2D(1, 2, 3, seed=1),
+                         sk.Flatten(), sk.Dense(2 * 6 * 6, 4, seed=2))
+
+
 def relu6_net():
     """A conv whose outputs reach past 6 (weights x 60), then ReLU6: on small activations a
     ReLU and a ReLU6 agree, and the trap hides."""
@@ -162,6 +176,12 @@ TRAPS = [
     # AdaptiveAvgPool2d's bins (start floor(i*H/out), end ceil((i+1)*H/out)) vs a fixed pool
     ("adaptive_bins", "keras_adaptive_as_avgpool", "keras", adaptive_net, "random",
      ("out.1", "loss/d.out.3", "cot/d.3.weight")),
+    # torch's ZeroPad2d pairs (W's first) given to Keras' ZeroPadding2D (H's first)
+    ("zeropad_order", "keras_zeropad_torch_order", "keras", zeropad_net, "random",
+     ("out.1", "loss/d.out.3", "cot/d.3.weight")),
+    # Keras Rescaling given Python floats: on TensorFlow cast to float64 through float32
+    ("rescaling_python_floats", "keras_rescaling_python_floats", "keras-tensorflow",
+     rescaling_net, "random", ("out.0", "loss/d.out.3", "cot/d.3.weight")),
 ]
 
 

@@ -24,10 +24,10 @@ import os
 import sys
 
 from skylark.cli import HelpFormatter, add_model_arguments, positive_int, seed_int
-from skylark.models import build_model
 
 from ..frameworks import COMPARED, parse_frameworks
 from ..harness import run_check
+from ..importers.sources import extend_model_help, resolve_model
 from ..inputs import INPUTS
 from ..runners.runner import PLANTS
 from ..spec import describe, geometry
@@ -72,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
              "reference every one is compared against",
     )
     add_model_arguments(parser)
+    extend_model_help(parser)
     parser.add_argument("--reduction", choices=("mean", "sum"), default="mean",
                         help="cross-entropy over the batch")
     parser.add_argument("--mode", choices=("train", "eval"), default="train",
@@ -218,12 +219,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json and (why := _json_path_error(args.json)):
         return _usage_error(why)
     try:
-        input_shape = _input_shape(args)
-        model = build_model(args.model, input_shape, num_classes=10, seed=args.seed,
-                            dtype=args.dtype)
+        model, input_shape, imp = resolve_model(
+            args.model, args.input_shape, default_shape=_input_shape(args), dtype=args.dtype,
+            seed=args.seed)
+        _input_shape(argparse.Namespace(input=args.input, input_shape=input_shape))
+        for note in imp.notes if imp else ():
+            print(f"skylark check: import: {note}", file=sys.stderr)
         geometry(describe(model), input_shape)  # what the references cannot mirror, named now
     except ValueError as e:
-        return _usage_error(str(e))
+        return _usage_error(str(e).splitlines()[0] if str(e) else repr(e))
     report = run_check(
         frameworks, dtype=args.dtype, input_kind=args.input, batch=args.batch,
         seed=args.seed, plants=dict(getattr(args, "plant", []) or []),

@@ -25,18 +25,18 @@ import numpy as np
 from skylark.cli import add_sgd_arguments, optimizer_from_args, positive_int, schedule_from_args
 from skylark.data import batches, check_dataset, load_dataset
 from skylark.files import check_output_folder
-from skylark.models import build_model
 from skylark.optim.config import describe as describe_optimizer
 from skylark.progress import bar
 from skylark.train import check_hyperparameters
 
 from ..frameworks import COMPARED, FRAMEWORKS, parse_frameworks, pin_threads
+from ..importers.sources import extend_model_help, resolve_model
 from ..inputs import dropout_masks
 from ..results import replace_results
 from ..runners.registry import get_runner
 from ..runners.runner import FrameworkUnavailable, NotExpressible
 from ..runners.startup import Startup
-from ..spec import describe, geometry, loss_invariant
+from ..spec import describe, geometry, loss_invariant, shapes
 from .compare_forward import predict_record, summary_row, table_tail
 
 HELP = "train every framework in lockstep and plot the curves"
@@ -122,6 +122,7 @@ def invariant_gaps(rec: dict, ref: dict, names) -> dict[str, float]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_sgd_arguments(p, "float64", "float64 shows lockstep to 1e-9; float32 shows the real drift")
+    extend_model_help(p)
     p.add_argument("--frameworks", type=parse_frameworks, default="all", metavar="LIST",
                    help=f"comma-separated, or 'all' (= {','.join(COMPARED)}); numpy, the "
                         "reference, always runs")
@@ -423,6 +424,19 @@ def train_all(names, spec, params0, data, plan, args) -> list[dict]:
     return records
 
 
+def _model(args, data):
+    """(model, spec) of --model at the data's size: a built-in or an import (whose output must
+    be the data's classes)."""
+    model, _, imp = resolve_model(args.model, data.input_shape, num_classes=data.num_classes,
+                                  seed=args.seed, dtype=args.dtype)
+    spec = describe(model)
+    if imp is not None and shapes(spec, data.input_shape)[-1] != (data.num_classes,):
+        raise ValueError(f"{args.model} must end in {data.num_classes} logits for "
+                         f"{args.dataset}. Received: output shape "
+                         f"{shapes(spec, data.input_shape)[-1]}")
+    return model, spec
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         names = ["numpy", *parse_frameworks(args.frameworks)]
@@ -439,9 +453,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"threads: {pin_threads(args.threads)}", file=sys.stderr)
     try:
-        model = build_model(args.model, data.input_shape, num_classes=data.num_classes,
-                            seed=args.seed, dtype=args.dtype)
-        spec = describe(model)
+        model, spec = _model(args, data)
         geometry(spec, data.input_shape)  # what the references cannot mirror, named now
         args.recipe.invariant = tuple(loss_invariant(spec))
     except ValueError as e:

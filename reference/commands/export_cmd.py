@@ -1,5 +1,6 @@
 """`skylark export CKPT --to torch|keras|tf|onnx --out PATH`: a checkpoint as another framework's
-weights file, loaded back in that framework and checked against numpy before it is kept.
+weights file (or, `--to torch --out model.pt2`, a whole torch.export program), loaded back in
+that framework and checked against numpy before it is kept.
 
 Registered as a `skylark` command (pyproject.toml, entry-point group "skylark.commands"). Exit
 status: 0 written (and verified); 1 the verification failed (nothing written); 2 bad usage or
@@ -17,7 +18,8 @@ from skylark.cli import HelpFormatter
 from ..porting import TARGETS, VerificationError, check_format, export_weights, verify_line
 
 HELP = "write a checkpoint as torch, Keras, TensorFlow or ONNX weights (verified)"
-DESCRIPTION = ("A skylark .npz checkpoint as a torch state_dict, Keras .weights.h5, TensorFlow "
+DESCRIPTION = ("A skylark .npz checkpoint as a torch state_dict, Keras .weights.h5 or .keras "
+               "model, TensorFlow "
                "SavedModel or ONNX model; the file is loaded back in its framework and its "
                "logits on a random and a ties batch checked against numpy before it is kept.")
 EPILOG = ("The architecture is the checkpoint's own when it records one, else --model. "
@@ -57,7 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--to", required=True, metavar="|".join(TARGETS),
                         help="the target framework")
     parser.add_argument("--out", required=True, metavar="PATH",
-                        help="the file to write (Keras: ending in .weights.h5; tf: a folder)")
+                        help="the file to write (Keras: .weights.h5 the weights, .keras the "
+                             "full model in built-in layers, loadable without skylark; "
+                             "tf: a folder; "
+                             "torch: a .pt2 is the whole program, torch.export, any other "
+                             "name the state_dict)")
     add_common(parser)
     return parser
 
@@ -79,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:  # bad usage or data: one line, naming the value
         return usage_error("export", e)
     p = rep["portable"]
-    print(f"wrote {rep['path']}: {args.to}, {len(p.state)} tensors, {p.dtype}, "
+    what = "torch program (torch.export)" if rep.get("program") else args.to
+    print(f"wrote {rep['path']}: {what}, {len(p.state)} tensors, {p.dtype}, "
           f"input (C, H, W) = {p.input_shape}")
     v = rep["verification"]
     print(verify_line(args.to, v) if v else "not verified (--no-verify)")

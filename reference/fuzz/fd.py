@@ -12,7 +12,8 @@ parameter gradient), at most 1e-7. Relative to the net's largest gradient, not t
 own: a gradient that is exactly zero analytically (a conv bias under a training-mode
 BatchNorm) has finite differences of pure rounding noise, eps * |loss| / h, which no per-tensor
 scale covers. A random point within h of a kink would fail by chance, so a coordinate fails
-only when it fails at both h = 1e-5 and h = 1e-6. Dropout keeps one mask per case throughout.
+only when it fails at both h = 1e-5 and h = 1e-6. Dropout and stochastic depth keep one mask per
+case throughout.
 """
 
 from __future__ import annotations
@@ -30,13 +31,18 @@ SAMPLES = 3  # coordinates per tensor
 
 
 def _masks(net, x, rng) -> dict[str, np.ndarray]:
-    """A keep-mask for every dropout node, shaped from one training forward."""
-    drops = [n for n in net.nodes if n.layer.kind == "dropout"]
+    """A keep-mask for every dropout and stochastic depth node, shaped from one training
+    forward (a stochastic depth's: its noise's shape, one entry per sample or one in all)."""
+    drops = [n for n in net.nodes if n.layer.kind in ("dropout", "stochasticdepth")]
     if not drops:
         return {}
     values = net.train(True).forward_all(x)
-    return {n.name: rng.random((x if n.inputs[0] == INPUT else values[n.inputs[0]]).shape)
-            >= n.layer.p for n in drops}
+
+    def shape(n):
+        s = (x if n.inputs[0] == INPUT else values[n.inputs[0]]).shape
+        return n.layer.noise_shape(s) if n.layer.kind == "stochasticdepth" else s
+
+    return {n.name: rng.random(shape(n)) >= n.layer.p for n in drops}
 
 
 class _Loss:

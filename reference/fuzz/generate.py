@@ -15,9 +15,12 @@ with count_include_pad and "same"; adaptive pools; every activation; BatchNorm; 
 channel shuffles; residual adds; concatenations; squeeze-excite gates; channel splits) and a
 head; and, in a quarter of the cases, skylark's row and channel blocks shrunk to a few bytes
 (reference.fuzz.knobs), so its blocked convolution and pooling paths run; and in half the
-kink-heavy cases an activation first, on the input's exact kinks. A block that does not fit
-the running shape is drawn again (up to 8 times, then left
-out), so every plan builds in skylark.
+kink-heavy cases an activation first, on the input's exact kinks; and in 40% of the cases one
+of the kinds imported models bring (zero padding, stochastic depth, rescaling) put in at a
+random place. A block that does not fit the running shape is drawn again (up to 8 times, then
+left out), so every plan builds in skylark. The knobs, the probe and the imported kinds each
+draw from a stream of their own, so adding them left every other draw of a case, and every
+case of an earlier campaign, as it was.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ OPS = {"conv": 30, "maxpool": 10, "avgpool": 8, "adaptive": 4, "act": 10, "bn": 
        "dropout": 5, "shuffle": 4, "identity": 2, "residual": 8, "concat": 6, "se": 5,
        "split": 4}
 RETRIES = 8
+IMPORTED = ("zeropad", "stochasticdepth", "rescaling")  # the kinds imported models bring
 
 
 def _pick(rng, options, weights=None):
@@ -129,6 +133,21 @@ def draw_block(rng) -> dict:
     return {"op": op, **simple[op]()}
 
 
+def draw_imported(rng) -> dict:
+    """A block of one of the kinds imported models bring. Rescaling's constants: 4 of each,
+    used per channel (cycled) or the first one for all."""
+    op = _pick(rng, IMPORTED)
+    if op == "zeropad":
+        return {"op": op, "padding": _int(rng, 1, 2) if rng.random() < 0.3 else
+                [_int(rng, 0, 2) for _ in range(4)]}
+    if op == "stochasticdepth":
+        return {"op": op, "p": _pick(rng, [0.2, 0.5]), "mode": _pick(rng, ["row", "batch"],
+                                                                     [3, 1])}
+    return {"op": op, "scale": [round(float(rng.uniform(-2, 2)), 3) for _ in range(4)],
+            "offset": [round(float(rng.uniform(-1, 1)), 3) for _ in range(4)],
+            "per_channel": bool(rng.random() < 0.6)}
+
+
 def draw_head(rng) -> dict:
     pool = _pick(rng, ["flatten", "gap", "adaptive"], [5, 3, 2])
     head = {"pool": pool, "hidden": [_int(rng, 1, 8) for _ in range(_int(rng, 0, 2))],
@@ -173,6 +192,12 @@ def generate(seed: int, index: int) -> dict:
         if _builds(candidate):
             plan = candidate
             break
+    imported = np.random.default_rng((int(seed), int(index), 2))
+    if imported.random() < 0.4:
+        block, at = draw_imported(imported), _int(imported, 0, len(plan["blocks"]))
+        candidate = {**plan, "blocks": [*plan["blocks"][:at], block, *plan["blocks"][at:]]}
+        if _builds(candidate):
+            plan = candidate
     if probe:  # an activation straight on the input's exact kinks (it keeps the shape)
         plan = {**plan, "blocks": [{"op": "act", "act": draw_act(knobs)}, *plan["blocks"]]}
     return plan

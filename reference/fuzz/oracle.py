@@ -145,13 +145,14 @@ class Oracle:
 
 
 def _same(a, b) -> bool:
-    """Config values equal up to spelling: 3 and [3, 3], tuples and lists."""
+    """Config values equal up to spelling: 3 and [3, 3] (a pair), 1 and [1, 1, 1, 1]
+    (zeropad2d's four sides), tuples and lists."""
     a = list(a) if isinstance(a, (list, tuple)) else a
     b = list(b) if isinstance(b, (list, tuple)) else b
     if isinstance(a, int) and not isinstance(a, bool) and isinstance(b, list):
-        a = [a, a]
+        a = [a] * len(b)
     if isinstance(b, int) and not isinstance(b, bool) and isinstance(a, list):
-        b = [b, b]
+        b = [b] * len(a)
     return a == b
 
 

@@ -88,6 +88,16 @@ def _single(kind_of):
     return make
 
 
+def _rescaling(b, shape) -> dict:
+    """Per channel (the block's constants cycled over the channels) on a map, or the first
+    of each for every element."""
+    if b.get("per_channel") and len(shape) == 3:
+        c = shape[0]
+        return {"scale": [b["scale"][i % len(b["scale"])] for i in range(c)],
+                "offset": [b["offset"][i % len(b["offset"])] for i in range(c)]}
+    return {"scale": b["scale"][0], "offset": b["offset"][0]}
+
+
 def _residual(p, b, prev, shape):
     """conv "same" (C -> C, stride 1) [+ BN], added to the block's input, [+ activation]."""
     c = shape[0]
@@ -144,6 +154,10 @@ BLOCKS = {
     "dropout": _single(lambda b, s: ("dropout", {"p": b["p"]})),
     "shuffle": _single(lambda b, s: ("channelshuffle", {"groups": _divisor(b["groups"], s[0])})),
     "identity": _single(lambda b, s: ("identity", {})),
+    "zeropad": _single(lambda b, s: ("zeropad2d", {"padding": b["padding"]})),
+    "stochasticdepth": _single(lambda b, s: ("stochasticdepth", {"p": b["p"],
+                                                                 "mode": b["mode"]})),
+    "rescaling": _single(lambda b, s: ("rescaling", _rescaling(b, s))),
     "residual": _residual, "concat": _concat, "se": _se, "split": _split,
 }
 

@@ -24,6 +24,9 @@ from .identity import Identity
 from .maxpool2d import MaxPool2d
 from .merge import Add, ChannelSlice, Concat, Multiply
 from .relu import ReLU
+from .rescaling import Rescaling
+from .stochasticdepth import StochasticDepth
+from .zeropad2d import ZeroPad2d
 
 _ALL = (Conv2d(), MaxPool2d(), AvgPool2d(), GlobalAvgPool2d(), BatchNorm2d(), ReLU(), LeakyReLU(),
         Sigmoid(), Tanh(), Dropout(), Flatten(), Dense(), Add(), Concat(), Multiply(),
@@ -32,6 +35,9 @@ _ALL = (Conv2d(), MaxPool2d(), AvgPool2d(), GlobalAvgPool2d(), BatchNorm2d(), Re
 # .channelshuffle) and the identity
 _ALL += (ReLU6(), Hardsigmoid(), Hardswish(), SiLU(), GELU(), AdaptiveAvgPool2d(),
          ChannelShuffle(), Identity())
+# what imported models need (torchvision, Keras Applications, ONNX files): explicit zero
+# padding, stochastic depth, a fixed per-channel affine map
+_ALL += (ZeroPad2d(), StochasticDepth(), Rescaling())
 KINDS: dict[str, Kind] = {k.name: k for k in _ALL}
 
 

@@ -10,6 +10,15 @@ How each framework says it:
   big size ceil(H / O) + 1, then a gather of each bin's start), per axis. That is torch's rule:
   every bin size is one of the two (tests/test_adaptive_pool.py checks the sizes and, in
   every framework, overlapping, uneven, upsampling and 1x1 outputs against numpy).
+  One exception, Keras 3.15's JAX backend: it finds each bin's start and end as floor and ceil
+  of (i * H) / O computed in floating point, which XLA evaluates as i * H times the rounded
+  reciprocal of O. Without x64 that is float32, and 21 * (1 / 7) is 3.0000002, whose ceil is
+  4: a bin one cell too long, gathered out of range, which jnp.take fills with NaN. 33 of the
+  (H, O) pairs up to 19 x 19 go wrong so, O = 7 among them (7 -> 7, 14 -> 7, 3 -> 7:
+  torchvision's AdaptiveAvgPool2d((7, 7))). `keras_jax_bins_are_wrong` replays that
+  arithmetic (float32 and float64) and for those sizes the JAX backend gets
+  keras_layers.BinMatrixAdaptiveAvgPool2D, raw TF's bin matrices, instead;
+  tests/test_adaptive_pool.py keeps the stock layer's NaN in view.
 - raw TF and raw JAX have no adaptive pool: `bin_sums`, a fixed 0/1 matrix per axis marking
   each bin's cells, contracted with einsum (S_h x S_w^T), then divided by each bin's cell
   count. Exact, not an approximation: each output is the plain sum of its bin's cells (the
@@ -51,6 +60,19 @@ def plan(g, s):
     (h, w), (oh, ow) = g.in_shape[1:], pair(s["output_size"])
     s_h, s_w = bin_matrix(h, oh), bin_matrix(w, ow)
     return s_h, s_w, np.outer(s_h.sum(axis=1), s_w.sum(axis=1))
+
+
+def keras_jax_bins_are_wrong(n: int, out: int) -> bool:
+    """Whether Keras' JAX adaptive pool finds other bins than torch's along an axis of n cells
+    pooled to `out`: its floor(i n / out) and ceil((i + 1) n / out) as XLA computes them (the
+    integer times the rounded reciprocal of `out`), in float32 or in float64."""
+    for dtype in (np.float32, np.float64):
+        inv = dtype(1) / dtype(out)
+        got = [(int(np.floor(dtype(i * n) * inv)), int(np.ceil(dtype((i + 1) * n) * inv)))
+               for i in range(out)]
+        if got != bins(n, out):
+            return True
+    return False
 
 
 def _max_overlap(n: int, out: int) -> int:
@@ -102,6 +124,12 @@ class AdaptiveAvgPool2d(Kind):
             pool = (h - (oh - 1) * stride[0], w - (ow - 1) * stride[1])
             return [keras.layers.AveragePooling2D(pool, stride, name=f"l{g.index}",
                                                   dtype=dtype)]
+        (h, w), (oh, ow) = g.in_shape[1:], pair(s["output_size"])
+        if keras.backend.backend() == "jax" and (keras_jax_bins_are_wrong(h, oh)
+                                                 or keras_jax_bins_are_wrong(w, ow)):
+            from ..runners.keras_layers import BinMatrixAdaptiveAvgPool2D
+
+            return [BinMatrixAdaptiveAvgPool2D(*plan(g, s), name=f"l{g.index}", dtype=dtype)]
         return [keras.layers.AdaptiveAveragePooling2D(pair(s["output_size"]),
                                                       data_format="channels_last",
                                                       name=f"l{g.index}", dtype=dtype)]

@@ -29,7 +29,7 @@ class Kind:
     layer: type = type(None)  # the skylark Layer class
     input_rank: int | None = None  # 3: a (C, H, W) map; 1: a flat vector; None: any
     in_field: str | None = None  # the spec field the input's channels (features) must equal
-    uses_mask = False  # training needs a keep-mask from the harness (dropout)
+    uses_mask = False  # training needs a keep-mask from the harness (dropout, stochastic depth)
     multi_input = False  # the builders get a LIST of input tensors (Add, Concat, Multiply)
     # Keras/TF names of the layer's state where they differ from torch's ("weight" -> "kernel")
     keras_names: ClassVar[dict] = {"weight": "kernel"}
@@ -80,6 +80,14 @@ class Kind:
 
         Element-wise kinds keep their input's order; a kind with a map output has none."""
         return None if len(out_shape) == 3 else in_source
+
+    def mask_shape(self, s: dict, batch, in_shape) -> tuple:
+        """A `uses_mask` kind's keep-mask shape for `batch` samples (an int, or "N" for an
+        ONNX graph input) of per-sample shape `in_shape`: by default one entry per element
+        (dropout), in skylark's layout (NCHW, or CHW-ordered flat): Keras and raw TF get it
+        converted like an activation, unless every axis but the batch's is 1 (stochastic
+        depth's), which has the same layout everywhere (Runner.keras_masks)."""
+        return (batch, *in_shape)
 
     def informative_state(self, s: dict, state: dict, rng) -> dict:
         """The layer's state (name -> array) for a check: where the framework's initial state

@@ -212,6 +212,25 @@ class RealCellsAvgPool2D(_PaddedPool2D):
         return total / ops.convert_to_tensor(counts, dtype=x.dtype)
 
 
+class BinMatrixAdaptiveAvgPool2D(keras.layers.Layer):
+    """torch's adaptive average pool on NHWC as raw TF says it (reference.kinds.
+    adaptiveavgpool2d): each bin's sum by two fixed 0/1 bin matrices (einsum), divided by its
+    cell count. For the sizes whose bins Keras' own layer gets wrong on its JAX backend (see
+    `keras_jax_bins_are_wrong` there)."""
+
+    def __init__(self, s_h, s_w, count, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.s_h, self.s_w, self.count = s_h, s_w, count  # numpy float64
+
+    def call(self, x):
+        s_h, s_w, count = (ops.convert_to_tensor(a, dtype=x.dtype)
+                           for a in (self.s_h, self.s_w, self.count))
+        return ops.einsum("ih,nhwc,jw->nijc", s_h, x, s_w) / count[None, :, :, None]
+
+    def compute_output_shape(self, shape):
+        return shape[0], self.s_h.shape[0], self.s_w.shape[0], shape[3]
+
+
 class StridedDilatedConv2D(keras.layers.Conv2D):
     """keras.layers.Conv2D with strides > 1 AND dilation_rate > 1, which Keras refuses ("`strides
     > 1` not supported in conjunction with `dilation_rate > 1`"): the stride-1 dilated conv,

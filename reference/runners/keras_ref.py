@@ -278,8 +278,8 @@ class KerasRunner(Runner):
     def _set_mode(self, training: bool, masks) -> None:
         """The mode of the next stateless pass, and the dropout keep-masks in Keras' layout."""
         self._training = training
-        for i, mask in self._check_masks(masks, self._n, training).items():
-            self.groups[i][-1].mask = activation_to_keras(mask, self.geometry[i].in_flat_source)
+        for i, mask in self.keras_masks(self._check_masks(masks, self._n, training)).items():
+            self.groups[i][-1].mask = mask
 
     def _stats(self) -> dict:
         """The updated running statistics by skylark name (training passes)."""

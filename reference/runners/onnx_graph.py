@@ -128,7 +128,8 @@ def build_onnx_model(spec: list[dict], state: dict, dtype: str, input_shape, *,
 
     def node(s, g, h):
         if b.training and KINDS[s["kind"]].uses_mask:
-            b.add_input(f"mask.{g.index}", TensorProto.BOOL, ["N", *g.in_shape])
+            b.add_input(f"mask.{g.index}", TensorProto.BOOL,
+                        list(KINDS[s["kind"]].mask_shape(s, "N", g.in_shape)))
         out = KINDS[s["kind"]].onnx(s, g, b, h)
         if outputs == "trace":
             b.add_output(f"out.{g.index}", out, ["N", *g.out_shape])

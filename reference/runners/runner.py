@@ -117,6 +117,10 @@ PLANTS = {
     "keras_se_gate_nchw": _KERAS,
     # AdaptiveAvgPool2d ported as a fixed-stride average pool (other bins where H % out != 0)
     "keras_adaptive_as_avgpool": _KERAS,
+    # torch's ZeroPad2d (left, right, top, bottom) read as Keras' ((top, bottom), (left, right))
+    "keras_zeropad_torch_order": _KERAS,
+    # Rescaling's constants as Python floats: Keras-TF casts them to float64 through float32
+    "keras_rescaling_python_floats": ("keras", "keras-tensorflow"),
 }
 
 # absl's pre-initialisation INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are
@@ -302,12 +306,23 @@ class Runner:
             return {}
         masks = dict(masks or {})
         for i in self.masked:
-            want = (n, *self.geometry[i].in_shape)
+            want = KINDS[self.spec[i]["kind"]].mask_shape(self.spec[i], n,
+                                                          self.geometry[i].in_shape)
             if i not in masks or np.shape(masks[i]) != want:
                 got = np.shape(masks[i]) if i in masks else None
                 raise ValueError(f"{self.name}: dropout layer {i} needs a keep-mask of shape "
                                  f"{want} in training. Received: {got}")
         return {i: np.asarray(masks[i], bool) for i in self.masked}
+
+    def keras_masks(self, masks: dict) -> dict[int, np.ndarray]:
+        """Checked keep-masks in Keras' and raw TF's layout: converted like an activation
+        (NHWC, or HWC-ordered flat), except a mask whose axes after the batch's are all 1
+        (stochastic depth's), which reads the same in every layout."""
+        from ..transfer import activation_to_keras
+
+        return {i: m if all(d == 1 for d in m.shape[1:]) else
+                activation_to_keras(m, self.geometry[i].in_flat_source)
+                for i, m in masks.items()}
 
     def _check_batch(self, x, labels=None, cotangent=None):
         self._check_setup()

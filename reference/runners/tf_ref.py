@@ -77,8 +77,7 @@ class TFRunner(Runner):
 
     def _run(self, training, masks, n) -> TFRun:
         masks = self._check_masks(masks, n, training)
-        return TFRun(training, {i: tf.constant(activation_to_keras(
-            m, self.geometry[i].in_flat_source)) for i, m in masks.items()})
+        return TFRun(training, {i: tf.constant(m) for i, m in self.keras_masks(masks).items()})
 
     def _stats(self, run: TFRun) -> dict:
         """Updated running statistics by skylark name."""

@@ -71,6 +71,44 @@ class MaskedDropout(nn.Module):
         return x * (mask / keep if keep else mask * 0)  # torch's order: scale the mask
 
 
+class MaskedStochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth with its noise given (`.mask`, (N, 1, 1, 1) for mode
+    "row" or (1, 1, 1, 1) for "batch", set by the runner before each training forward), in
+    torchvision's own steps (torchvision/ops/stochastic_depth.py): the noise divided by the
+    survival rate when that is > 0, then multiplied into the input; eval, and p = 0, return the
+    input itself."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.mask = None
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        survival_rate = 1.0 - self.p
+        noise = self.mask.to(x.dtype)
+        if survival_rate > 0.0:
+            noise = noise / survival_rate  # torchvision: noise.div_(survival_rate)
+        return x * noise
+
+
+class Rescale(nn.Module):
+    """x * scale + offset, each a number or one per channel ((C, 1, 1) on an NCHW map), the
+    constants cast to x's dtype (one rounding to nearest); no parameters."""
+
+    def __init__(self, scale, offset) -> None:
+        super().__init__()
+        self.scale, self.offset = scale, offset
+
+    def _constant(self, v, x):
+        t = torch.tensor(v, dtype=torch.float64).to(x.dtype)
+        return t.reshape(-1, *(1,) * (x.ndim - 2)) if t.ndim else t
+
+    def forward(self, x):
+        return x * self._constant(self.scale, x) + self._constant(self.offset, x)
+
+
 class Hardsigmoid(nn.Module):
     """nn.Hardsigmoid, exact in float64 too. torch's hardsigmoid_backward multiplies by a
     FLOAT32 1/6 for every dtype (aten/src/ATen/native/cpu/Activation.cpp: `const scalar_t

@@ -37,7 +37,7 @@ from pathlib import Path
 from ..frameworks import FRAMEWORKS
 from .runner import NATIVE_INFO, FrameworkUnavailable, Runner, require_installed
 
-_ROOT = str(Path(__file__).resolve().parent.parent)  # the folder holding skylark/ and reference/
+_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding skylark/ and reference/
 _METHODS = ("versions", "setup", "trace", "train_setup", "train_step", "predict", "get_params",
             "setup_trace", "promotion_state")
 START_TIMEOUT_S = 120.0  # a cold import of TensorFlow or torch takes ~5-20 s on a slow disk

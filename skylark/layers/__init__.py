@@ -13,9 +13,13 @@ from .flatten import Flatten
 from .identity import Identity
 from .merge import Add, ChannelSlice, Concat, Multiply
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .rescaling import Rescaling
 from .shuffle import ChannelShuffle
+from .stochastic_depth import StochasticDepth
+from .zeropad import ZeroPad2d
 
 __all__ = ["GELU", "AdaptiveAvgPool2d", "Add", "AvgPool2D", "BatchNorm2d", "ChannelShuffle",
            "ChannelSlice", "Concat", "Conv2D", "Dense", "Dropout", "Flatten", "GlobalAvgPool2D",
            "Hardsigmoid", "Hardswish", "Identity", "Layer", "LeakyReLU", "MaxPool2D", "Multiply",
-           "ReLU", "ReLU6", "SiLU", "Sigmoid", "Softmax", "Tanh", "softmax"]
+           "ReLU", "ReLU6", "Rescaling", "SiLU", "Sigmoid", "Softmax", "StochasticDepth", "Tanh",
+           "ZeroPad2d", "softmax"]
