@@ -65,6 +65,54 @@ def test_batchnorm_gradients_fd(shape, training):
     assert max(errors.values()) <= FD_RTOL, errors
 
 
+@pytest.mark.parametrize("inputs", ["random", "background"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_float32_both_layouts_match_the_float64_oracle(training, inputs):
+    """The float32 layer works on (C, N*H*W) channel rows: a free view of a Conv2D output's
+    (C, H, W, N) memory, a copy of an (N, C, H, W) array. Both layouts must give the same bits
+    (the same rows, the same sums), and both the float64 loop oracle's values up to float32
+    rounding. Tie-heavy inputs too: a constant background with a few bright pixels, and one
+    channel constant throughout (variance 0)."""
+    shape = (8, 3, 6, 6)
+    x = rand(shape, seed=6) * 3 - 1
+    if inputs == "background":
+        x = np.where(rand(shape, seed=7) > 1.5, 5.0, 0.25)
+        x[:, 1] = 0.5
+    x, dy = x.astype(np.float32), rand(shape, seed=8).astype(np.float32)
+    results = []
+    for layout in ("nchw", "chwn"):
+        bn = bn_with_state(3, eps=1e-2, momentum=0.3, seed=3, dtype="float32")
+        bn.training = training
+        xl, dyl = x, dy
+        if layout == "chwn":  # the same values, batch innermost in memory
+            xl = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+            dyl = np.ascontiguousarray(dy.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+        before = {k: v.astype(np.float64) for k, v in bn.buffers().items()}
+        out = {"y": bn.forward(xl), "dx": bn.backward(dyl)}
+        out.update(running_mean=bn.running_mean, running_var=bn.running_var,
+                   dweight=bn.grads["weight"], dbias=bn.grads["bias"])
+        results.append(out)
+    for k in results[0]:
+        np.testing.assert_array_equal(results[0][k], results[1][k], err_msg=k)
+    w64, b64 = (a.astype(np.float64) for a in (bn.weight, bn.bias))
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    y_want, mean_want, var_want = oracle.batchnorm_forward(
+        x64, w64, b64, before["running_mean"], before["running_var"], bn.eps, bn.momentum,
+        training)
+    dx_want, dw_want, db_want = oracle.batchnorm_backward(
+        dy64, x64, w64, before["running_mean"], before["running_var"], bn.eps, training)
+    want = {"y": y_want, "running_mean": mean_want, "running_var": var_want, "dx": dx_want,
+            "dweight": dw_want, "dbias": db_want}
+    # Each value goes through sums of M = N*H*W = 288 float32 terms (mean, variance, the
+    # two backward sums), whose error in any summation order is at most (M - 1) eps32 times
+    # the sum of the terms' magnitudes, and then a few float32 roundings: 4 M eps32 relative
+    # to the tensor's largest value bounds it (1.4e-4); the biased/unbiased variance factor
+    # M / (M - 1), the smallest real bug this guards, is 3.5e-3 off.
+    rtol = 4 * 288 * np.finfo(np.float32).eps
+    for k, v in want.items():
+        assert rel_error(results[0][k].astype(np.float64), v) <= rtol, k
+
+
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_batchnorm_matches_loop_oracle(training):
     bn = bn_with_state(3, eps=1e-2, momentum=0.3, seed=3)

@@ -34,21 +34,32 @@ def _keep(mask: np.ndarray, a: np.ndarray) -> np.ndarray:
     """np.where(mask, a, 0) for a float array `a`, bit for bit (+0 where the mask is False, nan
     and -0 included), as a bitwise AND of a's bits with 0 or all ones: np.where branches on
     every element and mispredicts on random signs (measured: 1.4 ms against 0.3 ms for 401k
-    float32, vgg-bn's first ReLU at batch 64). The result keeps a's memory order."""
+    float32, vgg-bn's first ReLU at batch 64). The result has the mask's memory order (that
+    of the forward input it came from)."""
     if a.dtype.kind != "f":
         return np.where(mask, a, a.dtype.type(0))
     ints = np.dtype(f"i{a.dtype.itemsize}")
-    ones = np.negative(mask.view(np.int8), dtype=ints)  # True -> -1: every bit set
-    out = np.empty_like(a)
-    np.bitwise_and(a.view(ints), ones, out=out.view(ints))
-    return out
+    # True -> 1 -> -1 (every bit set), in one int array that then takes the result: a cast,
+    # then in place. np.negative(mask, dtype=ints) did the same in one call through numpy's
+    # buffered casting loop, 2-3x slower (measured: 9.9 against 3.4 ms, a (64, 64, 28, 28)
+    # float32 ReLU in the (C, H, W, N) layout of a Conv2D output)
+    ones = mask.view(np.int8).astype(ints)
+    np.negative(ones, out=ones)
+    np.bitwise_and(a.view(ints), ones, out=ones)
+    return ones.view(a.dtype)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-x)) without overflow: exp of a negative number only, exp(-x) for x >= 0
     and exp(x) for x < 0 (Sigmoid and SiLU)."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    # num / (1 + e) with num = 1 where x >= 0 and e elsewhere, the same bits as
+    # np.where(x >= 0, 1 / (1 + e), e / (1 + e)): e = exp(-|x|) <= 1, so max(e, x >= 0) picks
+    # num without np.where's branch on every element (it mispredicts on random signs) and
+    # without computing both quotients. Measured 2-5x faster (efficientnet's SiLU layers,
+    # (64, 64, 28, 28) float32); nan stays nan (np.maximum propagates it).
+    e = np.exp(np.negative(np.abs(x)))
+    num = np.maximum(e, np.greater_equal(x, 0).view(np.uint8), dtype=e.dtype)
+    return np.divide(num, np.add(e, 1, out=e), out=num)
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -32,7 +32,8 @@ class ReLU6(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         self._mask = (x > 0) & (x < 6)
-        return np.minimum(np.maximum(x, 0), 6)
+        y = np.maximum(x, 0)
+        return np.minimum(y, 6, out=y)  # in place: one full-size temporary fewer
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         mask = self._need_cache(self._mask)

@@ -59,8 +59,9 @@ class Dropout(Layer):
         # in memory), so x * scale and dy * scale never mix two layouts.
         scale = np.empty_like(x)
         if keep:
-            np.copyto(scale, mask)
-            scale /= keep
+            # mask * (1 / keep) in one pass: a 0/1 mask times fl(1 / keep) is 0 or fl(1 / keep),
+            # the same bits as mask / keep, which took a copy and a division pass
+            np.multiply(mask, x.dtype.type(1) / keep, out=scale)
         else:
             scale[...] = 0
         self._scale = scale

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import blocks as _blocks
 from .base import Layer, check_grad, check_input, positive_pair
-from .padding import Pads, check_padding, padding_config, pool_out_size, resolve_pads
+from .padding import Pads, check_padding, pad_hw, padding_config, pool_out_size, resolve_pads
 
 
 class PoolCache(NamedTuple):
@@ -428,10 +428,7 @@ def _padded_in_memory_order(x: np.ndarray, pads, value, order=None):
         order = _memory_order(x)
     xp, ah, aw = x.transpose(order), order.index(2), order.index(3)
     if any(pads):
-        t, b, l, r = pads
-        width = [(0, 0)] * 4
-        width[ah], width[aw] = (t, b), (l, r)
-        xp = np.pad(xp, width, constant_values=value)
+        xp = pad_hw(xp, pads, ah, aw, value)
     return order, xp, ah, aw
 
 
