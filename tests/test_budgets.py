@@ -14,6 +14,7 @@ from reference import harness
 from reference.budgets import (
     EPS32,
     EPS64,
+    F64_FLOOR_CAP,
     F64_RTOL,
     K_SAFETY,
     budgets,
@@ -74,9 +75,15 @@ def test_float64_budget_is_relative_to_max_one():
                                     "zero": F64_RTOL}
     assert F64_RTOL == 1e-10
     # the derived floor raises a tensor's bar only where it is larger than the fixed one
-    floor = {"small": 1e-6, "large": 1e-12}
-    assert float64_budgets(ref, floor) == {"small": 1e-6, "large": F64_RTOL * 300.0,
+    floor = {"small": 1e-8, "large": 1e-12}
+    assert float64_budgets(ref, floor) == {"small": 1e-8, "large": F64_RTOL * 300.0,
                                            "zero": F64_RTOL}
+    # ... and never above eps32 * max(1, max|b|): a floor that grew huge, overflowed or is nan
+    # (a deep graph's worst case) leaves float32's spacing, not a bar that passes anything
+    wild = {"small": 1e-3, "large": float("inf"), "zero": float("nan")}
+    assert float64_budgets(ref, wild) == {"small": F64_FLOOR_CAP, "large": F64_FLOOR_CAP * 300.0,
+                                          "zero": F64_FLOOR_CAP}
+    assert F64_FLOOR_CAP == 2.0 ** -23
 
 
 @pytest.mark.parametrize("kind", ["random", "ties"])
