@@ -432,11 +432,12 @@ def test_hostile_files_one_line_fast(keras, tmp_path, case):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("version", ["2.15.0", "4.0.0"])
+@pytest.mark.parametrize("version", ["2.15.0", "4.0.0", "3.0.0"])
 def test_other_keras_version(keras, tmp_path, version):
-    """metadata.json names another Keras: Keras 3.15 does not check it and loads the file, so
-    the import goes on (the layers are still checked one by one) and a note names both
-    versions."""
+    """metadata.json names another Keras. Keras 3.15 does not check it and would load the file
+    with its own meaning: another MAJOR version is refused in one line (nothing read); another
+    release of this major version is imported (the layers are still checked one by one) with a
+    note naming both versions."""
     model = _randomize(_lenet(keras))
     good = _save(model, tmp_path / "m.keras")
 
@@ -445,7 +446,13 @@ def test_other_keras_version(keras, tmp_path, version):
             return data
         return json.dumps({**json.loads(data), "keras_version": version}).encode()
 
-    imp = _import(str(_rewrite(good, tmp_path / "old.keras", edit)))
+    path = str(_rewrite(good, tmp_path / "old.keras", edit))
+    if version.split(".")[0] != keras.__version__.split(".")[0]:
+        with pytest.raises(ImportFileError, match=f"Received: keras_version={version}") as e:
+            _import(path)
+        assert "\n" not in str(e.value)
+        return
+    imp = _import(path)
     assert any(f"saved by Keras {version}; read by Keras {keras.__version__}" in n
                for n in imp.notes)
     assert_reproduces(model, imp)

@@ -120,6 +120,13 @@ def load_keras(obj) -> tuple[object, str, list[str]]:
     meta = _inspect_file(path)
     notes = []
     saved = str(meta.get("keras_version", "unknown"))
+    if saved.split(".")[0] != keras.__version__.split(".")[0] and saved != "unknown":
+        # another major version: its file format and layer semantics are not this Keras's
+        # (Keras does not check, and would read it with this version's meaning)
+        raise ImportFileError(f"{str(path)!r} was saved by Keras {saved}, a major version "
+                              f"this Keras {keras.__version__} does not read faithfully: "
+                              f"re-save it with Keras {keras.__version__.split('.')[0]}.x. "
+                              f"Received: keras_version={saved}")
     if saved != keras.__version__:
         notes.append(f"{path.name} was saved by Keras {saved}; read by Keras {keras.__version__}"
                      f" (the import checks the layers it reads, not the version)")
