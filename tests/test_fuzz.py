@@ -251,3 +251,24 @@ def test_same_pads_are_the_reference_own_statement_of_tfs_rule():
     # the odd pixel goes after: 4 wide, kernel 2, stride 1 pads 0 before and 1 after
     spec = describe(sk.Sequential(sk.Conv2D(1, 1, 2, padding="same")))[0]
     assert same_pads(spec, (4, 4)) == (0, 1, 0, 1)
+
+
+def test_the_tail_rounding_tie_matches_only_a_gradient_behind_a_max_pool():
+    """keras-torch-elementwise-tail-ties: a backward pass first off at an activation's output
+    gradient where a max-pool reads that activation; a forward failure, another framework or
+    an activation no max-pool reads is new."""
+    with open("docs/repros/repro-keras-torch-silu-tail-ties.json") as fh:
+        layers = json.load(fh)["layers"]
+    def failure(framework, signature, detail):
+        return {"framework": framework, "signature": f"{framework} {signature}",
+                "detail": detail}
+
+    hit = failure("keras-torch", "FAIL loss: silu output gradient",
+                  "loss/d.out.b4.silu: max|a-b| 0.02 > budget 4.5e-10 (16 tensors off)")
+    assert known.match({}, layers, hit) == "keras-torch-elementwise-tail-ties"
+    assert known.match({}, layers, {**hit, "framework": "torch"}) is None
+    assert known.match({}, layers, failure("keras-torch", "FAIL forward: silu output",
+                                           "out.b4.silu: max|a-b| 0.02 > budget")) is None
+    # b2.relu is read by a conv, not a max-pool
+    assert known.match({}, layers, failure("keras-torch", "FAIL loss: relu output gradient",
+                                           "loss/d.out.b2.relu: max|a-b| 1 > budget")) is None

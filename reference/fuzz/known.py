@@ -9,6 +9,7 @@ reference.fuzz.known` prints the table as docs/known_deviations.md shows it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -27,6 +28,24 @@ def _single_output_conv(plan: dict, layers: list[dict], failure: dict) -> bool:
         e["kind"] == "conv2d" and e["out_channels"] == 1 for e in layers)
 
 
+_ELEMENTWISE = ("silu", "sigmoid", "gelu", "hardswish", "hardsigmoid", "tanh")
+
+
+def _tail_rounding_tie(plan: dict, layers: list[dict], failure: dict) -> bool:
+    """A backward pass first off at the output gradient of an elementwise activation that a
+    max-pool reads (its forward, and every tensor before it, within the bar)."""
+    if not re.search(r" FAIL (loss|cot): ", failure["signature"]):
+        return False
+    found = re.match(r"(loss|cot)/d\.out\.(\S+):", failure["detail"])
+    names = [e.get("name", str(i)) for i, e in enumerate(layers)]
+    if not found or found.group(2) not in names:
+        return False
+    i = names.index(found.group(2))
+    readers = [e for j, e in enumerate(layers)
+               if names[i] in (e.get("inputs") or ([names[j - 1]] if j else []))]
+    return layers[i]["kind"] in _ELEMENTWISE and any(e["kind"] == "maxpool2d" for e in readers)
+
+
 KNOWN: tuple[Deviation, ...] = (
     Deviation(
         "keras-torch-conv-one-filter", ("keras-torch",), "keras 3.15.1, torch 2.13.0+cpu",
@@ -39,6 +58,20 @@ KNOWN: tuple[Deviation, ...] = (
         "keras-torch --dtype float64 --input random --input-shape 4,1,1 --batch 1 --seed 0 "
         "--mode eval",
         _single_output_conv),
+    Deviation(
+        "keras-torch-elementwise-tail-ties", ("keras-torch",), "keras 3.15.1, torch 2.13.0+cpu",
+        "torch's CPU elementwise kernels round an element differently depending on where it "
+        "sits in the buffer (the vectorized body against the scalar tail): Keras' torch "
+        "backend, which keeps maps channels-last, gets equal inputs to SiLU back one ulp "
+        "apart (measured: 2 of 13 equal values in a (1, 11, 9, 5) map, at flat positions 483 "
+        "and 493 of 495). Every forward tensor is within the bar, but a max-pool window that "
+        "ties in exact arithmetic no longer ties there, its gradient goes to another cell, and "
+        "the output gradient of the activation is O(1) off; the reference cannot change how "
+        "torch rounds",
+        "skylark check --model docs/repros/repro-keras-torch-silu-tail-ties.json --frameworks "
+        "keras-torch --dtype float64 --input kinks --input-shape 4,10,6 --batch 1 --seed "
+        "42252606 --mode train",
+        _tail_rounding_tie),
 )
 
 
