@@ -63,11 +63,11 @@ KNOWN: tuple[Deviation, ...] = (
         "torch's CPU elementwise kernels round an element differently depending on where it "
         "sits in the buffer (the vectorized body against the scalar tail): Keras' torch "
         "backend, which keeps maps channels-last, gets equal inputs to SiLU back one ulp "
-        "apart (measured: 2 of 13 equal values in a (1, 11, 9, 5) map, at flat positions 483 "
-        "and 493 of 495). Every forward tensor is within the bar, but a max-pool window that "
-        "ties in exact arithmetic no longer ties there, its gradient goes to another cell, and "
-        "the output gradient of the activation is O(1) off; the reference cannot change how "
-        "torch rounds",
+        "apart (measured: in a (1, 11, 9, 5) map, two cells of one channel holding the same "
+        "input, at flat positions 483 and 493 of 495, come back one ulp off the others). "
+        "Every forward tensor is within the bar, but a max-pool window that ties in exact arithmetic no longer ties there, its gradient goes to another cell, and "
+        "the output gradient of the activation is O(1) off; the reference cannot change how torch "
+        "rounds",
         "skylark check --model docs/repros/repro-keras-torch-silu-tail-ties.json --frameworks "
         "keras-torch --dtype float64 --input kinks --input-shape 4,10,6 --batch 1 --seed "
         "42252606 --mode train",
