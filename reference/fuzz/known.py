@@ -62,12 +62,12 @@ KNOWN: tuple[Deviation, ...] = (
         "keras-torch-elementwise-tail-ties", ("keras-torch",), "keras 3.15.1, torch 2.13.0+cpu",
         "torch's CPU elementwise kernels round an element differently depending on where it "
         "sits in the buffer (the vectorized body against the scalar tail): Keras' torch "
-        "backend, which keeps maps channels-last, gets equal inputs to SiLU back one ulp "
-        "apart (measured: in a (1, 11, 9, 5) map, two cells of one channel holding the same "
-        "input, at flat positions 483 and 493 of 495, come back one ulp off the others). "
-        "Every forward tensor is within the bar, but a max-pool window that ties in exact arithmetic no longer ties there, its gradient goes to another cell, and "
-        "the output gradient of the activation is O(1) off; the reference cannot change how torch "
-        "rounds",
+        "backend, which keeps maps channels-last, gets equal inputs to SiLU back one ulp apart "
+        "(measured: in a (1, 11, 9, 5) map, two cells of one channel holding the same input, at"
+        " flat positions 483 and 493 of 495, come back one ulp off the others). Every forward "
+        "tensor is within the bar, but a max-pool window that ties in exact arithmetic no "
+        "longer ties there, its gradient goes to another cell, and the output gradient of the "
+        "activation is O(1) off; the reference cannot change how torch rounds",
         "skylark check --model docs/repros/repro-keras-torch-silu-tail-ties.json --frameworks "
         "keras-torch --dtype float64 --input kinks --input-shape 4,10,6 --batch 1 --seed "
         "42252606 --mode train",
