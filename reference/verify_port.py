@@ -28,7 +28,6 @@ rounded to float32 first: a port's float32 storage is a precision choice, not a 
 from __future__ import annotations
 
 import time
-from collections import Counter
 
 import numpy as np
 
@@ -54,26 +53,17 @@ def verify_port(src, dst, *, input_shape=None, dtype=None, batch=4, seed=0,
     when a side cannot be imported or the two do not take the same input."""
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
-    sides = []
-    for label, given in (("SRC", src), ("DST", dst)):
-        s = open_source(given)
-        log(f"importing {label} {s.label} ({s.kind})")
-        sides.append((s, import_source(s, input_shape=input_shape)))
-    (sa, ia), (sb, ib) = sides
-    shape = tuple(input_shape or ia.input_shape or ib.input_shape or ())
-    if len(shape) != 3:
-        raise ValueError("neither model records its input size: pass --input-shape C,H,W")
-    for label, imp in (("SRC", ia), ("DST", ib)):
-        if imp.input_shape and tuple(imp.input_shape) != shape:
-            raise ValueError(f"the two models take different inputs. Received: {label} "
-                             f"{tuple(imp.input_shape)} against {shape}")
+    (sa, ia), (sb, ib), shape = _import_both(src, dst, input_shape, log)
     ka, kb = shapes(ia.spec, shape)[-1], shapes(ib.spec, shape)[-1]
     if ka != kb:
         raise ValueError(f"the two models' outputs differ in shape. Received: SRC {ka}, DST {kb}")
     states, notes = _common_precision(ia.state, ib.state)
+    if notes and dtype == "float64":
+        notes.append("float64 asked for a port stored in float32: weights an exporter computed "
+                     "(a folded BatchNorm) differ by float32 rounding, far above 1e-10")
     dtype = dtype or ("float32" if notes else "float64")
     proofs = [fidelity(s, imp, shape, batch, seed) for s, imp in ((sa, ia), (sb, ib))]
-    mapping, unmatched = match_layers(ia, ib)
+    mapping, unmatched = match_layers(ia, ib, shape)
     pairs = []
     for kind in ("random", "ties"):
         x, labels, cot = make_batch(kind, batch, shape, ka[0], seed, dtype)
@@ -91,64 +81,105 @@ def verify_port(src, dst, *, input_shape=None, dtype=None, batch=4, seed=0,
 # --- matching ---------------------------------------------------------------------------------
 
 
-def match_layers(a: Imported, b: Imported) -> tuple[list[dict], list[str]]:
+def _import_both(src, dst, input_shape, log):
+    """Both sides imported, a side that records its input size first (a torch module does not:
+    it takes the other side's); ((Source, Imported), (Source, Imported), (C, H, W))."""
+    opened = [("SRC", open_source(src)), ("DST", open_source(dst))]
+    order = sorted(range(2), key=lambda i: opened[i][1].kind == "torch")
+    done: dict[int, tuple] = {}
+    shape = tuple(input_shape) if input_shape else None
+    for i in order:
+        label, s = opened[i]
+        log(f"importing {label} {s.label} ({s.kind})")
+        imp = import_source(s, input_shape=shape)
+        shape = shape or (tuple(imp.input_shape) if imp.input_shape else None)
+        done[i] = (s, imp)
+    if shape is None or len(shape) != 3:
+        raise ValueError("neither model records its input size: pass --input-shape C,H,W")
+    for i in range(2):
+        imp = done[i][1]
+        if imp.input_shape and tuple(imp.input_shape) != shape:
+            raise ValueError(f"the two models take different inputs. Received: "
+                             f"{opened[i][0]} {tuple(imp.input_shape)} against {shape}")
+    return done[0], done[1], shape
+
+
+def match_layers(a: Imported, b: Imported, input_shape) -> tuple[list[dict], list[str]]:
     """[{"src", "dst", "kind", "by", "src_tensor", "dst_tensor"}] in SRC's running order, and
     what could not be matched (one line each). `*_tensor` is the node whose output stands for
-    the pair (the node itself, or the end of a chain looked through)."""
+    the pair: the node itself, or the end of a chain of unmatched BatchNorms (or fixed affine
+    maps) an exporter folded into it on the other side. The two outputs always make a pair."""
     ka, kb = _kinds(a.spec), _kinds(b.spec)
     shared = [n for n in ka if n in kb and ka[n] == kb[n] and ka[n] not in _TRANSPARENT]
     by_name = len(shared) >= 0.5 * max(1, sum(k not in _TRANSPARENT for k in ka.values()))
-    ca = Counter(k for k in ka.values() if k not in _TRANSPARENT)
-    cb = Counter(k for k in kb.values() if k not in _TRANSPARENT)
-    only_a = {k for k in ca if k not in cb}
-    only_b = {k for k in cb if k not in ca}
-    pairs, unmatched = [], []
     if by_name:
-        for n in ka:
-            if n in shared:
-                pairs.append((n, n, "name"))
+        pairs, unmatched = [(n, n, "name") for n in shared], []
     else:
-        seen_a, seen_b = _by_kind(a.spec), _by_kind(b.spec)
-        for kind, names in seen_a.items():
-            if kind in _TRANSPARENT or kind in only_a:
-                continue
-            other = seen_b.get(kind, [])
-            if len(other) != len(names):
-                unmatched.append(f"{kind}: {len(names)} in SRC, {len(other)} in DST "
-                                 f"(not matched by position)")
-                continue
-            pairs += [(x, y, "position") for x, y in zip(names, other, strict=True)]
-        order = {n: i for i, n in enumerate(ka)}
-        pairs.sort(key=lambda p: order[p[0]])
-    for k in sorted(only_a):
-        unmatched.append(f"{k}: {ca[k]} in SRC, none in DST ({_HOW[k in _FOLD_BACK]})")
-    for k in sorted(only_b):
-        unmatched.append(f"{k}: {cb[k]} in DST, none in SRC ({_HOW[k in _FOLD_BACK]})")
-    out = []
-    for x, y, how in pairs:
-        out.append({"src": x, "dst": y, "kind": ka[x], "by": how,
-                    "src_origin": a.origin.get(x, x), "dst_origin": b.origin.get(y, y),
-                    "src_tensor": _through(a.spec, x, only_a),
-                    "dst_tensor": _through(b.spec, y, only_b)})
+        pairs, unmatched = _by_position(a, b, input_shape)
+    last_a, last_b = node_names(a.spec)[-1], node_names(b.spec)[-1]
+    if not any(x == last_a and y == last_b for x, y, _ in pairs):
+        pairs = [p for p in pairs if p[0] != last_a and p[1] != last_b]
+        pairs.append((last_a, last_b, "output"))
+    matched_a, matched_b = {x for x, _, _ in pairs}, {y for _, y, _ in pairs}
+    out = [{"src": x, "dst": y, "kind": ka[x], "by": how,
+            "src_origin": a.origin.get(x, x), "dst_origin": b.origin.get(y, y),
+            "src_tensor": _through(a.spec, x, matched_a),
+            "dst_tensor": _through(b.spec, y, matched_b)} for x, y, how in pairs]
+    order = {n: i for i, n in enumerate(ka)}
+    out.sort(key=lambda m: order[m["src"]])
+    through = {m["src_tensor"] for m in out} | {m["dst_tensor"] for m in out}
+    for label, kinds, matched, spec in (("SRC", ka, matched_a, a.spec),
+                                        ("DST", kb, matched_b, b.spec)):
+        left = [n for n, k in kinds.items() if n not in matched and k not in _TRANSPARENT]
+        folded = [n for n in left if _folded(spec, n, through)]
+        for k in sorted({kinds[n] for n in left}):
+            n_all = sum(kinds[n] == k for n in left)
+            n_in = sum(kinds[n] == k for n in folded)
+            how = (f", {n_in} looked through (folded into the layer before on the other side)"
+                   if n_in else "")
+            unmatched.append(f"{k}: {n_all} in {label} not matched{how}")
     return out, unmatched
 
 
-_HOW = {True: "looked through", False: "folded into the next layer: not compared alone"}
+def _by_position(a: Imported, b: Imported, input_shape):
+    """Pairs of the i-th node of one kind, output shape and weight shape on each side, for the
+    keys both sides have equally many of; the rest said."""
+    keys_a, keys_b = _keys(a, input_shape), _keys(b, input_shape)
+    pairs, unmatched = [], []
+    for key, names in keys_a.items():
+        other = keys_b.get(key, [])
+        if key[0] in _TRANSPARENT or not other:
+            continue
+        if len(other) != len(names):
+            unmatched.append(f"{key[0]} of output {key[1]}: {len(names)} in SRC, "
+                             f"{len(other)} in DST (not matched by position)")
+            continue
+        pairs += [(x, y, "position") for x, y in zip(names, other, strict=True)]
+    return pairs, unmatched
+
+
+def _keys(imp: Imported, input_shape) -> dict[tuple, list[str]]:
+    """(kind, output shape, weight shape) -> the nodes with it, in running order."""
+    out: dict[tuple, list[str]] = {}
+    outs = shapes(imp.spec, input_shape)
+    for n, s, o in zip(node_names(imp.spec), imp.spec, outs, strict=True):
+        w = imp.state.get(f"{n}.weight")
+        out.setdefault((s["kind"], tuple(o), None if w is None else tuple(np.shape(w))),
+                       []).append(n)
+    return out
+
+
+def _folded(spec, name: str, through: set) -> bool:
+    return name in through and _kinds(spec)[name] in _FOLD_BACK
 
 
 def _kinds(spec) -> dict[str, str]:
     return dict(zip(node_names(spec), (s["kind"] for s in spec), strict=True))
 
 
-def _by_kind(spec) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for n, s in zip(node_names(spec), spec, strict=True):
-        out.setdefault(s["kind"], []).append(n)
-    return out
-
-
-def _through(spec, name: str, absorbed: set) -> str:
-    """Follow `name`'s single reader while it is of a kind in `absorbed` (or transparent)."""
+def _through(spec, name: str, matched: set) -> str:
+    """Follow `name`'s single reader while it is an unmatched BatchNorm or affine map (which the
+    other side folded into this layer) or a kind exporters drop."""
     names = node_names(spec)
     readers: dict[str, list[int]] = {}
     for i, s in enumerate(spec):
@@ -157,7 +188,7 @@ def _through(spec, name: str, absorbed: set) -> str:
     while len(readers.get(name, [])) == 1:
         j = readers[name][0]
         kind = spec[j]["kind"]
-        if not (kind in absorbed and kind in _FOLD_BACK) and kind not in _TRANSPARENT:
+        if not ((kind in _FOLD_BACK and names[j] not in matched) or kind in _TRANSPARENT):
             break  # (a zero-pad folds into the layer AFTER it: never looked through)
         name = names[j]
     return name
@@ -173,7 +204,8 @@ def _compare(input_kind, ca: Case, cb: Case, mapping, ia, ib) -> list[dict]:
         for i, m in enumerate(mapping):
             keys = [(f"out.{m['src_tensor']}", f"out.{m['dst_tensor']}")] if tag == "forward" \
                 else [(f"cot/d.out.{m['src_tensor']}", f"cot/d.out.{m['dst_tensor']}")]
-            if tag == "backward" and m["src_tensor"] == m["src"]:
+            both_own = m["src_tensor"] == m["src"] and m["dst_tensor"] == m["dst"]
+            if tag == "backward" and both_own:  # a folded layer's weights are not the same
                 pa = sorted(k for k in ca.ref if k.startswith(f"cot/d.{m['src']}.")
                             and not k.startswith("cot/d.out."))
                 for k in pa:

@@ -179,10 +179,10 @@ def build_model(model: str, input_shape, *, num_classes: int = 10, seed: int = 0
         net = MODELS[model](tuple(input_shape), num_classes=num_classes, seed=seed, dtype=dt)
     elif model.endswith(".json"):
         net = from_config(_read_json(model), dtype=dt, seed=seed)
+    elif model.endswith(".npz"):  # before module:function: a path may hold a ':'
+        net = _from_checkpoint(model, dt)
     elif ":" in model:
         net = _from_function(model, dt)
-    elif model.endswith(".npz"):
-        net = _from_checkpoint(model, dt)
     elif model.lower().endswith((".onnx", ".keras")):
         raise ValueError(f"{model} is a model to import: `skylark import {model} --out "
                          f"model.npz` writes a checkpoint that `--model model.npz` starts "

@@ -60,14 +60,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from skylark.files import check_output_file
+
     from ..verify_port import format_report, verify_port
 
     try:
+        if args.json:  # before the comparison, not after it
+            check_output_file(args.json, "--json")
         report = verify_port(args.src, args.dst, input_shape=args.input_shape, dtype=args.dtype,
                              batch=args.batch, seed=args.seed,
                              log=lambda m: print(f"skylark verify-port: {m}", file=sys.stderr))
     except (ValueError, OSError) as e:
-        print(f"skylark verify-port: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        why = (str(e).strip().splitlines() or [repr(e)])[0]
+        print(f"skylark verify-port: error: {why}", file=sys.stderr)
         return 2
     print(format_report(report, quiet=args.quiet))
     if args.json:

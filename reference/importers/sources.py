@@ -129,7 +129,12 @@ def call_function(text: str):
         raise ValueError(f"cannot import the model function {text!r}: {e}") from None
     if not callable(fn):
         raise ValueError(f"{text} must name a function or class. Received: {type(fn)!r}")
-    return fn()
+    try:
+        return fn()
+    except Exception as e:  # the user's code: say what it raised, in one line
+        why = (str(e).strip().splitlines() or [""])[0]
+        raise ValueError(f"{text}() raised {type(e).__name__}: {why} (it is called with no "
+                         f"arguments). Received: {text!r}") from None
 
 
 def _object_kind(obj, label: str) -> str:
@@ -157,19 +162,16 @@ def _from_skylark(net, input_shape) -> Imported:
 
 
 def _torch_forward(src: Source, x):
+    """The module in evaluation mode and x's dtype, on a copy: the caller's module keeps its
+    mode and the dtype of every parameter and buffer."""
+    import copy
+
     import torch
 
-    m = src.obj
-    was = m.training
     dtype = torch.float64 if x.dtype == np.float64 else torch.float32
-    params = list(m.parameters())
-    old = params[0].dtype if params else dtype
-    try:
-        m.eval().to(dtype)
-        with torch.no_grad():
-            return m(torch.from_numpy(np.ascontiguousarray(x))).numpy()
-    finally:
-        m.to(old).train(was)
+    m = copy.deepcopy(src.obj).eval().to(dtype)
+    with torch.no_grad():
+        return m(torch.from_numpy(np.ascontiguousarray(x))).numpy()
 
 
 def _keras_forward(src: Source, x):
@@ -216,9 +218,10 @@ def _onnx_session(src: Source):
 
     try:
         return ort.InferenceSession(src.obj, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own NotImplemented, not an exception base
+    except Exception as e:  # onnxruntime raises its own exception types
         if "NOT_IMPLEMENTED" not in str(e):
-            raise
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ValueError(f"onnxruntime cannot run {src.label!r}: {why}") from None
         src.runtime = "onnx reference evaluator (onnxruntime has no kernel for it)"
         return _Evaluator(src.obj)
 
