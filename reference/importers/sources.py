@@ -13,13 +13,13 @@ against what its author runs.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import Imported, ImportFileError
+from .calls import call_function
 
 FILE_KINDS = {".onnx": "onnx", ".keras": "keras"}
 KINDS = ("onnx", "keras", "torch", "skylark")
@@ -111,30 +111,6 @@ def unsupported(src: Source, *, input_shape=None) -> list[str]:
 
 
 # --- the pieces -----------------------------------------------------------------------------
-
-
-def call_function(text: str):
-    """What `module:function` (or `module:Class`, `module:a.b`) returns, called with no
-    arguments; ValueError naming `text` when it cannot be imported or called."""
-    module, _, name = text.partition(":")
-    try:
-        if module.split(".")[0] == "torchvision":
-            from .torchvision_compat import load
-
-            load()  # beside a CPU torch (its docstring)
-        fn = importlib.import_module(module)
-        for part in name.split("."):
-            fn = getattr(fn, part)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot import the model function {text!r}: {e}") from None
-    if not callable(fn):
-        raise ValueError(f"{text} must name a function or class. Received: {type(fn)!r}")
-    try:
-        return fn()
-    except Exception as e:  # the user's code: say what it raised, in one line
-        why = (str(e).strip().splitlines() or [""])[0]
-        raise ValueError(f"{text}() raised {type(e).__name__}: {why} (it is called with no "
-                         f"arguments). Received: {text!r}") from None
 
 
 def _object_kind(obj, label: str) -> str:

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from . import Imported, ImportFileError, UnsupportedError
+from .calls import call_function
 
 _NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
 _BATCH = 2  # the shape run's batch: 2, so the batch axis is never mistaken for a size-1 axis
@@ -197,8 +198,6 @@ def _resolve(obj):
     from torch import nn
 
     if isinstance(obj, str):
-        from .sources import call_function
-
         if ":" not in obj.strip(":"):
             raise ValueError(f"a torch model is an nn.Module or 'pkg.mod:function'. "
                              f"Received: {obj!r}")
