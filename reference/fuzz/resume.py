@@ -34,20 +34,19 @@ from ..inputs import dropout_masks
 from ..spec import describe
 from .train import batch
 
-SIG = "numpy-checkpoint FAIL: "
-
 
 def checkpoint_failures(plan: dict, layers: list[dict], tmp: str) -> list[dict]:
     """The findings of the oracles above on `plan` (files go to the folder `tmp`)."""
     out = []
-    for check in (_resumed, _refused, _overflow, _hooked):
+    for who, check in (("numpy-checkpoint", _resumed), ("numpy-checkpoint", _refused),
+                       ("numpy-checkpoint", _overflow), ("numpy-train", _hooked)):
         try:
             detail = check(plan, layers, tmp)
         except Exception as e:  # skylark crashed saving, loading or training: a finding
             detail = (f"{check.__name__.strip('_')} raised {type(e).__name__}",
                       f"{type(e).__name__}: {e}")
         if detail:
-            out.append({"framework": "numpy-checkpoint", "signature": SIG + detail[0],
+            out.append({"framework": who, "signature": f"{who} FAIL: {detail[0]}",
                         "detail": detail[1]})
     return out
 
@@ -130,7 +129,8 @@ def _overflow(plan, layers, tmp):
     big.save(os.path.join(tmp, "f64-overflow.npz"))
     before = {k: v.copy() for k, v in small.state().items()}
     try:
-        small.load(os.path.join(tmp, "f64-overflow.npz"))
+        with np.errstate(over="ignore"):  # an unchecked cast is reported below, not warned
+            small.load(os.path.join(tmp, "f64-overflow.npz"))
     except CheckpointError:
         if all(np.array_equal(v, before[k]) for k, v in small.state().items()):
             return None

@@ -59,7 +59,8 @@ def draw_train(seed: int, index: int) -> dict | None:
 
 def _draw_optimizer(rng) -> dict:
     name = str(rng.choice(["sgd", "sgd", "adam", "adamw", "rmsprop"]))
-    wd = float(rng.choice([0.0, 0.0, 1e-2, 0.1]))
+    # AdamW's point is its decoupled decay (torch's default 1e-2): never 0 there
+    wd = float(rng.choice([1e-2, 0.1] if name == "adamw" else [0.0, 0.0, 1e-2, 0.1]))
     if name == "sgd":
         momentum = float(rng.choice([0.0, 0.5, 0.9]))
         nesterov = bool(momentum and rng.random() < 0.4)
