@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import struct
+import types
 
 import numpy as np
 import pytest
@@ -20,7 +21,13 @@ from reference.fuzz.generate import generate
 from reference.fuzz.oracle import Oracle
 from reference.fuzz.plan import build_layers
 from reference.fuzz.resume import checkpoint_failures
-from reference.fuzz.train import BAR, draw_train, lockstep_failures, planted_gap
+from reference.fuzz.train import (
+    BAR,
+    draw_train,
+    lockstep_failures,
+    planted_gap,
+    schedule_failures,
+)
 from reference.runners.runner import NotExpressible
 from skylark.data import read_idx, write_idx
 
@@ -199,3 +206,47 @@ def test_the_data_oracle_passes_and_catches_a_byte_order_bug(monkeypatch, tmp_pa
 def test_every_case_gets_an_idx_draw_of_every_dtype():
     drawn = {generate(0, i)["idx"]["dtype"] for i in range(60)}
     assert drawn == set(fuzz_data.CODES)
+
+
+def test_a_schedule_bug_is_caught_against_torch_lr_scheduler(torch_runner, monkeypatch):
+    """Every framework in the lockstep takes skylark's rates: torch's lr_scheduler is the
+    independent statement of them (a warmup of 1 included: one step at the full rate)."""
+    from skylark.optim import Schedule
+
+    for warmup in (0, 1, 2):
+        for name in ("constant", "step", "cosine"):
+            sched = Schedule(name, total=4, warmup=warmup, step_size=1 if name == "step"
+                             else None, gamma=0.5, min_lr=1e-4).to_dict()
+            assert schedule_failures(_plan(schedule=sched)) == [], sched
+    monkeypatch.setattr(Schedule, "lr", lambda self, base, t: base * t / max(1, self.warmup)
+                        if t < self.warmup else base)
+    plan = _plan(schedule=Schedule("constant", total=4, warmup=2).to_dict())
+    (f,) = schedule_failures(plan)
+    assert f["signature"] == "torch FAIL train schedule: step 1 learning rate"
+
+
+def test_a_training_failure_repro_replays_the_lockstep():
+    from reference.fuzz import repro
+
+    plan = _plan()
+    assert repro.command("r.json", plan, "torch", "torch FAIL train step 2: dense.weight") == \
+        "skylark fuzz --replay r.json --frameworks torch"
+    assert repro.command("r.json", plan, "torch", "torch FAIL loss: dense.weight gradient") \
+        .startswith("skylark check --model r.json")
+
+
+def test_an_inexpressible_training_makes_the_case_inexpressible_not_passed():
+    class Unable:
+        name, supports_gradients = "keras", True
+
+        def setup(self, *a, **k):
+            pass
+
+        def train_setup(self, **k):
+            raise NotExpressible("keras: RMSprop adds eps inside the root")
+
+    stub = types.SimpleNamespace(runners={"keras": Unable()})
+    verdict: dict = {}
+    plan = _plan()
+    assert Oracle._train(stub, plan, build_layers(plan), ["keras"], verdict) == []
+    assert verdict["reason"] == "training: keras: RMSprop adds eps inside the root"

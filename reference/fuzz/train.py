@@ -139,7 +139,7 @@ def lockstep_failures(plan: dict, layers: list[dict], runners: dict, rng=None) -
         return [_failure("numpy", "ERROR", ref["reason"], layers)], {}
     skip = tuple(loss_invariant(spec))
     rng = rng or np.random.default_rng((plan["seed"], STREAM))
-    failures, unable = [], {}
+    failures, unable = schedule_failures(plan) if "torch" in runners else [], {}
     for name, runner in runners.items():
         if not runner.supports_gradients:
             continue
@@ -153,6 +153,38 @@ def lockstep_failures(plan: dict, layers: list[dict], runners: dict, rng=None) -
         else:
             failures += planted_gap(rec, ref, skip, rng)
     return failures, unable
+
+
+def torch_rates(schedule: dict, base_lr: float, steps: int) -> list[float]:
+    """The rates torch's own lr_scheduler objects give (reference.runners.torch_optim), stepped
+    once per optimizer step."""
+    import torch
+
+    from ..runners.torch_optim import torch_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+    sched, out = torch_scheduler(opt, Schedule.from_dict(schedule)), []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def schedule_failures(plan: dict) -> list[dict]:
+    """[] when skylark's rates (which every framework in the lockstep is given) are torch's
+    lr_scheduler's: the lockstep alone cannot see a wrong rate, all sides take the same one.
+    Within 1e-13 relative: torch's chainable forms (cosine's recurrence, LinearLR's ratio of
+    factors) round differently from the closed forms, by a few ulps per step over <= 4 steps."""
+    t = plan["train"]
+    ours = _args(plan).recipe.lrs
+    theirs = torch_rates(t["schedule"], t["optimizer"]["lr"], t["steps"])
+    for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        if not abs(a - b) <= 1e-13 * abs(b) + 1e-16:
+            return [{"framework": "torch", "signature": f"torch FAIL train schedule: step "
+                                                        f"{i + 1} learning rate",
+                     "detail": f"{t['schedule']}: skylark's rates {ours}, torch's {theirs}"}]
+    return []
 
 
 def _failure(framework: str, d, reason, layers) -> dict:
