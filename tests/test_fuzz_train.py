@@ -250,3 +250,17 @@ def test_an_inexpressible_training_makes_the_case_inexpressible_not_passed():
     plan = _plan()
     assert Oracle._train(stub, plan, build_layers(plan), ["keras"], verdict) == []
     assert verdict["reason"] == "training: keras: RMSprop adds eps inside the root"
+
+
+def test_the_numpy_oracles_run_where_the_references_cannot_mirror_the_model(tmp_path):
+    """Case 40 of seed 0 has a softmax layer (no reference builds it): the checkpoint and
+    data oracles need no reference, so they still run, and pass."""
+    from reference.spec import describe, geometry
+    from skylark.models import from_config
+
+    plan = _plan(40, optimizer=ADAM)
+    layers = build_layers(plan)
+    with pytest.raises(ValueError, match="mirror only"):
+        geometry(describe(from_config(layers, dtype="float64", seed=0)), plan["input_shape"])
+    assert checkpoint_failures(plan, layers, str(tmp_path)) == []
+    assert fuzz_data.idx_failures(plan, str(tmp_path)) == []

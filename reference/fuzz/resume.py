@@ -24,14 +24,13 @@ import os
 import numpy as np
 
 from skylark.data import Dataset
+from skylark.layers import Dropout, StochasticDepth
 from skylark.losses import softmax_cross_entropy
 from skylark.model import CheckpointError
 from skylark.models import from_config
 from skylark.optim import Schedule, build_optimizer, clip_grad_norm_
 from skylark.train import fit
 
-from ..inputs import dropout_masks
-from ..spec import describe
 from .train import batch
 
 
@@ -56,7 +55,7 @@ def _model(plan: dict, layers, seed_shift: int = 0, dtype=None):
 
 
 def _data(plan: dict, layers) -> Dataset:
-    x, labels = batch(plan, describe(_model(plan, layers)))
+    x, labels = batch(plan)
     x = x.astype(plan["dtype"])
     return Dataset("fuzz-case", x, labels, x, labels, int(labels.max()) + 1)
 
@@ -161,16 +160,16 @@ def _train_hooked(plan, layers, name: str, in_place: bool) -> dict:
     """The state after plan["train"]'s steps on the case's batch, `name`'s gradient doubled
     between backward and the step (in place, or as a new array bound to the layer)."""
     t = plan["train"]
-    model = _model(plan, layers)
-    spec, data = describe(model), _data(plan, layers)
+    model, data = _model(plan, layers), _data(plan, layers)
+    noisy = [(j, layer) for j, layer in enumerate(model)
+             if isinstance(layer, (Dropout, StochasticDepth))]
     opt = build_optimizer(model, t["optimizer"])
     lrs = Schedule.from_dict(t["schedule"]).lrs(t["optimizer"]["lr"], range(t["steps"]))
     node, _, param = name.rpartition(".")
     for step, lr in enumerate(lrs):
         model.train()
-        for i, mask in dropout_masks(spec, data.input_shape, len(data.x_train), plan["seed"],
-                                     step).items():
-            model[i].use_mask(mask)
+        for j, layer in noisy:  # the same noise in both runs, as `fit` draws it
+            layer.reseed((plan["seed"], step, j))
         _, d = softmax_cross_entropy(model.forward(data.x_train), data.y_train,
                                      label_smoothing=plan["label_smoothing"],
                                      reduction=plan["reduction"])

@@ -31,7 +31,8 @@ from ..commands.compare import _train_plan, first_divergence
 from ..inputs import make_batch
 from ..runners.numpy_ref import NumpyRunner
 from ..runners.runner import NotExpressible
-from ..spec import describe, geometry, loss_invariant, shapes
+from ..spec import describe, geometry, loss_invariant
+from .plan import NUM_CLASSES
 from .signature import describe_tensor
 
 TRAIN_EVERY = 3  # the oracle runs on cases 1, 4, 7, ... (the reuse oracle has 0, 3, 6, ...)
@@ -88,11 +89,11 @@ def _draw_schedule(rng, steps: int) -> dict:
     return sched.to_dict()
 
 
-def batch(plan: dict, spec: list[dict]):
-    """(x, labels) of the case, in float64: the batch `skylark check` would trace."""
-    shape = tuple(plan["input_shape"])
-    k = shapes(spec, shape)[-1][0]
-    x, labels, _ = make_batch(plan["input"], plan["batch"], shape, k, plan["seed"], "float64")
+def batch(plan: dict):
+    """(x, labels) of the case, in float64: the batch `skylark check` would trace (every plan
+    ends in NUM_CLASSES logits)."""
+    x, labels, _ = make_batch(plan["input"], plan["batch"], tuple(plan["input_shape"]),
+                              NUM_CLASSES, plan["seed"], "float64")
     return x, labels
 
 
@@ -109,7 +110,7 @@ def record(runner, plan: dict, spec, params0) -> dict:
     """The framework's record of the lockstep run (compare's: losses, probes), status "ok",
     "not expressible" (with the reason) or "failed" (the exception)."""
     shape, args = tuple(plan["input_shape"]), _args(plan)
-    x, labels = batch(plan, spec)
+    x, labels = batch(plan)
     data = argparse.Namespace(x_train=x, y_train=labels, input_shape=shape)
     steps = [(0, np.arange(len(x)))] * plan["train"]["steps"]
     rec = {"framework": runner.name, "status": "ok", "losses": [], "accuracies": [],
