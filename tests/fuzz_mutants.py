@@ -13,9 +13,10 @@ per mutant (FOUND after N cases, shrunk to L layers / MISSED / OUT OF REACH: why
 
 Out of reach by design, and said so rather than scored: mutants of training, data,
 checkpoints and compare's lockstep bar, which one batch of `check` never exercises (a check
-made more lenient is in reach: the fuzzer's planted-error oracle, reference/fuzz/plant.py); three that make a layer's cached plan (memory order, blocks)
-stale without changing any value, and one that needs an option changed on a built layer, which
-tests/test_plans.py covers.
+made more lenient is in reach: the fuzzer's planted-error oracle, reference/fuzz/plant.py);
+three that make a layer's cached plan (memory order, blocks) stale without changing any
+value, and one that needs an option changed on a built layer, which tests/test_plans.py
+covers.
 """
 
 from __future__ import annotations
