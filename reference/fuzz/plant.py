@@ -24,11 +24,17 @@ The rule (docs/design.md section 1, restated here, not read from reference.budge
   its magnitude (the tensor computed on absolute values). Stated independently only where
   n and M follow from the layer's documented shape alone: the cotangent pass's logits gradient
   (n = 0, bar 0); a Dense layer straight on the flattened input (torch's Linear: n =
-  in_features, +1 for the bias add; M = |x| |W|^T + |b|); and the loss of a model that is that
-  Dense alone (n = in_features + bias + K for logsumexp, + N with the sum reduction; magnitude
-  2 * (max M(logits) + log K), times N with the sum). Deeper float32 budgets are derived through
-  each kind's own reduction rule; restating those would copy the code under test
-  (docs/fuzz.md, "Out of reach").
+  in_features, +1 for the bias add; M = |x| |W|^T + |b|) or on the globally average-pooled
+  input (the pool: n = H * W, M = the mean of |x|; the Dense adds its own to both); and the
+  loss of a model that is that alone (n = in_features + bias + K for logsumexp, + N with the
+  sum reduction; magnitude 2 * (max M(logits) + log K), times N with the sum). Deeper float32
+  budgets are derived through each kind's own reduction rule; restating those would copy the
+  code under test (docs/fuzz.md, "Out of reach"). What the rule still says of any model is how
+  the loss's bar follows from the logits' (`_loss_from_logits`): given the logits' bar B = 2
+  eps32 n M, the loss's is 4 eps32 c (n + K + N_sum)(M + log K) with n at least the last
+  Dense's in_features + bias and M at least max|logits|; over the n, M with n M = B / (2 eps32)
+  in those ranges that is largest at an end. B is the code's, so this pins the loss's own
+  terms, not the logits' derivation (the Dense rule above does that where it can).
 """
 
 from __future__ import annotations
@@ -131,22 +137,46 @@ def rule_bars(case: Case) -> dict[str, tuple[float, float]]:
         lo = out[f"cot/d.out.{last}"][0]
         out[f"cot/d.out.{last}"] = (lo, lo)  # the cotangent itself: no rounding, no floor
         return out
-    return {f"cot/d.out.{last}": (0.0, 0.0), **_dense_on_input(case, case.spec)}
+    return {f"cot/d.out.{last}": (0.0, 0.0), **_loss_from_logits(case),
+            **_dense_on_input(case, case.spec)}
+
+
+def _loss_from_logits(case: Case) -> dict[str, tuple[float, float]]:
+    """float32: the largest loss bar the rule allows given the logits' (module docstring)."""
+    fc = case.spec[-1]
+    logits = case.ref[f"out.{fc['name']}"]
+    k, batch = logits.shape[1], len(case.x)
+    n_sum = batch if case.loss.get("reduction") == "sum" else 0
+    prod = case.budget[f"out.{fc['name']}"] / (2 * EPS32)  # n * M
+    n_min = fc["in_features"] + int(bool(fc.get("bias", True)))
+    m_min = float(np.abs(logits).max(initial=0.0))
+    if fc["kind"] != "dense" or not (m_min > 0 and math.isfinite(prod)) or prod < n_min * m_min:
+        return {}
+    log_k, c = math.log(k), n_sum or 1
+
+    def bar(m):  # n = prod / m
+        return 4 * EPS32 * c * (prod + prod / m * log_k + (k + n_sum) * (m + log_k))
+    return {"loss": (0.0, max(bar(m_min), bar(prod / n_min)))}
 
 
 def _dense_on_input(case: Case, layers: list[dict]) -> dict[str, tuple[float, float]]:
-    """float32: the bar of a Dense straight on the flattened input, and the loss of a model
-    that is that Dense alone, from torch's Linear shape (module docstring)."""
-    if len(layers) < 2 or [e["kind"] for e in layers[:2]] != ["flatten", "dense"]:
+    """float32: the bars of a Dense on the flattened or globally average-pooled input, and of
+    the loss of a model that is that alone, from torch's Linear and AdaptiveAvgPool2d(1) shapes
+    (module docstring; the pool's mean is a sum of H * W terms)."""
+    kinds = [e["kind"] for e in layers[:2]]
+    if len(layers) < 2 or kinds[1] != "dense" or kinds[0] not in ("flatten", "globalavgpool2d"):
         return {}
+    x, out = np.abs(np.asarray(case.x, np.float64)), {}
+    n_in = 0
+    if kinds[0] == "globalavgpool2d":
+        n_in, x = x.shape[2] * x.shape[3], x.mean(axis=(2, 3))
+        out[f"out.{layers[0]['name']}"] = (2 * EPS32 * n_in * float(x.max()),) * 2
     fc = layers[1]
     w, b = (np.abs(np.asarray(case.state[f"{fc['name']}.{p}"], np.float64))
             if f"{fc['name']}.{p}" in case.state else 0.0 for p in ("weight", "bias"))
-    x = np.abs(np.asarray(case.x, np.float64)).reshape(len(case.x), -1)
-    m = x @ w.T + b
-    n = fc["in_features"] + int(bool(fc.get("bias", True)))
-    bar = 2 * EPS32 * n * float(m.max(initial=0.0))
-    out = {f"out.{fc['name']}": (bar, bar)}
+    m = x.reshape(len(x), -1) @ w.T + b
+    n = n_in + fc["in_features"] + int(bool(fc.get("bias", True)))
+    out[f"out.{fc['name']}"] = (2 * EPS32 * n * float(m.max(initial=0.0)),) * 2
     if len(layers) == 2:
         k, total = m.shape[1], case.loss.get("reduction") == "sum"
         n_sum = len(case.x) if total else 0
