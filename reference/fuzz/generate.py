@@ -17,10 +17,12 @@ head; and, in a quarter of the cases, skylark's row and channel blocks shrunk to
 (reference.fuzz.knobs), so its blocked convolution and pooling paths run; and in half the
 kink-heavy cases an activation first, on the input's exact kinks; and in 40% of the cases one
 of the kinds imported models bring (zero padding, stochastic depth, rescaling) put in at a
-random place. A block that does not fit the running shape is drawn again (up to 8 times, then
-left out), so every plan builds in skylark. The knobs, the probe and the imported kinds each
-draw from a stream of their own, so adding them left every other draw of a case, and every
-case of an earlier campaign, as it was.
+random place; and each activation block and the head's hidden activation, with TAILS_P, made a
+smooth one behind an affine map that reaches its tails (`tails`). A block that does not fit
+the running shape is drawn again (up to 8 times, then left out), so every plan builds in
+skylark. The knobs, the probe, the imported kinds and the tails each draw from a stream of
+their own, so adding them left every other draw of a case, and every case of an earlier
+campaign without an activation block or hidden activation, as it was.
 """
 
 from __future__ import annotations
