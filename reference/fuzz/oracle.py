@@ -15,7 +15,9 @@ with numpy's within reference.budgets' bars. Verdict statuses:
   references are built from that config as well; an argument the generator left out is
   compared with torch's and Keras' documented default, DEFAULTS), and, every REUSE_EVERY-th
   case, the same model objects run again at another batch size and block budget give what a
-  fresh copy gives (a plan cache keyed on too little);
+  fresh copy gives (a plan cache keyed on too little); and, where the references can mirror
+  the model, the checker fails errors planted above its bar (plant.py) and every activation
+  element matches Python's math within its own ulps (ulp.py);
 - fail: a new divergence, one `failures` entry per framework ({framework, signature, detail});
 - known: every failure is in reference.fuzz.known (listed in `known`, never a pass);
 - inexpressible: skylark builds it but the reference frameworks cannot mirror it (`reason`);
