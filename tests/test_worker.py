@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from conftest import needs
@@ -226,3 +227,45 @@ def test_a_skylark_folder_in_the_working_directory_does_not_shadow_the_package(t
         assert runner.versions()["keras_backend"] == "torch"
     finally:
         runner.close()
+
+
+# --- a worker whose parent is killed ends at once -----------------------------------------------
+
+# the parent: starts a child that watches it and then "works" for a minute, prints the child's
+# pid, and dies without closing anything (as under the OOM killer)
+_ORPHANING_PARENT = (
+    "import os, subprocess, sys\n"
+    "env = dict(os.environ, SKYLARK_WORKER_PARENT=str(os.getpid()))\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'from reference.runners.worker import "
+    "watch_parent; watch_parent(0.05); import time; time.sleep(60)'], env=env)\n"
+    "print(child.pid, flush=True)\n"
+    "os._exit(0)\n")
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped by init, counts as ended)."""
+    try:
+        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_worker_whose_parent_dies_ends_within_its_poll():
+    """The child of a killed parent used to live on, holding its memory, until its current
+    request ended (minutes for a large model); now it ends within a poll or two."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _ORPHANING_PARENT], capture_output=True,
+                         text=True, timeout=60, cwd=str(Path(worker.__file__).parents[2]))
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 20  # a cold interpreter start plus the import, then 0.05 s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid), f"the orphaned worker {pid} is still running"
+
+
+def test_worker_environment_names_its_parent():
+    import os
+
+    assert worker._worker_env("jax")[worker.PARENT_ENV] == str(os.getpid())

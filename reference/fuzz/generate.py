@@ -17,10 +17,12 @@ head; and, in a quarter of the cases, skylark's row and channel blocks shrunk to
 (reference.fuzz.knobs), so its blocked convolution and pooling paths run; and in half the
 kink-heavy cases an activation first, on the input's exact kinks; and in 40% of the cases one
 of the kinds imported models bring (zero padding, stochastic depth, rescaling) put in at a
-random place. A block that does not fit the running shape is drawn again (up to 8 times, then
-left out), so every plan builds in skylark. The knobs, the probe and the imported kinds each
-draw from a stream of their own, so adding them left every other draw of a case, and every
-case of an earlier campaign, as it was.
+random place; and each activation block and the head's hidden activation, with TAILS_P, made a
+smooth one behind an affine map that reaches its tails (`tails`). A block that does not fit
+the running shape is drawn again (up to 8 times, then left out), so every plan builds in
+skylark. The knobs, the probe, the imported kinds and the tails each draw from a stream of
+their own, so adding them left every other draw of a case, and every case of an earlier
+campaign without an activation block or hidden activation, as it was.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ OPS = {"conv": 30, "maxpool": 10, "avgpool": 8, "adaptive": 4, "act": 10, "bn": 
        "split": 4}
 RETRIES = 8
 IMPORTED = ("zeropad", "stochasticdepth", "rescaling")  # the kinds imported models bring
+# the activations with tails (tanh-GELU's too), and how often an activation site gets them
+SMOOTH = ({"kind": "gelu", "approximate": "none"}, {"kind": "gelu", "approximate": "tanh"},
+          {"kind": "sigmoid"}, {"kind": "tanh"}, {"kind": "silu"})
+TAILS_P = 0.4
 
 
 def _pick(rng, options, weights=None):
@@ -223,6 +229,7 @@ def generate(seed: int, index: int) -> dict:
         candidate = {**plan, "blocks": [*plan["blocks"][:at], block, *plan["blocks"][at:]]}
         if _builds(candidate):
             plan = candidate
+    plan = tails(np.random.default_rng((int(seed), int(index), 3)), plan)
     if probe:  # an activation straight on the input's exact kinks (it keeps the shape)
         plan = {**plan, "blocks": [{"op": "act", "act": draw_act(knobs)}, *plan["blocks"]]}
     # the data and training oracles' draws, each from a stream of its own (reference.fuzz.data,
@@ -232,6 +239,28 @@ def generate(seed: int, index: int) -> dict:
     if train is not None:
         plan["train"] = train
     return plan
+
+
+def _tails(rng) -> dict:
+    """A smooth activation and the affine map before it (reference.fuzz.plan: a rescaling
+    node) that puts its inputs around +-3 to +-9 with a spread of 2 to 8 per unit of input."""
+    return {"act": dict(_pick(rng, SMOOTH)),
+            "tails": {"scale": round(float(rng.choice([-1, 1]) * rng.uniform(4, 16)), 3),
+                      "offset": round(float(rng.choice([-1, 1]) * rng.uniform(3, 9)), 3)}}
+
+
+def tails(rng, plan: dict) -> dict:
+    """Each activation block and the head's hidden activation (not softmax), with TAILS_P,
+    turned into a smooth one with an affine map before it, from `rng` alone (a stream of its
+    own): the tails where sigmoid and tanh saturate, exp(-x) grows and GELU is x * Phi(x) with
+    Phi tiny, which inputs within +-0.5 through initialised weights almost never reach (an erfc
+    tail coefficient off by 10x moves GELU by under the float64 bar; reference.fuzz.ulp)."""
+    blocks = [{**b, **_tails(rng)} if b["op"] == "act" and rng.random() < TAILS_P else b
+              for b in plan["blocks"]]
+    head = plan["head"]
+    if (head.get("act") or {}).get("kind", "softmax") != "softmax" and rng.random() < TAILS_P:
+        head = {**head, **_tails(rng)}
+    return {**plan, "blocks": blocks, "head": head}
 
 
 def _builds(plan: dict, head: bool = True) -> bool:

@@ -100,6 +100,14 @@ def _rescaling(b, shape) -> dict:
     return {"scale": b["scale"][0], "offset": b["offset"][0]}
 
 
+def _act(p, b, prev, shape):
+    """An activation, after an affine map (a rescaling node) where the block has `tails`."""
+    scale = [_node(f"{p}.tails", "rescaling", prev and [prev], **b["tails"])] \
+        if b.get("tails") else []
+    return [*scale, _node(f"{p}.{b['act']['kind']}", inputs=None if scale else prev and [prev],
+                          **b["act"])]
+
+
 def _residual(p, b, prev, shape):
     """conv "same" (C -> C, stride 1) [+ BN], added to the block's input, [+ activation]; with
     `act_before_add` the activation ends the branch instead, before the add."""
@@ -175,8 +183,7 @@ def _split(p, b, prev, shape):
 
 BLOCKS = {
     "conv": _conv_block, "maxpool": _maxpool, "avgpool": _avgpool, "adaptive": _adaptive,
-    "act": _single(lambda b, s: (b["act"]["kind"], {k: v for k, v in b["act"].items()
-                                                     if k != "kind"})),
+    "act": _act,
     "bn": _single(lambda b, s: ("batchnorm2d", {"num_features": s[0]})),
     "dropout": _single(lambda b, s: ("dropout", {"p": b["p"]})),
     "shuffle": _shuffle,
@@ -208,6 +215,8 @@ def _head(head: dict, prev: str | None, shape) -> list[dict]:
                          bias=bool(head.get("bias", True))))
         features = n
         if j < len(head.get("hidden", [])):
+            out += [_node(f"head.tails{j}", "rescaling", **head["tails"])] \
+                if head.get("act") and head.get("tails") else []
             out += [_node(f"head.act{j}", **head["act"])] if head.get("act") else []
             out += [_node(f"head.drop{j}", "dropout", p=head["dropout"])] \
                 if head.get("dropout") else []

@@ -36,7 +36,8 @@ def _block_moves(plan: dict, i: int, b: dict):
     """Simpler versions of block i: each option at its plainest, one at a time."""
     plain = {"stride": 1, "dilation": 1, "padding": 0, "groups": 1, "ceil_mode": False,
              "bn": False, "act": None, "bias": False, "count_include_pad": None, "keep": False,
-             "shuffle": False, "squeeze": 1, "squeeze_to": "c", "act_before_add": False}
+             "shuffle": False, "squeeze": 1, "squeeze_to": "c", "act_before_add": False,
+             "tails": None}
     for key, value in plain.items():
         if key in b and b[key] != value:
             yield _set(plan, ("blocks", i, key), value)
@@ -83,7 +84,7 @@ def proposals(plan: dict):
     for j, n in enumerate(head.get("hidden", [])):
         if n > 1:
             yield _set(plan, ("head", "hidden", j), 1)
-    for key, value in (("act", None), ("dropout", 0), ("bias", False)):
+    for key, value in (("act", None), ("tails", None), ("dropout", 0), ("bias", False)):
         if head.get(key) not in (None, value):
             yield _set(plan, ("head", key), value)
     for key, value in (("label_smoothing", 0.0), ("reduction", "mean"), ("mode", "eval"),

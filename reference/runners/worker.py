@@ -29,6 +29,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import weakref
@@ -42,6 +43,10 @@ _METHODS = ("versions", "setup", "trace", "train_setup", "train_step", "predict"
             "setup_trace", "promotion_state")
 START_TIMEOUT_S = 120.0  # a cold import of TensorFlow or torch takes ~5-20 s on a slow disk
 REQUEST_TIMEOUT_S = 300.0  # the slowest request, a float64 skylark_cnn case, takes ~2 s
+
+
+PARENT_ENV = "SKYLARK_WORKER_PARENT"  # the parent's pid, which the child watches
+PARENT_POLL_S = 0.5
 
 
 class WorkerError(RuntimeError):
@@ -72,6 +77,7 @@ def _worker_env(backend: str) -> dict[str, str]:
     env["KERAS_BACKEND"] = backend
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env[PARENT_ENV] = str(os.getpid())
     # No JAX_ENABLE_X64 here: KerasRunner enables x64 only around float64 work, so the
     # float32 cases run on stock jax.
     return env
@@ -308,8 +314,24 @@ def _frame(obj) -> bytes:
     return struct.pack(">Q", len(data)) + data
 
 
+def watch_parent(interval: float = PARENT_POLL_S) -> None:
+    """End this process at once when the parent that started it is gone. Trap: a child whose
+    parent was killed (the OOM killer, a kill -9) only reads EOF on stdin after its current
+    request ends, which for a large model is minutes of a core and gigabytes held; polling
+    getppid (reparented to init or a subreaper) ends it within `interval`."""
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
 def serve(backend: str, plant: str | None) -> None:
     """The child's loop: one KerasRunner, requests from stdin, replies on the private fd."""
+    watch_parent()  # first: a parent killed while Keras is still importing is seen too
     reply = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever a library prints to stdout now lands on stderr
     requests = sys.stdin.buffer
