@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data import draw_idx
 from .plan import Invalid, build_layers
+from .train import draw_train
 
 # relu four times over: the kink every CNN has
 ACTS = ("relu", "relu", "relu", "relu", "leaky_relu", "tanh", "sigmoid", "relu6", "hardswish",
@@ -230,6 +232,12 @@ def generate(seed: int, index: int) -> dict:
     plan = tails(np.random.default_rng((int(seed), int(index), 3)), plan)
     if probe:  # an activation straight on the input's exact kinks (it keeps the shape)
         plan = {**plan, "blocks": [{"op": "act", "act": draw_act(knobs)}, *plan["blocks"]]}
+    # the data and training oracles' draws, each from a stream of its own (reference.fuzz.data,
+    # reference.fuzz.train): the network above is the one drawn before they existed
+    plan["idx"] = draw_idx(seed, index)
+    train = draw_train(seed, index)
+    if train is not None:
+        plan["train"] = train
     return plan
 
 

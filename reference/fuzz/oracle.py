@@ -29,6 +29,7 @@ A framework that fails to start is never run and never counted as passing: `miss
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 import numpy as np
@@ -38,11 +39,14 @@ from skylark.models import from_config, to_config
 from ..harness import Case, run_check, start_runners
 from ..spec import describe, geometry
 from . import known
+from .data import idx_failures
 from .fd import fd_failures
 from .knobs import small_blocks
 from .plan import Invalid, build_layers
 from .plant import plant_failures
+from .resume import checkpoint_failures
 from .signature import describe_tensor, signature
+from .train import lockstep_failures
 from .ulp import ulp_failures
 
 FD_EVERY = 4  # finite differences on every 4th float64 random-input case
@@ -113,6 +117,7 @@ class Oracle:
         if self.fd and _fd_sampled(plan, index):
             verdict["fd"] = True
             failures += _fd(plan, layers, index)
+        failures += _files(plan, layers)
         try:
             geometry(describe(model), plan["input_shape"])
         except ValueError as e:  # numpy's own oracles above still ran
@@ -120,6 +125,7 @@ class Oracle:
         else:
             failures += _numpy_case(plan, model, index)
             failures += self._compare(plan, model, layers, names) if names else []
+            failures += self._train(plan, layers, names, verdict) if plan.get("train") else []
         for f in failures:
             kid = known.match(plan, layers, f)
             (verdict["known"] if kid else verdict["failures"]).append({**f, "known": kid})
@@ -135,6 +141,22 @@ class Oracle:
         except Exception as e:  # numpy's reference or the budgets crashed: a finding too
             return [{"framework": "numpy", "signature": f"numpy ERROR: {type(e).__name__}",
                      "detail": f"{type(e).__name__}: {e}"}]
+
+    def _train(self, plan, layers, names, verdict) -> list[dict]:
+        """The training oracle's findings (reference.fuzz.train); a framework whose optimizer
+        cannot be set to torch's step makes the case inexpressible (`reason`), never a pass."""
+        try:
+            failures, unable = lockstep_failures(plan, layers,
+                                                 {f: self.runners[f] for f in names})
+        except Exception as e:  # numpy's side crashed: a finding
+            return [{"framework": "numpy", "signature": f"numpy ERROR train: {type(e).__name__}",
+                     "detail": f"{type(e).__name__}: {e}"}]
+        if unable:
+            verdict["reason"] = "training: " + "; ".join(unable.values())
+        for f in failures:
+            if "Worker" in f.get("detail", "").split(":", 1)[0]:
+                self._restart(f["framework"])  # its worker died or hung
+        return failures
 
     def _check(self, plan, model, layers, names) -> list[dict]:
         report = run_check(
@@ -269,6 +291,18 @@ def _detail(r: dict) -> str:
     row = bad[0]
     return (f"{row['tensor']}: max|a-b| {row['max_abs']} > budget {row['budget']:.3g} "
             f"{row['note']}".strip() + f" ({len(bad)} tensors off)")
+
+
+def _files(plan: dict, layers: list[dict]) -> list[dict]:
+    """The oracles that write files: IDX data (every case with plan["idx"]) and checkpoints
+    (the cases the training oracle samples), each in a folder of its own."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="skylark-fuzz-") as tmp:
+        if plan.get("idx"):
+            out += idx_failures(plan, tmp)
+        if plan.get("train"):
+            out += checkpoint_failures(plan, layers, tmp)
+    return out
 
 
 def _numpy_case(plan: dict, model, index: int) -> list[dict]:

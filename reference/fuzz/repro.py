@@ -6,7 +6,10 @@
 The JSON holds "layers" (what --model reads), "plan" (the case, for `skylark fuzz --replay`),
 "failure" (signature and detail) and "command". A finite-difference or config round-trip
 failure has no framework to name, and `check` has no knob for skylark's block sizes
-(reference.fuzz.knobs): their command is `skylark fuzz --replay PATH`.
+(reference.fuzz.knobs): their command is `skylark fuzz --replay PATH`. A training failure
+(reference.fuzz.train: "torch FAIL train step 2: ...") trains on the case's own batch, which
+`skylark compare` (it trains on a dataset) cannot be given: its command is
+`skylark fuzz --replay PATH --frameworks torch`, which reruns the lockstep of plan["train"].
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import os
 from .plan import build_layers
 
 
-def command(path: str, plan: dict, framework: str) -> str:
+def command(path: str, plan: dict, framework: str, signature: str = "") -> str:
+    if f"{framework} ERROR train" in signature or f"{framework} FAIL train" in signature:
+        return f"skylark fuzz --replay {path} --frameworks {framework}"
     if framework.startswith("numpy") or plan.get("small_blocks"):  # check has no such knob
         return f"skylark fuzz --replay {path}"
     c, h, w = plan["input_shape"]
@@ -32,7 +37,7 @@ def save(plan: dict, failure: dict, out: str, name: str) -> dict:
     out/repro-<name>.json; returns {"path", "command"}."""
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"repro-{name}.json")
-    cmd = command(path, plan, failure["framework"])
+    cmd = command(path, plan, failure["framework"], failure.get("signature", ""))
     with open(path, "w") as fh:
         json.dump({"layers": build_layers(plan), "plan": plan, "failure": failure,
                    "command": cmd}, fh, indent=1)

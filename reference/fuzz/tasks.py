@@ -60,8 +60,10 @@ def shrink_case(frameworks, fd: bool, plan: dict, index: int, failure: dict,
     o = oracle(frameworks, fd)
     target = failure["signature"]
     fw = failure["framework"]
-    # numpy-fd, numpy-config: numpy alone; numpy (its reference crashed): inside a check
-    names = [] if fw.startswith("numpy-") else o.frameworks[:1] if fw == "numpy" else [fw]
+    # numpy-fd, numpy-config: numpy alone; numpy (its reference crashed) and numpy-lockstep
+    # (gaps planted in a framework's lockstep record): with one framework
+    names = o.frameworks[:1] if fw in ("numpy", "numpy-lockstep") else \
+        [] if fw.startswith("numpy-") else [fw]
     last = {"failure": failure}
 
     def still_fails(candidate) -> bool:

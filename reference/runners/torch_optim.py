@@ -46,8 +46,10 @@ def torch_scheduler(optimizer: torch.optim.Optimizer, schedule: Schedule):
         main = S.CosineAnnealingLR(optimizer, schedule.total - schedule.warmup, schedule.min_lr)
     else:
         main = S.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    if schedule.warmup <= 1:
+    if not schedule.warmup:
         return main
-    warm = S.LinearLR(optimizer, start_factor=1 / schedule.warmup, end_factor=1.0,
-                      total_iters=schedule.warmup - 1)
+    # a warmup of 1 is one step at the full rate, and the main schedule starts after it
+    warm = S.ConstantLR(optimizer, factor=1.0, total_iters=0) if schedule.warmup == 1 else \
+        S.LinearLR(optimizer, start_factor=1 / schedule.warmup, end_factor=1.0,
+                   total_iters=schedule.warmup - 1)
     return S.SequentialLR(optimizer, [warm, main], milestones=[schedule.warmup])
