@@ -89,6 +89,32 @@ def test_a_bad_tensor_fails_and_is_the_first_divergence_of_its_pass(what):
     assert [t["tensor"] for t in r["rows"] if not t["ok"]] == ["loss/d.out.0"]
 
 
+def _inf(a):
+    a = a.copy()
+    a[0, 0] = np.inf
+    return a
+
+
+def test_an_overflowed_budget_passes_finite_errors_only():
+    """A derived float32 bound that outgrew float64 (inf) is still a bound: every finite error
+    is within it, and the row says so; an infinite or nan value is not; a nan budget fails."""
+    rng = np.random.default_rng(0)
+    ref = {t: rng.standard_normal((2, 3)) for part in ORDER.values() for t in part}
+    ref["loss"] = np.array(1.5)
+    inf = dict.fromkeys(ref, np.inf)
+    got = {k: v + 1e30 for k, v in ref.items()}
+    r = harness.compare_tensors("fw", ref, got, inf, ORDER)
+    assert r["status"] == "ok"
+    assert all(row["ok"] and row["note"].startswith("budget overflowed") for row in r["rows"])
+    for bad in (_inf, _nan):
+        got = {**ref, "loss/d.out.0": bad(ref["loss/d.out.0"])}
+        r = harness.compare_tensors("fw", ref, got, inf, ORDER)
+        assert r["first_backward"]["loss"] == "loss/d.out.0", bad
+    r = harness.compare_tensors("fw", ref, ref, dict.fromkeys(ref, np.nan), ORDER)
+    assert r["status"] == "FAIL"
+    assert {row["note"] for row in r["rows"]} == {"budget not finite"}
+
+
 def test_first_divergence_is_the_first_in_order_not_the_worst():
     def tamper(got):
         got["cot/d.out.0"] = got["cot/d.out.0"] + 1.5  # first in the pass, just over budget
