@@ -96,14 +96,17 @@ def derived_budgets(spec, state, input_shape, x, cotangent, *, eps: float,
     real.forward(x)  # numpy's routing (pool argmax, ReLU masks, batch stats) for the bounds
     geo = geometry(spec, input_shape)
     total = (loss or {}).get("reduction") == "sum"
-    budget, fwd_n, fwd_m, m_logits = _forward(spec, geo, absm, real, np.abs(x), total, eps)
-    batch, k = x.shape[0], geo[-1].out_shape[0]
-    per_sample = 1.0 if total else 1.0 / batch
-    starts = {"loss": (np.full((batch, k), max(m_logits, 1.0) * per_sample), fwd_n[-1] + k),
-              "cot": (np.abs(np.asarray(cotangent, np.float64)), 0)}
-    for tag, (g, n) in starts.items():
-        absm.zero_grad()
-        budget.update(_backward(tag, spec, geo, real, absm, fwd_n, fwd_m, g, n, eps))
+    # the bounds may overflow on deep graphs: expected, and saturated to inf (_saturated)
+    with np.errstate(over="ignore", invalid="ignore"):
+        budget, fwd_n, fwd_m, m_logits = _forward(spec, geo, absm, real, np.abs(x), total, eps)
+        batch, k = x.shape[0], geo[-1].out_shape[0]
+        per_sample = 1.0 if total else 1.0 / batch
+        starts = {"loss": (np.full((batch, k), max(m_logits, 1.0) * per_sample),
+                           fwd_n[-1] + k),
+                  "cot": (np.abs(np.asarray(cotangent, np.float64)), 0)}
+        for tag, (g, n) in starts.items():
+            absm.zero_grad()
+            budget.update(_backward(tag, spec, geo, real, absm, fwd_n, fwd_m, g, n, eps))
     return budget
 
 
@@ -135,6 +138,7 @@ def _forward(spec, geo, absm, real, a, total: bool, eps: float):
             budget.update({f"stat.{g.name}.{k}": _bound(nr, m, eps)
                            for k, (nr, m) in stats.items()})
             b = kind.f32_abs_forward(s, absm[i], real[i], a_in[0])
+        b = _saturated(b)
         n += kind.f32_forward_in(s, g, batch, real[i])
         bounds.append(b)
         fwd_n.append(n)
@@ -169,6 +173,7 @@ def _backward(tag, spec, geo, real, absm, fwd_n, fwd_m, g, n, eps) -> dict[str, 
         elif not isinstance(n_in, (list, tuple)):
             n_in = [n_in] * len(g_in)
         for j, gj, nj, shape in zip(geo_i.inputs, g_in, n_in, geo_i.in_shapes, strict=True):
+            gj = _saturated(gj)
             assert gj.shape[1:] == tuple(shape), (gj.shape, shape)
             if j in grads:  # a fan-out: the gradients add
                 g0, n0 = grads[j]
@@ -180,8 +185,24 @@ def _backward(tag, spec, geo, real, absm, fwd_n, fwd_m, g, n, eps) -> dict[str, 
     return budget
 
 
+def _saturated(bound: np.ndarray) -> np.ndarray:
+    """A magnitude bound with nan made inf. The bounds are sums and products of non-negative
+    finite numbers, so a nan is 0 * inf after an overflow (|W| products through a deep graph
+    outgrow float64: torchvision's regnet_y_400mf and mobilenet_v3_small, from the first
+    squeeze-excite gate on). Left as nan, a ReLU's `x > 0` turned it into a bound of 0 and the
+    tensors after it got a budget of 0: too tight, not too loose. inf is a bound (on the safe
+    side of the 0 the product may have been)."""
+    bound = np.asarray(bound)
+    return np.where(np.isnan(bound), np.inf, bound) if np.isnan(bound).any() else bound
+
+
 def _bound(n_reduce: int, magnitude, eps: float) -> float:
-    return K_SAFETY * eps * n_reduce * float(np.max(magnitude, initial=0.0))
+    """K_SAFETY * eps * n_reduce * max(magnitude): 0 for an exact tensor (n_reduce 0, even
+    when the magnitude bound overflowed), inf where the bound overflowed (never nan)."""
+    if n_reduce == 0:
+        return 0.0
+    value = K_SAFETY * eps * n_reduce * float(np.max(magnitude, initial=0.0))
+    return math.inf if math.isnan(value) else value
 
 
 def budgets(spec, state, input_shape, x, cotangent, ref, dtype, **mode) -> dict[str, float]:

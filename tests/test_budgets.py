@@ -187,3 +187,28 @@ def test_float32_budget_lets_a_small_dense_bias_error_pass(kind, reference_runne
     assert r["status"] == "ok", (r["first_forward"], r["first_backward"])
     out3 = next(row for row in r["rows"] if row["tensor"] == "out.3")
     assert out3["max_abs"] >= 0.5 * shift  # the error is there, under the budget
+
+
+def test_float32_budget_saturates_to_inf_where_the_magnitude_bound_overflows():
+    """|W| products can outgrow float64 where the real values cancel (deep torchvision nets:
+    regnet_y_400mf, mobilenet_v3_small). Past that point every budget is inf, a bound larger
+    than any float, never nan (0 * inf) and never the 0 a ReLU's `x > 0` made of a nan,
+    which failed correct frameworks; an exact tensor (the cotangent) keeps its 0."""
+    big = 1e300
+    spec = [{"kind": "flatten"},
+            {"kind": "dense", "in_features": 2, "out_features": 2, "bias": False},
+            {"kind": "dense", "in_features": 2, "out_features": 2, "bias": False},
+            {"kind": "dense", "in_features": 2, "out_features": 2, "bias": False},
+            {"kind": "relu"},
+            {"kind": "dense", "in_features": 2, "out_features": 3, "bias": True}]
+    state = {"1.weight": np.array([[big, -big], [big, -big]]),  # real: x0 - x1 = 0
+             "2.weight": np.array([[big, big], [big, big]]),  # |.| bound: 4e600 = inf
+             "3.weight": np.zeros((2, 2)),  # |.| bound: 0 * inf = nan
+             "5.weight": np.ones((3, 2)), "5.bias": np.ones(3)}
+    x = np.ones((2, 1, 1, 2))
+    cot = np.random.default_rng(0).standard_normal((2, 3))
+    b = derived_budgets(spec, state, (1, 1, 2), x, cot, eps=EPS32, training=False)
+    assert not any(math.isnan(v) for v in b.values()), b
+    assert b["out.0"] == 0 and b["cot/d.out.5"] == 0  # exact: a flatten, the cotangent
+    for t in ("out.2", "out.3", "out.4", "out.5", "loss", "loss/d.out.5", "loss/d.out.4"):
+        assert b[t] == math.inf, (t, b[t])
