@@ -186,9 +186,21 @@ def geometry(spec: list[dict], input_shape) -> list[Geometry]:
         pads = tuple(layer.pads(hw)) if hasattr(layer, "pads") else None
         if s.get("padding") == "same":  # the reference's own statement of the rule, so a
             pads = same_pads(s, hw)  # wrong split in skylark's shows as a FAIL
+        elif s["kind"] == "zeropad2d":  # likewise torch's documented order of its four sides
+            pads = zeropad_pads(s["padding"])
         out.append(Geometry(i, shapes_in[0], out_shape, pads, new_src, srcs[0], names[i], idx,
                             shapes_in, srcs))
     return out
+
+
+def zeropad_pads(padding) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of torch's `nn.ZeroPad2d(padding)`, from torch's
+    documentation rather than skylark's layer: an int pads all four sides, a 4-sequence is
+    (left, right, top, bottom), W's pair first."""
+    if isinstance(padding, int):
+        return padding, padding, padding, padding
+    left, right, top, bottom = padding
+    return top, bottom, left, right
 
 
 def same_pads(s: dict, hw) -> tuple[int, int, int, int]:

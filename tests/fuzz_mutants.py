@@ -66,7 +66,7 @@ def out_of_reach(mutant) -> str:
 
 def framework_for(name: str) -> str:
     for prefix, fw in (("jax_", "jax"), ("onnx_", "onnxruntime"), ("transfer_", "tf"),
-                       ("keras_", "keras")):
+                       ("keras_jax_", "keras-jax"), ("keras_", "keras")):
         if name.startswith(prefix):
             return fw
     return "torch"

@@ -253,6 +253,23 @@ def test_same_pads_are_the_reference_own_statement_of_tfs_rule():
     assert same_pads(spec, (4, 4)) == (0, 1, 0, 1)
 
 
+def test_zeropad_pads_are_torchs_documented_order_not_skylarks(monkeypatch):
+    """reference.spec.zeropad_pads (what the references pad with) is torch's (left, right, top,
+    bottom) stated apart: it agrees with skylark's layer, and a skylark that read its list in
+    Keras' order (H's pair first) gives the references other pads than its own."""
+    import skylark as sk
+    from reference.spec import describe, geometry, zeropad_pads
+
+    for padding in (2, [0, 1, 2, 0], [1, 2, 0, 2]):
+        layer = sk.ZeroPad2d(padding)
+        assert zeropad_pads(padding) == tuple(layer.pads()), padding
+    assert zeropad_pads([1, 2, 3, 4]) == (3, 4, 1, 2)
+    model = sk.Sequential(sk.ZeroPad2d([0, 1, 2, 0]))
+    monkeypatch.setattr(sk.ZeroPad2d, "pads", lambda self, hw=None: tuple(self.padding))
+    geo = geometry(describe(model), (1, 4, 4))[0]
+    assert geo.pads == (2, 0, 0, 1) != tuple(model[0].pads())
+
+
 def test_the_tail_rounding_tie_matches_only_a_gradient_behind_a_max_pool():
     """keras-torch-elementwise-tail-ties: a backward pass first off at an activation's output
     gradient where a max-pool reads that activation; a forward failure, another framework or

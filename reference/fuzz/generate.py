@@ -136,7 +136,8 @@ def draw_block(rng, knobs=None) -> dict:
 def _draw_block(rng) -> dict:
     op = _pick(rng, list(OPS), list(OPS.values()))
     simple = {
-        "adaptive": lambda: {"output_size": _pair_or_int(rng, 1, 3)},
+        # up to 8: larger than the map too, as vgg's and alexnet's 7x7 heads on small inputs
+        "adaptive": lambda: {"output_size": _pair_or_int(rng, 1, 8)},
         "act": lambda: {"act": draw_act(rng)},
         "bn": dict, "identity": dict,
         "dropout": lambda: {"p": _pick(rng, [0.1, 0.25, 0.5])},
@@ -184,7 +185,7 @@ def draw_head(rng) -> dict:
     head = {"pool": pool, "hidden": [_int(rng, 1, 8) for _ in range(_int(rng, 0, 2))],
             "bias": bool(rng.random() < 0.7)}
     if pool == "adaptive":
-        head["output_size"] = _pair_or_int(rng, 1, 2)
+        head["output_size"] = _pair_or_int(rng, 1, 7)
     if head["hidden"]:
         head["act"] = draw_act(rng, flat=True) if rng.random() < 0.8 else None
         head["dropout"] = _pick(rng, [0, 0.2, 0.5], [2, 1, 1])

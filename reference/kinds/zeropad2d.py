@@ -2,9 +2,11 @@
 in every framework: nn.ZeroPad2d, tf.pad, keras.layers.ZeroPadding2D(((top, bottom), (left,
 right))) (H's pair first), jnp.pad, ONNX Pad (mode constant, value 0). Exact, no budget.
 
-The layer's `pads` gives the geometry (top, bottom, left, right), the order the conv and pool
-builders use; each builder below reads that, never the spec's torch-ordered list, so a
-builder cannot swap W's pair with H's.
+The geometry's pads (top, bottom, left, right) are reference.spec.zeropad_pads: torch's
+documented order restated, not skylark's layer's `pads`, so a skylark that read its own list
+in another order fails against every framework instead of lending them its mistake. Each
+builder below reads those, never the spec's torch-ordered list, so a builder cannot swap W's
+pair with H's.
 """
 
 from __future__ import annotations
