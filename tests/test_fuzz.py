@@ -253,6 +253,31 @@ def test_same_pads_are_the_reference_own_statement_of_tfs_rule():
     assert same_pads(spec, (4, 4)) == (0, 1, 0, 1)
 
 
+def test_a_saturated_tie_is_known_only_on_a_case_with_activation_tails():
+    """saturated-activation-pool-ties: seed 2026's case 166 (a tanh at scale 13.9, offset 8.9,
+    read by a max-pool) as the campaign reported it, for every framework that trains; the same
+    failure on a plan without tails, a forward failure or numpy's own oracle is new."""
+    from reference.fuzz.generate import generate
+    from reference.fuzz.plan import build_layers
+
+    plan = generate(2026, 166)
+    layers = build_layers(plan)
+    hit = {"framework": "tf", "signature": "tf FAIL cot: tanh output gradient",
+           "detail": "cot/d.out.b0.tanh: max|a-b| 0.145 > budget 0.0031 (1 tensors off)"}
+    for fw in ("torch", "tf", "jax", "keras", "keras-tensorflow", "keras-jax"):
+        assert known.match(plan, layers, {**hit, "framework": fw}) == \
+            "saturated-activation-pool-ties", fw
+    # keras-torch's own tail rounding (the row before) has the same signature and comes first
+    assert known.match(plan, layers, {**hit, "framework": "keras-torch"}) == \
+        "keras-torch-elementwise-tail-ties"
+    plain = {**plan, "blocks": [{k: v for k, v in b.items() if k != "tails"}
+                                for b in plan["blocks"]]}
+    assert known.match(plain, layers, hit) is None
+    assert known.match(plan, layers, {**hit, "signature": "tf FAIL forward: tanh output",
+                                      "detail": "out.b0.tanh: max|a-b| 1 > budget"}) is None
+    assert known.match(plan, layers, {**hit, "framework": "numpy-fd"}) is None
+
+
 def test_zeropad_pads_are_torchs_documented_order_not_skylarks(monkeypatch):
     """reference.spec.zeropad_pads (what the references pad with) is torch's (left, right, top,
     bottom) stated apart: it agrees with skylark's layer, and a skylark that read its list in
