@@ -59,12 +59,6 @@ class JaxRunner(Runner):
         return {**super().versions(), "jax": jax.__version__, "jaxlib": jaxlib.__version__}
 
     def _build(self, params):
-        # A new model: the executables jax compiled for the last one cannot serve it, and jax
-        # keeps them all. A fuzz campaign builds thousands of models in one process (a 30-minute
-        # all-framework campaign's processes reached 5 GB each, 21 of this machine's 24 GB).
-        # Measured: 40 fuzz models through setup and predict grew the process by 79 MB
-        # without this, 15 MB with it.
-        jax.clear_caches()
         state = to_jax(params, self.spec)
         self.params = {k: jnp.asarray(v, self.dtype) for k, v in state.items()
                        if k in self.param_names}

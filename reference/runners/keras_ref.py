@@ -163,10 +163,6 @@ class KerasRunner(Runner):
     def _build(self, params):
         self.backend = keras.backend.backend()
         _no_tf32(self.backend)
-        if self.backend == "jax":  # the last model's executables: see JaxRunner._build
-            import jax
-
-            jax.clear_caches()
         c, h, w = self.input_shape
         self.groups = build_keras_groups(self.spec, self.geometry, self.dtype, self.plant)
         inp = keras.Input(shape=(h, w, c), dtype=self.dtype)
