@@ -238,7 +238,10 @@ def out_shape(layers: list[dict], input_shape, batch: int = 1,
     net = None
     try:
         net = from_config(layers)
-        y = net.train(training).forward(np.zeros((batch, *input_shape), np.float32))
+        # a probe of shapes, not values: chained activation tails (GELU, SiLU at scales up to
+        # 16) can overflow float32 here, and a warning made an error must not crash the draw
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            y = net.train(training).forward(np.zeros((batch, *input_shape), np.float32))
     except (ValueError, TypeError, IndexError, ZeroDivisionError) as e:
         if net is None or "Received" in str(e):
             raise Invalid(str(e)) from None
