@@ -46,7 +46,7 @@ def _tail_rounding_tie(plan: dict, layers: list[dict], failure: dict) -> bool:
     return layers[i]["kind"] in _ELEMENTWISE and any(e["kind"] == "maxpool2d" for e in readers)
 
 
-def _has_tails(plan: dict) -> bool:
+def has_tails(plan: dict) -> bool:
     """The case drives an activation into its tails (reference.fuzz.generate.tails)."""
     return bool((plan.get("head") or {}).get("tails")) or any(
         b.get("tails") for b in plan.get("blocks", []))
@@ -57,7 +57,7 @@ def _saturated_tie(plan: dict, layers: list[dict], failure: dict) -> bool:
     on the tie-heavy inputs, the non-dyadic values the tails' affine map brings in) tie or not
     by the last ulp of each library's tanh, sigmoid or exp. Limited to such cases so that a
     max-pool backward bug still shows on every other case."""
-    return _has_tails(plan) and _tail_rounding_tie(plan, layers, failure)
+    return has_tails(plan) and _tail_rounding_tie(plan, layers, failure)
 
 
 KNOWN: tuple[Deviation, ...] = (

@@ -323,8 +323,7 @@ def _fd_sampled(plan: dict, index: int) -> bool:
     # the loss's curvature by up to its scale cubed and, where it saturates, the gradients
     # toward 0, so the centred difference misses the 1e-7 bar on a correct model (measured
     # 7e-6 at both steps, seed 0 case 12); the elementwise oracle (ulp.py) checks those instead
-    tails = plan["head"].get("tails") or any(b.get("tails") for b in plan["blocks"])
-    return (plan["dtype"] == "float64" and plan["input"] == "random" and not tails
+    return (plan["dtype"] == "float64" and plan["input"] == "random" and not known.has_tails(plan)
             and index % FD_EVERY == 0)
 
 
